@@ -1,0 +1,99 @@
+// kvsqueeze: command-line front end. Each subcommand lives in its own cmd_*.cpp.
+#include <omp.h>
+
+#include <cstdio>
+#include <exception>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "cli/common.h"
+#include "gguf/gguf_file.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace kvsqueeze {
+
+LoadedModel load_model(const std::string& path) {
+  auto file = std::make_shared<const GgufFile>(path);
+  LoadedModel m;
+  m.model = std::make_unique<Model>(file);
+  m.tokenizer = Tokenizer::from_gguf(*file);
+  return m;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(fmt::format("cannot read '{}'", path));
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+std::string read_prompt(const std::string& text, const std::string& file) {
+  if (!text.empty() && !file.empty()) throw std::invalid_argument("give either -p or -f, not both");
+  if (!file.empty()) return read_file(file);
+  if (text.empty()) throw std::invalid_argument("a prompt is required (-p TEXT or -f FILE)");
+  return text;
+}
+
+std::vector<int32_t> parse_ids(const std::string& s) {
+  std::vector<int32_t> ids;
+  std::string item;
+  std::stringstream ss(s);
+  while (std::getline(ss, item, ',')) {
+    // Also accept whitespace-separated ids (and a JSON array's brackets) in a file.
+    for (char& c : item)
+      if (c == '[' || c == ']' || c == '\n' || c == '\t' || c == '\r') c = ' ';
+    std::stringstream words(item);
+    std::string w;
+    while (words >> w) {
+      size_t used = 0;
+      long long v = 0;
+      try {
+        v = std::stoll(w, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != w.size() || v < INT32_MIN || v > INT32_MAX)
+        throw std::invalid_argument(fmt::format("'{}' is not a token id", w));
+      ids.push_back(static_cast<int32_t>(v));
+    }
+  }
+  if (ids.empty()) throw std::invalid_argument("no token ids given");
+  return ids;
+}
+
+void set_threads(int n) {
+  if (n > 0) omp_set_num_threads(n);
+}
+
+void add_threads_option(CLI::App* cmd, int& threads) {
+  cmd->add_option("-t,--threads", threads, "CPU threads (default: all cores)")->check(CLI::Range(1, 1024));
+}
+
+}  // namespace kvsqueeze
+
+int main(int argc, char** argv) {
+  CLI::App app{"kvsqueeze: LLM inference with a self-compressing KV cache"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "kvsqueeze 0.1.0");
+  kvsqueeze::add_info_command(app);
+  kvsqueeze::add_tokenize_command(app);
+  kvsqueeze::add_logits_command(app);
+  kvsqueeze::add_generate_command(app);
+  kvsqueeze::add_convert_command(app);
+  kvsqueeze::add_make_model_command(app);
+  kvsqueeze::add_demo_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,36 @@
+// Builds a GGUF v3 file: metadata in insertion order, tensors aligned to 32 bytes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "gguf/gguf_value.h"
+#include "tensor/dtype.h"
+
+namespace kvsqueeze {
+
+class GgufWriter {
+ public:
+  void set(const std::string& key, GgufValue value);
+  // Adds a tensor whose data (already encoded in `type`) is copied in.
+  void add_tensor(const std::string& name, std::vector<int64_t> dims, DType type, std::vector<uint8_t> data);
+  // Encodes float data into `type` row by row, then adds it.
+  void add_tensor_f32(const std::string& name, std::vector<int64_t> dims, DType type, const std::vector<float>& values);
+  // Writes to a temporary file then renames, so a failed write never leaves half a model.
+  void write(const std::string& path) const;
+
+  static constexpr uint64_t kAlignment = 32;
+
+ private:
+  struct Tensor {
+    std::string name;
+    std::vector<int64_t> dims;
+    DType type;
+    std::vector<uint8_t> data;
+  };
+  std::vector<std::pair<std::string, GgufValue>> kv_;
+  std::vector<Tensor> tensors_;
+};
+
+}  // namespace kvsqueeze

@@ -1,0 +1,24 @@
+// Element-wise and row-wise operations of the decoder (norms, RoPE, activations).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace kvsqueeze {
+
+// y = x / rms(x) * w over n elements (y may alias x).
+void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);
+
+// Rotary position embedding of one head vector in place.
+// neox=false rotates adjacent pairs (2i, 2i+1) (GGUF `llama`); neox=true rotates
+// (i, i + n_rot/2) (qwen2/qwen3). freq_factors (n_rot/2 values, may be null) divide the
+// frequencies, as Llama 3.1 scaling stores them in `rope_freqs.weight`.
+void rope(float* v, int64_t n_rot, int64_t pos, float base, bool neox, const float* freq_factors);
+
+// In-place softmax over n values.
+void softmax(float* x, int64_t n);
+
+// gate[i] = silu(gate[i]) * up[i]
+void silu_mul(float* gate, const float* up, int64_t n);
+
+}  // namespace kvsqueeze

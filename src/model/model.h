@@ -1,0 +1,55 @@
+// A decoder model bound to the weights of a GGUF file, and its forward pass.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "tensor/tensor_view.h"
+
+namespace kvsqueeze {
+
+class GgufFile;
+class KvCache;
+
+struct LayerWeights {
+  std::vector<float> attn_norm, ffn_norm;
+  std::vector<float> q_norm, k_norm;   // qwen3 only (per-head RMSNorm weights)
+  std::vector<float> bq, bk, bv;       // qwen2 only
+  MatrixView wq, wk, wv, wo, gate, up, down;
+};
+
+class Model {
+ public:
+  // Opens the file and binds every tensor; throws naming the missing or misshapen tensor.
+  static std::unique_ptr<Model> load(const std::string& path);
+  explicit Model(std::shared_ptr<const GgufFile> file);
+
+  const ModelConfig& config() const { return cfg_; }
+  const GgufFile& file() const { return *file_; }
+  std::shared_ptr<const GgufFile> file_ptr() const { return file_; }
+  KvCache make_cache() const;
+
+  // Runs n tokens at positions cache.next_pos() .. +n-1, appending their K/V rows.
+  // Writes logits for every token ([n][vocab]) when all_logits, else for the last one
+  // only ([vocab]). Throws if a token id is outside the vocabulary.
+  void forward(KvCache& cache, const int32_t* tokens, int64_t n, float* logits, bool all_logits) const;
+
+  // Bytes of weight data the model maps.
+  int64_t weight_bytes() const;
+
+ private:
+  std::vector<float> small_vector(const std::string& name, int64_t expect, bool required) const;
+  MatrixView matrix(const std::string& name, int64_t cols, int64_t rows, bool required) const;
+
+  std::shared_ptr<const GgufFile> file_;
+  ModelConfig cfg_;
+  MatrixView tok_embd_, output_;
+  std::vector<float> output_norm_;
+  std::vector<float> rope_freqs_;  // Llama 3.1 frequency factors, empty when absent
+  std::vector<LayerWeights> layers_;
+};
+
+}  // namespace kvsqueeze

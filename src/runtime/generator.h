@@ -1,0 +1,54 @@
+// The generation loop: prompt processing (in chunks) then one token at a time.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "cache/kv_cache.h"
+#include "runtime/sampler.h"
+
+namespace kvsqueeze {
+
+class Model;
+class Tokenizer;
+
+struct GenerationStats {
+  int64_t prompt_tokens = 0;
+  double prompt_seconds = 0;
+  int64_t generated_tokens = 0;
+  int64_t decode_passes = 0;     // one-token forward passes (the last sampled token needs none)
+  double decode_seconds = 0;
+  size_t kv_bytes = 0;           // bytes held by the KV rows at the end
+  size_t kv_bytes_reserved = 0;  // including growth slack
+  double prompt_tps() const { return prompt_seconds > 0 ? static_cast<double>(prompt_tokens) / prompt_seconds : 0; }
+  double decode_tps() const { return decode_seconds > 0 ? static_cast<double>(decode_passes) / decode_seconds : 0; }
+};
+
+struct GenerationOptions {
+  int n_predict = 64;
+  bool stop_at_eog = true;
+  SamplerOptions sampling;
+};
+
+class Generator {
+ public:
+  Generator(const Model& model, const Tokenizer* tokenizer);
+
+  // Reads the prompt into the cache and returns the logits after its last token.
+  std::vector<float> prefill(const std::vector<int32_t>& prompt);
+  // Generates up to n tokens after the prompt; on_token sees each id as it is produced.
+  std::vector<int32_t> generate(const std::vector<int32_t>& prompt, const GenerationOptions& opt,
+                                const std::function<void(int32_t)>& on_token = {});
+
+  const GenerationStats& stats() const { return stats_; }
+  KvCache& cache() { return cache_; }
+
+ private:
+  const Model& model_;
+  const Tokenizer* tok_;
+  KvCache cache_;
+  GenerationStats stats_;
+};
+
+}  // namespace kvsqueeze

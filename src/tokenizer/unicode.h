@@ -1,0 +1,19 @@
+// UTF-8 helpers and the GPT-2 byte <-> printable code point mapping.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace kvsqueeze {
+
+// Length of the UTF-8 sequence starting with byte c (1 for invalid lead bytes).
+int utf8_len(unsigned char c);
+std::string codepoint_to_utf8(uint32_t cp);
+
+// Byte-level BPE stores bytes as printable code points (GPT-2's table).
+const std::string& byte_to_unicode(uint8_t b);       // UTF-8 of the code point for byte b
+// Inverse: returns -1 when the UTF-8 character is not one of the 256 byte code points.
+int unicode_to_byte(std::string_view utf8_char);
+
+}  // namespace kvsqueeze
