@@ -89,6 +89,15 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    // CLI11 reports a missing required option before an unknown one; the unknown
+    // argument is the more useful message, so name it first.
+    std::vector<std::string> unknown = app.remaining();
+    for (const auto* sub : app.get_subcommands())
+      for (const auto& r : sub->remaining()) unknown.push_back(r);
+    if (!unknown.empty() && e.get_exit_code() != 0) {
+      fmt::print(stderr, "error: unknown argument '{}' (see --help)\n", unknown.front());
+      return 2;
+    }
     return app.exit(e);
   } catch (const std::exception& e) {
     std::fflush(stdout);

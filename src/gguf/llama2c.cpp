@@ -139,9 +139,11 @@ void convert_llama2c(const std::string& model_path, const std::string& tokenizer
     std::string text(reinterpret_cast<const char*>(tok.data() + pos), static_cast<size_t>(len));
     pos += static_cast<size_t>(len);
     // llama2.c stores SentencePiece pieces with plain spaces; GGUF keeps U+2581.
+    // Its special tokens carry newlines ("\n<s>\n"); GGUF files use the bare names.
     int32_t type = 1;
-    if (i == 0) type = 2;                       // <unk>
-    else if (i == 1 || i == 2) type = 3;        // <s>, </s>
+    if (i == 0) type = 2, text = "<unk>";
+    else if (i == 1) type = 3, text = "<s>";
+    else if (i == 2) type = 3, text = "</s>";
     else if (text.size() == 6 && text.rfind("<0x", 0) == 0 && text[5] == '>') type = 6;
     std::string escaped;
     for (char c : text) escaped += c == ' ' ? std::string("\xE2\x96\x81") : std::string(1, c);

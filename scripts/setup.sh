@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs every Debian package kvsqueeze needs, then configures and builds the
+# optimised build (build/release). Safe to run again: apt and cmake skip done work.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential cmake pkg-config git
+  libfmt-dev libcli11-dev nlohmann-json3-dev libpcre2-dev libgtest-dev
+  clang libclang-rt-14-dev  # the fuzz preset (libFuzzer)
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y "${missing[@]}"
+fi
+
+preset="${1:-release}"
+cmake --preset "$preset"
+cmake --build --preset "$preset"

@@ -1,0 +1,144 @@
+// The command-line front end, run as a user would: outputs, exit codes, error messages.
+#include <sys/wait.h>
+
+#include "test_util.h"
+
+using namespace kvsqueeze;
+
+namespace {
+struct CliResult {
+  int exit_code = -1;
+  bool crashed = false;
+  std::string out, err;
+};
+
+CliResult run(const std::string& args) {
+  const std::string out = test::temp_path("cli.out"), err = test::temp_path("cli.err");
+  const std::string cmd = std::string(KVSQUEEZE_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";
+  const int st = std::system(cmd.c_str());
+  CliResult r;
+  r.crashed = WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) > 128);
+  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  auto o = test::read_bytes(out), e = test::read_bytes(err);
+  r.out.assign(o.begin(), o.end());
+  r.err.assign(e.begin(), e.end());
+  return r;
+}
+
+// One clear message: non-zero exit, no crash, a single "error:" line naming the problem.
+void expect_clean_failure(const CliResult& r, const std::string& needle) {
+  EXPECT_FALSE(r.crashed) << r.err;
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr was: " << r.err;
+  EXPECT_LE(std::count(r.err.begin(), r.err.end(), '\n'), 3) << r.err;
+}
+
+const std::string kStories = "models/stories260K/stories260K.gguf";
+}  // namespace
+
+TEST(Cli, TokenizePrintsJsonIds) {
+  REQUIRE_FIXTURE(kStories);
+  CliResult r = run("tokenize -m " + test::shared_path(kStories) + " -p 'Once upon a time'");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "[1, 403, 407, 261, 378]\n");
+  r = run("tokenize -m " + test::shared_path(kStories) + " -p 'Once upon a time' --no-bos");
+  EXPECT_EQ(r.out, "[403, 407, 261, 378]\n");
+}
+
+TEST(Cli, TokenizeParsesSpecialTokensUnlessTold) {
+  REQUIRE_FIXTURE("vocab/ggml-vocab-qwen2.gguf");
+  const std::string m = test::shared_path("vocab/ggml-vocab-qwen2.gguf");
+  CliResult r = run("tokenize -m " + m + " -p '<|im_start|>hi'");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("[151644, ", 0), 0u) << r.out;
+  r = run("tokenize -m " + m + " -p '<|im_start|>hi' --no-parse-special");
+  EXPECT_EQ(r.out.find("151644"), std::string::npos) << r.out;
+}
+
+TEST(Cli, GenerateGreedyStreamsReferenceTextAndStats) {
+  REQUIRE_FIXTURE(kStories);
+  CliResult r = run("generate -m " + test::shared_path(kStories) + " -p 'Once upon a time' -n 20 --greedy -t 2");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("Once upon a time, there was a little girl named Lily.", 0), 0u) << r.out;
+  EXPECT_NE(r.err.find("tokens/s"), std::string::npos);
+  EXPECT_NE(r.err.find("KV cache"), std::string::npos);
+}
+
+TEST(Cli, SampledGenerationIsReproduciblePerSeed) {
+  REQUIRE_FIXTURE(kStories);
+  const std::string args = "generate -m " + test::shared_path(kStories) + " -p 'Once' -n 24 --temp 1.0 --top-k 20 --top-p 0.9 --seed ";
+  const CliResult a = run(args + "7"), b = run(args + "7"), c = run(args + "8");
+  EXPECT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_NE(a.out, c.out);
+}
+
+TEST(Cli, LogitsWritesEveryRow) {
+  REQUIRE_FIXTURE(kStories);
+  const std::string out = test::temp_path("cli-logits.f32");
+  CliResult r = run("logits -m " + test::shared_path(kStories) + " --ids 1,403,407 --out " + out);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(test::read_bytes(out).size(), 3u * 512u * 4u);
+}
+
+TEST(CliBadInput, NonExistentModel) {
+  expect_clean_failure(run("generate -m /nonexistent.gguf -p hi"), "cannot open");
+}
+
+TEST(CliBadInput, TruncatedModel) {
+  REQUIRE_FIXTURE(kStories);
+  auto bytes = test::read_bytes(test::shared_path(kStories));
+  bytes.resize(bytes.size() / 2);
+  const std::string path = test::temp_path("half.gguf");
+  test::write_bytes(path, bytes);
+  expect_clean_failure(run("generate -m " + path + " -p hi"), "past the end of the file");
+  expect_clean_failure(run("info -m " + path), "invalid GGUF file");
+}
+
+TEST(CliBadInput, NotAGgufFile) {
+  const std::string path = test::temp_path("text.gguf");
+  test::write_bytes(path, {'h', 'e', 'l', 'l', 'o', ' ', 'w', 'o', 'r', 'l', 'd', '\n'});
+  expect_clean_failure(run("info -m " + path), "wrong magic");
+}
+
+TEST(CliBadInput, IdsOutOfVocabulary) {
+  REQUIRE_FIXTURE(kStories);
+  expect_clean_failure(run("logits -m " + test::shared_path(kStories) + " --ids 1,512 --out " + test::temp_path("x.f32")),
+                       "outside the vocabulary");
+  expect_clean_failure(run("logits -m " + test::shared_path(kStories) + " --ids 1,-3 --out " + test::temp_path("x.f32")),
+                       "outside the vocabulary");
+  expect_clean_failure(run("logits -m " + test::shared_path(kStories) + " --ids 1,abc --out " + test::temp_path("x.f32")),
+                       "not a token id");
+}
+
+TEST(CliBadInput, UnknownOptionAndCommand) {
+  CliResult r = run("generate --frobnicate 3");
+  EXPECT_FALSE(r.crashed);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("frobnicate"), std::string::npos) << r.err;
+  r = run("fly");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_FALSE(r.crashed);
+}
+
+TEST(CliBadInput, ConflictingPromptSources) {
+  REQUIRE_FIXTURE(kStories);
+  expect_clean_failure(run("generate -m " + test::shared_path(kStories) + " -p a -f /etc/hostname"), "either -p or -f");
+  expect_clean_failure(run("generate -m " + test::shared_path(kStories)), "prompt is required");
+}
+
+TEST(CliBadInput, TruncatedLlama2cCheckpoint) {
+  REQUIRE_FIXTURE("models/stories260K/stories260K.bin");
+  auto bytes = test::read_bytes(test::shared_path("models/stories260K/stories260K.bin"));
+  bytes.resize(bytes.size() - 100);
+  const std::string path = test::temp_path("cut.bin");
+  test::write_bytes(path, bytes);
+  expect_clean_failure(run("convert llama2c --model " + path + " --tokenizer " +
+                           test::shared_path("models/stories260K/tok512.bin") + " --out " + test::temp_path("cut.gguf")),
+                       "truncated");
+}
+
+TEST(CliBadInput, MakeModelRejectsImpossibleShapes) {
+  expect_clean_failure(run("make-model --heads 3 --kv-heads 2 --out " + test::temp_path("bad.gguf")), "multiple");
+  expect_clean_failure(run("make-model --type q9_9 --out " + test::temp_path("bad.gguf")), "unsupported --type");
+}

@@ -1,0 +1,57 @@
+// Shared helpers for the test suite: fixture paths, temp files, comparisons.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+namespace kvsqueeze::test {
+
+inline std::string shared_path(const std::string& rel) { return std::string(KVSQUEEZE_SHARED_DIR) + "/" + rel; }
+
+// Skips the current test, with a visible notice, when a fixture under ../shared is absent.
+#define REQUIRE_FIXTURE(rel)                                                              \
+  do {                                                                                    \
+    if (!std::filesystem::exists(::kvsqueeze::test::shared_path(rel)))                    \
+      GTEST_SKIP() << "fixture " << ::kvsqueeze::test::shared_path(rel) << " not found"; \
+  } while (0)
+
+inline std::string temp_path(const std::string& name) {
+  std::filesystem::create_directories(KVSQUEEZE_TEST_TMP);
+  return std::string(KVSQUEEZE_TEST_TMP) + "/" + name;
+}
+
+inline std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+inline void write_bytes(const std::string& path, const std::vector<uint8_t>& b) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+}
+
+inline std::vector<float> read_f32(const std::string& path) {
+  auto b = read_bytes(path);
+  std::vector<float> v(b.size() / 4);
+  std::memcpy(v.data(), b.data(), v.size() * 4);
+  return v;
+}
+
+// ||a - b|| / ||b|| over n values.
+inline double rel_l2(const float* a, const float* b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; ++i) {
+    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    den += double(b[i]) * b[i];
+  }
+  return std::sqrt(num / den);
+}
+
+}  // namespace kvsqueeze::test
