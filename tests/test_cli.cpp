@@ -13,7 +13,10 @@ struct CliResult {
 };
 
 CliResult run(const std::string& args) {
-  const std::string out = test::temp_path("cli.out"), err = test::temp_path("cli.err");
+  // ctest runs tests in parallel processes: name the capture files after this test.
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  const std::string stem = std::string("cli-") + info->test_suite_name() + "-" + info->name();
+  const std::string out = test::temp_path(stem + ".out"), err = test::temp_path(stem + ".err");
   const std::string cmd = std::string(KVSQUEEZE_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";
   const int st = std::system(cmd.c_str());
   CliResult r;

@@ -161,7 +161,7 @@ class MadeModel : public ::testing::TestWithParam<DType> {};
 
 TEST_P(MadeModel, WeightsRoundTripThroughFile) {
   const DType type = GetParam();
-  const std::string f32_path = test::temp_path("made-f32.gguf");
+  const std::string f32_path = test::temp_path(std::string("made-f32-for-") + std::string(dtype_name(type)) + ".gguf");
   const std::string path = test::temp_path(std::string("made-") + std::string(dtype_name(type)) + ".gguf");
   make_random_model(small_spec(Arch::Llama, DType::F32), f32_path);
   make_random_model(small_spec(Arch::Llama, type), path);

@@ -1,0 +1,301 @@
+#include "kernels/quant_dot.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "tensor/half.h"
+#include "tensor/quant_blocks.h"
+
+namespace kvsqueeze {
+namespace {
+
+#define KVS_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+bool cpu_has_avx2() {
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  return ok;
+}
+
+// ---- activation quantization (portable) -------------------------------------------
+
+void quantize_act32(const float* x, ActBlock32* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, x += 32) {
+    float amax = 0;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
+    const float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+    int sum = 0;
+    for (int j = 0; j < 32; ++j) {
+      const int q = static_cast<int>(std::nearbyint(x[j] * id));
+      y[i].qs[j] = static_cast<int8_t>(q);
+      sum += q;
+    }
+    y[i].d = d;
+    y[i].sum = d * static_cast<float>(sum);
+  }
+}
+
+void quantize_act256(const float* x, ActBlock256* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, x += 256) {
+    float amax = 0;
+    for (int j = 0; j < 256; ++j) amax = std::max(amax, std::fabs(x[j]));
+    const float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+    for (int g = 0; g < 16; ++g) {
+      int sum = 0;
+      for (int j = 0; j < 16; ++j) {
+        const int q = static_cast<int>(std::nearbyint(x[16 * g + j] * id));
+        y[i].qs[16 * g + j] = static_cast<int8_t>(q);
+        sum += q;
+      }
+      y[i].bsums[g] = static_cast<int16_t>(sum);
+    }
+    y[i].d = d;
+  }
+}
+
+// ---- AVX2 helpers -----------------------------------------------------------------
+
+KVS_AVX2 inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+KVS_AVX2 inline int hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// 8 int32 sums of products of signed bytes a and b (maddubs needs one unsigned side,
+// so move a's sign onto b).
+KVS_AVX2 inline __m256i dot_s8(__m256i a, __m256i b) {
+  const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+  return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+// 8 int32 sums of products of unsigned bytes u (< 128) and signed bytes s.
+KVS_AVX2 inline __m256i dot_u8s8(__m256i u, __m256i s) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+// 16 packed nibbles -> 32 bytes: low nibbles first (elements 0..15), then high.
+KVS_AVX2 inline __m256i unpack_nibbles(const uint8_t* p) {
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i m = _mm_set1_epi8(0x0F);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
+}
+
+// Bit j of the 32-bit word -> byte j = 0x10 when set.
+KVS_AVX2 inline __m256i bits_to_0x10(const uint8_t* qh4) {
+  uint32_t bits;
+  std::memcpy(&bits, qh4, 4);
+  const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+  __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)), shuf);
+  const __m256i mask = _mm256_set1_epi64x(0x8040201008040201);
+  v = _mm256_cmpeq_epi8(_mm256_and_si256(v, mask), mask);
+  return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+// ---- 32-wide formats --------------------------------------------------------------
+
+KVS_AVX2 float dot_q8_0(const BlockQ8_0* w, const ActBlock32* x, int64_t nb) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs));
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(w[i].d) * x[i].d), _mm256_cvtepi32_ps(dot_s8(a, b)), acc);
+  }
+  return hsum(acc);
+}
+
+KVS_AVX2 float dot_q4_0(const BlockQ4_0* w, const ActBlock32* x, int64_t nb) {
+  __m256 acc = _mm256_setzero_ps();
+  const __m256i eight = _mm256_set1_epi8(8);
+  for (int64_t i = 0; i < nb; ++i) {
+    const __m256i a = _mm256_sub_epi8(unpack_nibbles(w[i].qs), eight);
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(w[i].d) * x[i].d), _mm256_cvtepi32_ps(dot_s8(a, b)), acc);
+  }
+  return hsum(acc);
+}
+
+KVS_AVX2 float dot_q4_1(const BlockQ4_1* w, const ActBlock32* x, int64_t nb) {
+  __m256 acc = _mm256_setzero_ps();
+  float offs = 0;
+  for (int64_t i = 0; i < nb; ++i) {
+    const __m256i a = unpack_nibbles(w[i].qs);
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(w[i].d) * x[i].d), _mm256_cvtepi32_ps(dot_u8s8(a, b)), acc);
+    offs += _cvtsh_ss(w[i].m) * x[i].sum;
+  }
+  return hsum(acc) + offs;
+}
+
+KVS_AVX2 float dot_q5_0(const BlockQ5_0* w, const ActBlock32* x, int64_t nb) {
+  __m256 acc = _mm256_setzero_ps();
+  const __m256i sixteen = _mm256_set1_epi8(16);
+  for (int64_t i = 0; i < nb; ++i) {
+    const __m256i q = _mm256_or_si256(unpack_nibbles(w[i].qs), bits_to_0x10(w[i].qh));
+    const __m256i a = _mm256_sub_epi8(q, sixteen);
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(w[i].d) * x[i].d), _mm256_cvtepi32_ps(dot_s8(a, b)), acc);
+  }
+  return hsum(acc);
+}
+
+KVS_AVX2 float dot_q5_1(const BlockQ5_1* w, const ActBlock32* x, int64_t nb) {
+  __m256 acc = _mm256_setzero_ps();
+  float offs = 0;
+  for (int64_t i = 0; i < nb; ++i) {
+    const __m256i a = _mm256_or_si256(unpack_nibbles(w[i].qs), bits_to_0x10(w[i].qh));
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(w[i].d) * x[i].d), _mm256_cvtepi32_ps(dot_u8s8(a, b)), acc);
+    offs += _cvtsh_ss(w[i].m) * x[i].sum;
+  }
+  return hsum(acc) + offs;
+}
+
+// ---- K formats --------------------------------------------------------------------
+
+// Σ over the 8 sub-blocks of min_j * (sum of the activations in sub-block j).
+inline int mins_dot(const uint8_t* mins, const int16_t* bsums) {
+  int s = 0;
+  for (int j = 0; j < 8; ++j) s += mins[j] * (bsums[2 * j] + bsums[2 * j + 1]);
+  return s;
+}
+
+KVS_AVX2 float dot_q4_k(const BlockQ4_K* w, const ActBlock256* x, int64_t nb) {
+  __m256 acc = _mm256_setzero_ps();
+  float offs = 0;
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  for (int64_t i = 0; i < nb; ++i) {
+    uint8_t sc[8], mn[8];
+    for (int j = 0; j < 8; ++j) k_scale_min(j, w[i].scales, sc[j], mn[j]);
+    __m256i sumi = _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs + 32 * c));
+      const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 64 * c));
+      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 64 * c + 32));
+      const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_set1_epi16(sc[2 * c]));
+      const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), _mm256_set1_epi16(sc[2 * c + 1]));
+      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+    }
+    const float dx = x[i].d;
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(w[i].d) * dx), _mm256_cvtepi32_ps(sumi), acc);
+    offs += _cvtsh_ss(w[i].dmin) * dx * static_cast<float>(mins_dot(mn, x[i].bsums));
+  }
+  return hsum(acc) - offs;
+}
+
+KVS_AVX2 float dot_q5_k(const BlockQ5_K* w, const ActBlock256* x, int64_t nb) {
+  __m256 acc = _mm256_setzero_ps();
+  float offs = 0;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+  for (int64_t i = 0; i < nb; ++i) {
+    uint8_t sc[8], mn[8];
+    for (int j = 0; j < 8; ++j) k_scale_min(j, w[i].scales, sc[j], mn[j]);
+    const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qh));
+    __m256i sumi = _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs + 32 * c));
+      const __m128i s0 = _mm_cvtsi32_si128(2 * c), s1 = _mm_cvtsi32_si128(2 * c + 1);
+      const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, s0), one), 4);
+      const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, s1), one), 4);
+      const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), h0);
+      const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1);
+      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 64 * c));
+      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 64 * c + 32));
+      const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_set1_epi16(sc[2 * c]));
+      const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), _mm256_set1_epi16(sc[2 * c + 1]));
+      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+    }
+    const float dx = x[i].d;
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(w[i].d) * dx), _mm256_cvtepi32_ps(sumi), acc);
+    offs += _cvtsh_ss(w[i].dmin) * dx * static_cast<float>(mins_dot(mn, x[i].bsums));
+  }
+  return hsum(acc) - offs;
+}
+
+KVS_AVX2 float dot_q6_k(const BlockQ6_K* w, const ActBlock256* x, int64_t nb) {
+  float acc = 0;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
+  for (int64_t i = 0; i < nb; ++i) {
+    const int8_t* sc = w[i].scales;
+    __m256i sumi = _mm256_setzero_si256();
+    for (int n = 0; n < 2; ++n) {
+      const uint8_t* ql = w[i].ql + 64 * n;
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qh + 32 * n));
+      const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+      const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+      const __m256i q[4] = {
+          _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4)),
+          _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4)),
+      };
+      for (int k = 0; k < 4; ++k) {
+        const int g = 8 * n + 2 * k;  // scale group of the first 16 values
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 128 * n + 32 * k));
+        const __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[g + 1]), _mm_set1_epi16(sc[g]));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], xv), scales));
+      }
+    }
+    // Values are stored +32: remove 32 * Σ scale_g * (sum of the activations in group g).
+    int offset = 0;
+    for (int g = 0; g < 16; ++g) offset += sc[g] * x[i].bsums[g];
+    const int total = hsum_i32(sumi) - 32 * offset;
+    acc += _cvtsh_ss(w[i].d) * x[i].d * static_cast<float>(total);
+  }
+  return acc;
+}
+
+}  // namespace
+
+bool has_quant_dot(DType t) {
+  if (!cpu_has_avx2()) return false;
+  switch (t) {
+    case DType::Q8_0: case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1:
+    case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
+      return true;
+    default:
+      return false;
+  }
+}
+
+int act_block_elems(DType t) { return traits(t).block_elems == 256 ? 256 : 32; }
+
+int64_t act_row_bytes(DType t, int64_t n) {
+  return act_block_elems(t) == 256 ? n / 256 * static_cast<int64_t>(sizeof(ActBlock256))
+                                   : n / 32 * static_cast<int64_t>(sizeof(ActBlock32));
+}
+
+void quantize_activations(DType t, const float* x, void* out, int64_t n) {
+  if (act_block_elems(t) == 256) quantize_act256(x, static_cast<ActBlock256*>(out), n / 256);
+  else quantize_act32(x, static_cast<ActBlock32*>(out), n / 32);
+}
+
+float quant_dot(DType t, const void* w, const void* a, int64_t n) {
+  const auto* a32 = static_cast<const ActBlock32*>(a);
+  const auto* a256 = static_cast<const ActBlock256*>(a);
+  switch (t) {
+    case DType::Q8_0: return dot_q8_0(static_cast<const BlockQ8_0*>(w), a32, n / 32);
+    case DType::Q4_0: return dot_q4_0(static_cast<const BlockQ4_0*>(w), a32, n / 32);
+    case DType::Q4_1: return dot_q4_1(static_cast<const BlockQ4_1*>(w), a32, n / 32);
+    case DType::Q5_0: return dot_q5_0(static_cast<const BlockQ5_0*>(w), a32, n / 32);
+    case DType::Q5_1: return dot_q5_1(static_cast<const BlockQ5_1*>(w), a32, n / 32);
+    case DType::Q4_K: return dot_q4_k(static_cast<const BlockQ4_K*>(w), a256, n / 256);
+    case DType::Q5_K: return dot_q5_k(static_cast<const BlockQ5_K*>(w), a256, n / 256);
+    case DType::Q6_K: return dot_q6_k(static_cast<const BlockQ6_K*>(w), a256, n / 256);
+    default: return 0.0f;
+  }
+}
+
+}  // namespace kvsqueeze
