@@ -1,5 +1,7 @@
 #include "cache/kv_cache.h"
 
+#include <algorithm>
+
 namespace kvsqueeze {
 
 KvCache::KvCache(int n_layer, int n_head_kv, int head_dim, int head_dim_v)
@@ -14,11 +16,21 @@ void KvCache::append(int layer, int h, const float* k, const float* v, int32_t p
   if (pos >= next_pos_) next_pos_ = pos + 1;
 }
 
+namespace {
+// Grows geometrically: reserving exactly size + n on every decode step would copy the
+// whole head each time.
+template <typename T>
+void grow(std::vector<T>& v, size_t extra) {
+  const size_t need = v.size() + extra;
+  if (need > v.capacity()) v.reserve(std::max(need, v.capacity() * 2));
+}
+}  // namespace
+
 void KvCache::reserve_more(int64_t n) {
   for (auto& r : heads_) {
-    r.k.reserve(r.k.size() + static_cast<size_t>(n * head_dim_));
-    r.v.reserve(r.v.size() + static_cast<size_t>(n * head_dim_v_));
-    r.pos.reserve(r.pos.size() + static_cast<size_t>(n));
+    grow(r.k, static_cast<size_t>(n * head_dim_));
+    grow(r.v, static_cast<size_t>(n * head_dim_v_));
+    grow(r.pos, static_cast<size_t>(n));
   }
 }
 

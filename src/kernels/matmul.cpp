@@ -4,6 +4,7 @@
 
 #include <vector>
 
+#include "kernels/quant_dot.h"
 #include "tensor/quant.h"
 
 namespace kvsqueeze {
@@ -34,7 +35,49 @@ void matmul_reference(const MatrixView& w, const float* x, int64_t n_tokens, flo
   }
 }
 
+namespace {
+
+// Quantized weights: activations go to 8-bit blocks once, then integer dot products.
+void matmul_quantized(const MatrixView& w, const float* x, int64_t n_tokens, float* y) {
+  const int64_t arb = act_row_bytes(w.type, w.cols);
+  std::vector<uint8_t> act(static_cast<size_t>(n_tokens * arb));
+#pragma omp parallel for schedule(static) if (n_tokens > 1)
+  for (int64_t t = 0; t < n_tokens; ++t) quantize_activations(w.type, x + t * w.cols, act.data() + t * arb, w.cols);
+  // Rows in blocks so a block's weights stay in L1 while every token passes over them;
+  // inside a block, register tiles of kRows x kTokens (4 x 1 when decoding one token).
+  constexpr int64_t kRowBlock = 16;
+  const int kRows = n_tokens < 4 ? 4 : 2, kTokens = n_tokens < 4 ? 1 : 4;
+  const int64_t n_blocks = (w.rows + kRowBlock - 1) / kRowBlock;
+  const int64_t stride = w.row_stride();
+#pragma omp parallel for schedule(static)
+  for (int64_t blk = 0; blk < n_blocks; ++blk) {
+    const int64_t r0 = blk * kRowBlock, r1 = std::min(w.rows, r0 + kRowBlock);
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokens) {
+      const int nt = static_cast<int>(std::min<int64_t>(kTokens, n_tokens - t0));
+      const void* a[4];
+      for (int k = 0; k < nt; ++k) a[k] = act.data() + (t0 + k) * arb;
+      for (int64_t r = r0; r < r1; r += kRows) {
+        const int nr = static_cast<int>(std::min<int64_t>(kRows, r1 - r));
+        const void* rows[4];
+        for (int k = 0; k < nr; ++k) rows[k] = w.data + (r + k) * stride;
+        // Decoding streams each weight once: fetch the next tile's rows ahead of use.
+        if (n_tokens < 4 && r + 2 * kRows <= w.rows) {
+          const char* next = reinterpret_cast<const char*>(w.data + (r + kRows) * stride);
+          for (int64_t off = 0; off < kRows * stride; off += 64) __builtin_prefetch(next + off);
+        }
+        quant_dot_tile(w.type, rows, nr, a, nt, w.cols, y + t0 * w.rows + r, w.rows);
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y) {
+  if (has_quant_dot(w.type)) {
+    matmul_quantized(w, x, n_tokens, y);
+    return;
+  }
   constexpr int64_t kRowBlock = 8;
   const int64_t n_blocks = (w.rows + kRowBlock - 1) / kRowBlock;
 #pragma omp parallel

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace kvsqueeze {
 
@@ -12,19 +13,31 @@ void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale * w[i];
 }
 
-void rope(float* v, int64_t n_rot, int64_t pos, float base, bool neox, const float* freq_factors) {
-  const int64_t half = n_rot / 2;
-  for (int64_t i = 0; i < half; ++i) {
+void rope_angles(int64_t n_rot, int64_t pos, float base, const float* freq_factors, float* cos_out, float* sin_out) {
+  for (int64_t i = 0; i < n_rot / 2; ++i) {
     double freq = std::pow(static_cast<double>(base), -2.0 * static_cast<double>(i) / static_cast<double>(n_rot));
     if (freq_factors) freq /= freq_factors[i];
     const double theta = static_cast<double>(pos) * freq;
-    const float c = static_cast<float>(std::cos(theta)), s = static_cast<float>(std::sin(theta));
+    cos_out[i] = static_cast<float>(std::cos(theta));
+    sin_out[i] = static_cast<float>(std::sin(theta));
+  }
+}
+
+void rope_apply(float* v, int64_t n_rot, bool neox, const float* cos_v, const float* sin_v) {
+  const int64_t half = n_rot / 2;
+  for (int64_t i = 0; i < half; ++i) {
     const int64_t a = neox ? i : 2 * i;
     const int64_t b = neox ? i + half : 2 * i + 1;
     const float x0 = v[a], x1 = v[b];
-    v[a] = x0 * c - x1 * s;
-    v[b] = x0 * s + x1 * c;
+    v[a] = x0 * cos_v[i] - x1 * sin_v[i];
+    v[b] = x0 * sin_v[i] + x1 * cos_v[i];
   }
+}
+
+void rope(float* v, int64_t n_rot, int64_t pos, float base, bool neox, const float* freq_factors) {
+  std::vector<float> c(static_cast<size_t>(n_rot / 2)), s(c.size());
+  rope_angles(n_rot, pos, base, freq_factors, c.data(), s.data());
+  rope_apply(v, n_rot, neox, c.data(), s.data());
 }
 
 void softmax(float* x, int64_t n) {

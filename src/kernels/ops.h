@@ -15,6 +15,11 @@ void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);
 // frequencies, as Llama 3.1 scaling stores them in `rope_freqs.weight`.
 void rope(float* v, int64_t n_rot, int64_t pos, float base, bool neox, const float* freq_factors);
 
+// The same rotation split in two: the angles of one position (n_rot/2 cos and sin
+// values, computed once and shared by every head and layer), then their application.
+void rope_angles(int64_t n_rot, int64_t pos, float base, const float* freq_factors, float* cos_out, float* sin_out);
+void rope_apply(float* v, int64_t n_rot, bool neox, const float* cos_v, const float* sin_v);
+
 // In-place softmax over n values.
 void softmax(float* x, int64_t n);
 

@@ -32,5 +32,11 @@ int64_t act_row_bytes(DType t, int64_t n);
 void quantize_activations(DType t, const float* x, void* out, int64_t n);
 // Dot product of one weight row (n elements of type t) with one quantized activation row.
 float quant_dot(DType t, const void* w_row, const void* act_row, int64_t n);
+// A tile of dot products: n_rows weight rows x n_act activation rows, written to
+// out[a * out_stride + r]. Uses a register-blocked kernel where one exists (weights and
+// activations each loaded once per tile), else loops quant_dot.
+void quant_dot_tile(DType t, const void* const* w_rows, int n_rows, const void* const* act_rows, int n_act, int64_t n,
+                    float* out, int64_t out_stride);
+bool has_tile_kernel(DType t);
 
 }  // namespace kvsqueeze

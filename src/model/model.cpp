@@ -9,6 +9,7 @@
 
 #include "cache/kv_cache.h"
 #include "gguf/gguf_file.h"
+#include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "tensor/quant.h"
@@ -127,6 +128,11 @@ void Model::forward(KvCache& cache, const int32_t* tokens, int64_t n, float* log
   for (int64_t t = 0; t < n; ++t) dequantize_row(tok_embd_.type, tok_embd_.row(tokens[t]), &x[t * dim], dim);
   cache.reserve_more(n);
   const float* ff = rope_freqs_.empty() ? nullptr : rope_freqs_.data();
+  // RoPE angles depend on the position only: compute them once for all layers and heads.
+  const int64_t half_rot = c.n_rot / 2;
+  std::vector<float> rope_cos(static_cast<size_t>(n * half_rot)), rope_sin(rope_cos.size());
+  for (int64_t t = 0; t < n; ++t)
+    rope_angles(c.n_rot, pos0 + t, c.rope_base, ff, &rope_cos[t * half_rot], &rope_sin[t * half_rot]);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 
   for (int l = 0; l < c.n_layer; ++l) {
@@ -143,12 +149,12 @@ void Model::forward(KvCache& cache, const int32_t* tokens, int64_t n, float* log
       for (int h = 0; h < c.n_head; ++h) {
         float* qh = &q[t * q_w + h * hd];
         if (!w.q_norm.empty()) rms_norm(qh, w.q_norm.data(), qh, hd, c.rms_eps);
-        rope(qh, c.n_rot, pos, c.rope_base, c.rope_neox, ff);
+        rope_apply(qh, c.n_rot, c.rope_neox, &rope_cos[t * half_rot], &rope_sin[t * half_rot]);
       }
       for (int h = 0; h < c.n_head_kv; ++h) {
         float* kh = &k[t * k_w + h * hd];
         if (!w.k_norm.empty()) rms_norm(kh, w.k_norm.data(), kh, hd, c.rms_eps);
-        rope(kh, c.n_rot, pos, c.rope_base, c.rope_neox, ff);
+        rope_apply(kh, c.n_rot, c.rope_neox, &rope_cos[t * half_rot], &rope_sin[t * half_rot]);
         cache.append(l, h, kh, &v[t * v_w + h * hdv], static_cast<int32_t>(pos));
       }
     }
@@ -161,21 +167,8 @@ void Model::forward(KvCache& cache, const int32_t* tokens, int64_t n, float* log
       for (int64_t t = 0; t < n; ++t)
         for (int h = 0; h < c.n_head; ++h) {
           const HeadRows& rows = cache.head(l, h / G);
-          const int32_t pos = static_cast<int32_t>(pos0 + t);
-          const float* qh = &q[t * q_w + h * hd];
-          const int64_t m = rows.size();
-          scores.assign(static_cast<size_t>(m), -INFINITY);
-          for (int64_t j = 0; j < m; ++j)
-            if (rows.pos[static_cast<size_t>(j)] <= pos) scores[static_cast<size_t>(j)] = dot_f32(qh, &rows.k[j * hd], hd) * scale;
-          softmax(scores.data(), m);
-          float* out = &att[t * o_w + h * hdv];
-          std::fill(out, out + hdv, 0.0f);
-          for (int64_t j = 0; j < m; ++j) {
-            const float p = scores[static_cast<size_t>(j)];
-            if (p == 0.0f) continue;
-            const float* vr = &rows.v[j * hdv];
-            for (int64_t i = 0; i < hdv; ++i) out[i] += p * vr[i];
-          }
+          attend(&q[t * q_w + h * hd], rows.k.data(), rows.v.data(), rows.pos.data(), rows.size(), hd, hdv,
+                 static_cast<int32_t>(pos0 + t), scale, &att[t * o_w + h * hdv], scores);
         }
     }
     matmul(w.wo, att.data(), n, proj.data());

@@ -41,9 +41,15 @@ std::optional<DTypeTraits> dtype_traits(uint32_t raw_id) {
 }
 
 const DTypeTraits& traits(DType t) {
-  for (const auto& e : kTypes)
-    if (e.id == static_cast<uint32_t>(t)) return e.t;
-  throw std::logic_error("traits: unknown dtype");
+  // Indexed by id: this sits on hot paths (row strides).
+  static const auto by_id = [] {
+    std::array<const DTypeTraits*, 31> a{};
+    for (const auto& e : kTypes) a[e.id] = &e.t;
+    return a;
+  }();
+  const auto id = static_cast<uint32_t>(t);
+  if (id >= by_id.size() || !by_id[id]) throw std::logic_error("traits: unknown dtype");
+  return *by_id[id];
 }
 
 std::string_view dtype_name(DType t) { return traits(t).name; }
