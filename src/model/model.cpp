@@ -158,17 +158,18 @@ void Model::forward(KvCache& cache, const int32_t* tokens, int64_t n, float* log
         cache.append(l, h, kh, &v[t * v_w + h * hdv], static_cast<int32_t>(pos));
       }
     }
-    // Attention: each query head reads the rows of its own KV head (ragged-ready).
+    // Attention: the G query heads of a group read the rows of their own KV head
+    // (ragged-ready: nothing assumes heads hold the same rows).
     const int G = c.group();
 #pragma omp parallel
     {
-      std::vector<float> scores;
-#pragma omp for collapse(2) schedule(dynamic, 4)
+      std::vector<float> scratch;
+#pragma omp for collapse(2) schedule(dynamic, 2)
       for (int64_t t = 0; t < n; ++t)
-        for (int h = 0; h < c.n_head; ++h) {
-          const HeadRows& rows = cache.head(l, h / G);
-          attend(&q[t * q_w + h * hd], rows.k.data(), rows.v.data(), rows.pos.data(), rows.size(), hd, hdv,
-                 static_cast<int32_t>(pos0 + t), scale, &att[t * o_w + h * hdv], scores);
+        for (int kh = 0; kh < c.n_head_kv; ++kh) {
+          const HeadRows& rows = cache.head(l, kh);
+          attend_group(&q[t * q_w + kh * G * hd], hd, G, rows.k.data(), rows.v.data(), rows.pos.data(), rows.size(),
+                       hd, hdv, static_cast<int32_t>(pos0 + t), scale, &att[t * o_w + kh * G * hdv], hdv, scratch);
         }
     }
     matmul(w.wo, att.data(), n, proj.data());
