@@ -50,7 +50,7 @@ static float exp_shifted(float* p, int64_t n, float mx) {
   for (int64_t j = 0; j < n; ++j) {
     float x = p[j] - mx;
     x = x < -87.0f ? -87.0f : x;  // below this the result underflows to ~0 anyway
-    const float kf = __builtin_roundevenf(x * 1.44269504088896341f);
+    const float kf = __builtin_rintf(x * 1.44269504088896341f);
     const float r = x - kf * 0.693359375f + kf * 2.12194440e-4f;
     float y = 1.0f / 720 ;
     y = y * r + 1.0f / 120;

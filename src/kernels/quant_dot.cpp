@@ -1,5 +1,6 @@
 #include "kernels/quant_dot.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
 
 // GCC 12's AVX-512 headers trip -Wmaybe-uninitialized inside their own cast/reduce
@@ -22,13 +23,23 @@ namespace {
 #define KVS_VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
 
 bool cpu_has_vnni512() {
-  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  // AVX-512 VNNI is CPUID leaf 7 ECX bit 11 (clang's __builtin_cpu_supports lacks the name).
+  static const bool ok = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    const bool vnni = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 11));
+    return vnni && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+  }();
   return ok;
 }
 
 bool cpu_has_avx2() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  // F16C is CPUID leaf 1 ECX bit 29 (clang's __builtin_cpu_supports lacks the name).
+  static const bool ok = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    const bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+    return f16c && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
   return ok;
 }
 
