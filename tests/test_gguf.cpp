@@ -143,6 +143,16 @@ TEST(GgufBadInput, WellFormedBaselineLoads) {
   EXPECT_EQ(f.tensors().size(), 1u);
 }
 
+TEST(GgufBadInput, VersionTwoLoads) {
+  RawGguf r;
+  r.version = 2;  // same layout as v3 for little-endian files
+  const std::string path = test::temp_path("v2.gguf");
+  test::write_bytes(path, r.bytes());
+  GgufFile f(path);
+  EXPECT_EQ(f.version(), 2u);
+  EXPECT_EQ(f.get_string("general.architecture"), "llama");
+}
+
 TEST(GgufBadInput, NonExistentFile) {
   try {
     GgufFile f("/nonexistent/model.gguf");

@@ -92,6 +92,17 @@ void GgufWriter::add_tensor_f32(const std::string& name, std::vector<int64_t> di
   add_tensor(name, std::move(dims), type, std::move(data));
 }
 
+void GgufWriter::set_spm_tokenizer(const std::vector<std::string>& texts, const std::vector<float>& scores,
+                                   const std::vector<int32_t>& types) {
+  set("tokenizer.ggml.model", GgufValue::str("llama"));
+  set("tokenizer.ggml.tokens", GgufValue::string_array(texts));
+  set("tokenizer.ggml.scores", GgufValue::f32_array(scores));
+  set("tokenizer.ggml.token_type", GgufValue::i32_array(types));
+  set("tokenizer.ggml.unknown_token_id", GgufValue::u32(0));
+  set("tokenizer.ggml.bos_token_id", GgufValue::u32(1));
+  set("tokenizer.ggml.eos_token_id", GgufValue::u32(2));
+}
+
 void GgufWriter::write(const std::string& path) const {
   const std::string tmp = path + ".tmp";
   std::FILE* f = std::fopen(tmp.c_str(), "wb");

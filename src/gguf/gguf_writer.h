@@ -17,6 +17,10 @@ class GgufWriter {
   void add_tensor(const std::string& name, std::vector<int64_t> dims, DType type, std::vector<uint8_t> data);
   // Encodes float data into `type` row by row, then adds it.
   void add_tensor_f32(const std::string& name, std::vector<int64_t> dims, DType type, const std::vector<float>& values);
+  // Stores a SentencePiece-style tokenizer (model `llama`, <unk>=0, <s>=1, </s>=2) the way
+  // llama.cpp's converters do. types are GGUF token types (1 normal ... 6 byte).
+  void set_spm_tokenizer(const std::vector<std::string>& texts, const std::vector<float>& scores,
+                         const std::vector<int32_t>& types);
   // Writes to a temporary file then renames, so a failed write never leaves half a model.
   void write(const std::string& path) const;
 

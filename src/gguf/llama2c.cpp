@@ -151,13 +151,7 @@ void convert_llama2c(const std::string& model_path, const std::string& tokenizer
     scores.push_back(score);
     types.push_back(type);
   }
-  w.set("tokenizer.ggml.model", GgufValue::str("llama"));
-  w.set("tokenizer.ggml.tokens", GgufValue::string_array(texts));
-  w.set("tokenizer.ggml.scores", GgufValue::f32_array(scores));
-  w.set("tokenizer.ggml.token_type", GgufValue::i32_array(types));
-  w.set("tokenizer.ggml.unknown_token_id", GgufValue::u32(0));
-  w.set("tokenizer.ggml.bos_token_id", GgufValue::u32(1));
-  w.set("tokenizer.ggml.eos_token_id", GgufValue::u32(2));
+  w.set_spm_tokenizer(texts, scores, types);
   w.write(out_path);
 }
 

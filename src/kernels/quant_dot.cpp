@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "tensor/half.h"
 #include "tensor/quant_blocks.h"
@@ -193,46 +194,27 @@ inline int mins_dot(const uint8_t* mins, const int16_t* bsums) {
   return s;
 }
 
-KVS_AVX2 float dot_q4_k(const BlockQ4_K* w, const ActBlock256* x, int64_t nb) {
-  __m256 acc = _mm256_setzero_ps();
-  float offs = 0;
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
-  for (int64_t i = 0; i < nb; ++i) {
-    uint8_t sc[8], mn[8];
-    for (int j = 0; j < 8; ++j) k_scale_min(j, w[i].scales, sc[j], mn[j]);
-    __m256i sumi = _mm256_setzero_si256();
-    for (int c = 0; c < 4; ++c) {
-      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs + 32 * c));
-      const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 64 * c));
-      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 64 * c + 32));
-      const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_set1_epi16(sc[2 * c]));
-      const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), _mm256_set1_epi16(sc[2 * c + 1]));
-      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
-    }
-    const float dx = x[i].d;
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(w[i].d) * dx), _mm256_cvtepi32_ps(sumi), acc);
-    offs += _cvtsh_ss(w[i].dmin) * dx * static_cast<float>(mins_dot(mn, x[i].bsums));
-  }
-  return hsum(acc) - offs;
-}
-
-KVS_AVX2 float dot_q5_k(const BlockQ5_K* w, const ActBlock256* x, int64_t nb) {
+// Q4_K and Q5_K share everything but Q5_K's fifth bit (one bit plane per 32 values).
+template <typename Block>
+KVS_AVX2 float dot_k_scale_min(const Block* w, const ActBlock256* x, int64_t nb) {
+  constexpr bool kFiveBits = std::is_same_v<Block, BlockQ5_K>;
   __m256 acc = _mm256_setzero_ps();
   float offs = 0;
   const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
   for (int64_t i = 0; i < nb; ++i) {
     uint8_t sc[8], mn[8];
     for (int j = 0; j < 8; ++j) k_scale_min(j, w[i].scales, sc[j], mn[j]);
-    const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qh));
+    __m256i hb = _mm256_setzero_si256();
+    if constexpr (kFiveBits) hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qh));
     __m256i sumi = _mm256_setzero_si256();
     for (int c = 0; c < 4; ++c) {
       const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs + 32 * c));
-      const __m128i s0 = _mm_cvtsi32_si128(2 * c), s1 = _mm_cvtsi32_si128(2 * c + 1);
-      const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, s0), one), 4);
-      const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, s1), one), 4);
-      const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), h0);
-      const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1);
+      __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+      if constexpr (kFiveBits) {
+        const __m128i s0 = _mm_cvtsi32_si128(2 * c), s1 = _mm_cvtsi32_si128(2 * c + 1);
+        lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, s0), one), 4));
+        hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, s1), one), 4));
+      }
       const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 64 * c));
       const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 64 * c + 32));
       const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_set1_epi16(sc[2 * c]));
@@ -389,8 +371,8 @@ float quant_dot(DType t, const void* w, const void* a, int64_t n) {
     case DType::Q4_1: return dot_q4_1(static_cast<const BlockQ4_1*>(w), a32, n / 32);
     case DType::Q5_0: return dot_q5_0(static_cast<const BlockQ5_0*>(w), a32, n / 32);
     case DType::Q5_1: return dot_q5_1(static_cast<const BlockQ5_1*>(w), a32, n / 32);
-    case DType::Q4_K: return dot_q4_k(static_cast<const BlockQ4_K*>(w), a256, n / 256);
-    case DType::Q5_K: return dot_q5_k(static_cast<const BlockQ5_K*>(w), a256, n / 256);
+    case DType::Q4_K: return dot_k_scale_min(static_cast<const BlockQ4_K*>(w), a256, n / 256);
+    case DType::Q5_K: return dot_k_scale_min(static_cast<const BlockQ5_K*>(w), a256, n / 256);
     case DType::Q6_K: return dot_q6_k(static_cast<const BlockQ6_K*>(w), a256, n / 256);
     default: return 0.0f;
   }

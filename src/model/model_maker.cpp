@@ -78,13 +78,7 @@ void add_tokenizer(const ModelSpec& s, GgufWriter& w, int& vocab) {
   }
   std::vector<float> scores(texts.size());
   for (size_t i = 0; i < scores.size(); ++i) scores[i] = -static_cast<float>(i);
-  w.set("tokenizer.ggml.model", GgufValue::str("llama"));
-  w.set("tokenizer.ggml.tokens", GgufValue::string_array(texts));
-  w.set("tokenizer.ggml.scores", GgufValue::f32_array(scores));
-  w.set("tokenizer.ggml.token_type", GgufValue::i32_array(types));
-  w.set("tokenizer.ggml.bos_token_id", GgufValue::u32(1));
-  w.set("tokenizer.ggml.eos_token_id", GgufValue::u32(2));
-  w.set("tokenizer.ggml.unknown_token_id", GgufValue::u32(0));
+  w.set_spm_tokenizer(texts, scores, types);
   vocab = s.vocab;
 }
 

@@ -121,12 +121,17 @@ void dequant_q6_k(const BlockQ6_K* b, float* y, int64_t nb) {
 
 inline int nearest(float x) { return static_cast<int>(std::lround(x)); }
 
+// The value of largest magnitude, sign kept (the symmetric formats map it to -levels).
+float signed_absmax(const float* x, int n) {
+  float amax = 0, vmax = 0;
+  for (int j = 0; j < n; ++j)
+    if (std::fabs(x[j]) > amax) amax = std::fabs(x[j]), vmax = x[j];
+  return vmax;
+}
+
 void quant_q4_0(const float* x, BlockQ4_0* b, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, x += kQK) {
-    float amax = 0, vmax = 0;
-    for (int j = 0; j < kQK; ++j)
-      if (std::fabs(x[j]) > amax) amax = std::fabs(x[j]), vmax = x[j];
-    const float d = vmax / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
+    const float d = signed_absmax(x, kQK) / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
     b[i].d = f2h(d);
     for (int j = 0; j < 16; ++j) {
       const int a = std::clamp(nearest(x[j] * id) + 8, 0, 15);
@@ -170,10 +175,7 @@ void pack_q5(Block& b, const int* q) {
 
 void quant_q5_0(const float* x, BlockQ5_0* b, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, x += kQK) {
-    float amax = 0, vmax = 0;
-    for (int j = 0; j < kQK; ++j)
-      if (std::fabs(x[j]) > amax) amax = std::fabs(x[j]), vmax = x[j];
-    const float d = vmax / -16.0f, id = d != 0 ? 1.0f / d : 0.0f;
+    const float d = signed_absmax(x, kQK) / -16.0f, id = d != 0 ? 1.0f / d : 0.0f;
     b[i].d = f2h(d);
     int q[kQK];
     for (int j = 0; j < kQK; ++j) q[j] = std::clamp(nearest(x[j] * id) + 16, 0, 31);
