@@ -275,13 +275,12 @@ KVS_VNNI void dot_q8_0_vnni(const BlockQ8_0* const* w, const ActBlock32* const* 
   int64_t i = 0;
   for (; i + 2 <= nb; i += 2) {
     __m512i xv[T];
-    float dx0[T], dx1[T];
+    __m512 dx[T];  // lanes 0-7: first block's scale, 8-15: second block's
     for (int t = 0; t < T; ++t) {
       const ActBlock32* a = x[t] + i;
       xv[t] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[0].qs))),
                                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[1].qs)), 1);
-      dx0[t] = a[0].d;
-      dx1[t] = a[1].d;
+      dx[t] = _mm512_insertf32x8(_mm512_set1_ps(a[0].d), _mm256_set1_ps(a[1].d), 1);
     }
     for (int r = 0; r < R; ++r) {
       const BlockQ8_0* b = w[r] + i;
@@ -290,12 +289,11 @@ KVS_VNNI void dot_q8_0_vnni(const BlockQ8_0* const* w, const ActBlock32* const* 
                              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[1].qs)), 1);
       const __m512i aw = _mm512_abs_epi8(wv);
       const __mmask64 neg = _mm512_movepi8_mask(wv);
-      const float d0 = _cvtsh_ss(b[0].d), d1 = _cvtsh_ss(b[1].d);
+      const __m512 dw = _mm512_insertf32x8(_mm512_set1_ps(_cvtsh_ss(b[0].d)), _mm256_set1_ps(_cvtsh_ss(b[1].d)), 1);
       for (int t = 0; t < T; ++t) {
         const __m512i sx = _mm512_mask_sub_epi8(xv[t], neg, _mm512_setzero_si512(), xv[t]);
         const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw, sx);
-        const __m512 sc = _mm512_insertf32x8(_mm512_set1_ps(d0 * dx0[t]), _mm256_set1_ps(d1 * dx1[t]), 1);
-        acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc[r][t]);
+        acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, dx[t]), acc[r][t]);
       }
     }
   }
