@@ -46,7 +46,7 @@ void matmul_quantized(const MatrixView& w, const float* x, int64_t n_tokens, flo
   // Rows in blocks so a block's weights stay in L1 while every token passes over them;
   // inside a block, register tiles of kRows x kTokens (4 x 1 when decoding one token).
   constexpr int64_t kRowBlock = 16;
-  const int kRows = n_tokens < 4 ? 4 : 2, kTokens = n_tokens < 4 ? 1 : 4;
+  const int kRows = 4, kTokens = n_tokens < 4 ? 1 : 4;
   const int64_t n_blocks = (w.rows + kRowBlock - 1) / kRowBlock;
   const int64_t stride = w.row_stride();
 #pragma omp parallel for schedule(static)
