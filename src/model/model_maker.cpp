@@ -33,9 +33,16 @@ uint64_t name_hash(const std::string& s) {
   return h;
 }
 
+// llama.cpp's fallbacks for rows that a 256-wide K format cannot hold, so made models
+// carry the same type mix as downloaded Q4_K_M / Q5_K_M files of the same shape.
 DType type_for(DType wanted, int64_t cols) {
   if (cols % traits(wanted).block_elems == 0) return wanted;
-  return cols % 32 == 0 ? DType::Q8_0 : DType::F16;
+  if (cols % 32 != 0) return DType::F16;
+  switch (wanted) {
+    case DType::Q4_K: return DType::Q5_0;
+    case DType::Q5_K: return DType::Q5_1;
+    default: return DType::Q8_0;
+  }
 }
 
 // Each tensor draws from its own stream (seed, name), so shapes elsewhere do not
@@ -73,8 +80,9 @@ void add_tokenizer(const ModelSpec& s, GgufWriter& w, int& vocab) {
   for (char a = 'a'; a <= 'z'; ++a)
     for (char b = 'a'; b <= 'z'; ++b) extra.push_back(std::string(1, a) + b);
   for (size_t i = 0; static_cast<int>(texts.size()) < s.vocab; ++i) {
+    // Filler pieces are normal tokens so a random model's output is visible text.
     texts.push_back(i < extra.size() ? extra[i] : fmt::format("<extra_{}>", i));
-    types.push_back(i < extra.size() ? 1 : 5);
+    types.push_back(1);
   }
   std::vector<float> scores(texts.size());
   for (size_t i = 0; i < scores.size(); ++i) scores[i] = -static_cast<float>(i);

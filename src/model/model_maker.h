@@ -35,8 +35,9 @@ struct ModelSpec {
 std::optional<ModelSpec> named_shape(const std::string& name);
 
 // Fills a writer with metadata, tokenizer and random tensors. Matrices whose row length
-// is not a multiple of the type's block size fall back to Q8_0 (or F16), as llama.cpp's
-// quantizer does; norms stay F32.
+// is not a multiple of the type's block size fall back as llama.cpp's quantizer does
+// (Q4_K -> Q5_0, Q5_K -> Q5_1, others -> Q8_0; F16 when not even 32 divides it);
+// norms stay F32.
 void build_random_model(const ModelSpec& spec, GgufWriter& w);
 void make_random_model(const ModelSpec& spec, const std::string& out_path);
 
