@@ -2,42 +2,54 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+
+#include "tensor/quant.h"
 
 
 namespace kvsqueeze {
 
-// scores[g][j] = dot(q[g], keys[j]) * scale for g < G, j < m: each key row is loaded once
-// for the whole group of query heads.
+// Row j of a view as floats: a pointer into the view for f32, else decoded into buf.
+inline const float* row_f32(DType type, const uint8_t* base, int64_t stride, int64_t j, int64_t n, float* buf) {
+  const uint8_t* p = base + j * stride;
+  if (type == DType::F32) return reinterpret_cast<const float*>(p);
+  dequantize_row(type, p, buf, n);
+  return buf;
+}
+
 __attribute__((target_clones("avx512f", "avx2", "default")))
-static void score_rows(const float* q, int64_t q_stride, int G, const float* keys, int64_t m, int64_t hd, float scale,
-                       float* scores) {
+static float dot16(const float* a, const float* b, int64_t n) {
+  float acc[16] = {};
+  int64_t d = 0;
+  for (; d + 16 <= n; d += 16)
+    for (int u = 0; u < 16; ++u) acc[u] += a[d + u] * b[d + u];
+  float s = 0;
+  for (; d < n; ++d) s += a[d] * b[d];
+  for (float x : acc) s += x;
+  return s;
+}
+
+// scores[g * stride + j] = dot(q[g], key j) * scale for j < m: each key row is decoded
+// and loaded once for the whole group of query heads.
+static void score_rows(const float* q, int64_t q_stride, int G, const RowsView& v, int64_t m, int64_t hd, float scale,
+                       float* scores, int64_t stride, float* buf) {
   for (int64_t j = 0; j < m; ++j) {
-    const float* k = keys + j * hd;
-    for (int g = 0; g < G; ++g) {
-      const float* qg = q + g * q_stride;
-      float acc[16] = {};
-      int64_t d = 0;
-      for (; d + 16 <= hd; d += 16)
-        for (int u = 0; u < 16; ++u) acc[u] += qg[d + u] * k[d + u];
-      float s = 0;
-      for (; d < hd; ++d) s += qg[d] * k[d];
-      for (float a : acc) s += a;
-      scores[g * m + j] = s * scale;
-    }
+    const float* k = row_f32(v.type, v.k, v.k_stride, j, hd, buf);
+    for (int g = 0; g < G; ++g) scores[g * stride + j] = dot16(q + g * q_stride, k, hd) * scale;
   }
 }
 
-// out[g] += Σ_j p[g][j] * values[j] for g < G (p already normalised).
 __attribute__((target_clones("avx512f", "avx2", "default")))
-static void mix_values(const float* p, int G, const float* values, int64_t m, int64_t hdv, float* out,
-                       int64_t out_stride) {
+static void axpy(float a, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+// out[g] += Σ_j p[g][j] * value j for g < G (p already normalised).
+static void mix_values(const float* p, int64_t stride, int G, const RowsView& v, int64_t m, int64_t hdv, float* out,
+                       int64_t out_stride, float* buf) {
   for (int64_t j = 0; j < m; ++j) {
-    const float* v = values + j * hdv;
-    for (int g = 0; g < G; ++g) {
-      const float w = p[g * m + j];
-      float* o = out + g * out_stride;
-      for (int64_t i = 0; i < hdv; ++i) o[i] += w * v[i];
-    }
+    const float* val = row_f32(v.type, v.v, v.v_stride, j, hdv, buf);
+    for (int g = 0; g < G; ++g) axpy(p[g * stride + j], val, out + g * out_stride, hdv);
   }
 }
 
@@ -68,24 +80,33 @@ static float exp_shifted(float* p, int64_t n, float mx) {
   return sum;
 }
 
-void attend_group(const float* q, int64_t q_stride, int G, const float* keys, const float* values,
-                  const int32_t* pos, int64_t m, int64_t hd, int64_t hdv, int32_t q_pos, float scale, float* out,
-                  int64_t out_stride, std::vector<float>& scratch) {
-  // Rows are kept in ascending position order, so the visible rows are a prefix.
-  const int64_t visible = std::upper_bound(pos, pos + m, q_pos) - pos;
+void attend_group(const float* q, int64_t q_stride, int G, const RowsView* views, int n_views, int64_t hd,
+                  int64_t hdv, int32_t q_pos, float scale, float* out, int64_t out_stride,
+                  std::vector<float>& scratch) {
+  constexpr int kMaxViews = 4;
+  if (n_views > kMaxViews) throw std::logic_error("attend_group: too many row views");
+  int64_t visible[kMaxViews], total = 0;
+  for (int i = 0; i < n_views; ++i) {
+    visible[i] = std::upper_bound(views[i].pos, views[i].pos + views[i].n, q_pos) - views[i].pos;
+    total += visible[i];
+  }
   for (int g = 0; g < G; ++g)
     for (int64_t i = 0; i < hdv; ++i) out[g * out_stride + i] = 0.0f;
-  if (visible == 0) return;
-  scratch.resize(static_cast<size_t>(G * visible));
+  if (total == 0) return;
+  const int64_t width = std::max(hd, hdv);
+  scratch.resize(static_cast<size_t>(G * total + width));
   float* p = scratch.data();
-  score_rows(q, q_stride, G, keys, visible, hd, scale, p);
+  float* buf = p + G * total;
+  for (int64_t i = 0, off = 0; i < n_views; off += visible[i], ++i)
+    score_rows(q, q_stride, G, views[i], visible[i], hd, scale, p + off, total, buf);
   for (int g = 0; g < G; ++g) {
-    float* pg = p + g * visible;
-    const float mx = *std::max_element(pg, pg + visible);
-    const float inv = 1.0f / exp_shifted(pg, visible, mx);
-    for (int64_t j = 0; j < visible; ++j) pg[j] *= inv;
+    float* pg = p + g * total;
+    const float mx = *std::max_element(pg, pg + total);
+    const float inv = 1.0f / exp_shifted(pg, total, mx);
+    for (int64_t j = 0; j < total; ++j) pg[j] *= inv;
   }
-  mix_values(p, G, values, visible, hdv, out, out_stride);
+  for (int64_t i = 0, off = 0; i < n_views; off += visible[i], ++i)
+    mix_values(p + off, total, G, views[i], visible[i], hdv, out, out_stride, buf);
 }
 
 }  // namespace kvsqueeze

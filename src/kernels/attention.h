@@ -5,14 +5,17 @@
 #include <cstdint>
 #include <vector>
 
+#include "cache/kv_cache.h"
+
 namespace kvsqueeze {
 
-// For g < G: out[g][hdv] = softmax(q[g]·K^T * scale over rows with pos <= q_pos) · V.
-// q is [G][hd] with rows q_stride apart; out is [G][hdv] with rows out_stride apart.
-// keys [m][hd], values [m][hdv]; rows must be in ascending position order (the cache
-// keeps them so), which makes the visible rows a prefix. scratch is resized as needed.
-void attend_group(const float* q, int64_t q_stride, int G, const float* keys, const float* values,
-                  const int32_t* pos, int64_t m, int64_t hd, int64_t hdv, int32_t q_pos, float scale, float* out,
-                  int64_t out_stride, std::vector<float>& scratch);
+// For g < G: out[g][hdv] = softmax(q[g]·K^T * scale over visible rows) · V, where the
+// rows are those of `views` in order (e.g. the compressed cache, then a layer's fresh
+// rows) and a row is visible when its position <= q_pos. Each view's rows must be in
+// ascending position order, which makes its visible rows a prefix.
+// q is [G][hd] with rows q_stride floats apart; out is [G][hdv], out_stride apart.
+void attend_group(const float* q, int64_t q_stride, int G, const RowsView* views, int n_views, int64_t hd,
+                  int64_t hdv, int32_t q_pos, float scale, float* out, int64_t out_stride,
+                  std::vector<float>& scratch);
 
 }  // namespace kvsqueeze

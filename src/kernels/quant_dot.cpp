@@ -1,6 +1,5 @@
 #include "kernels/quant_dot.h"
 
-#include <cpuid.h>
 #include <immintrin.h>
 
 // GCC 12's AVX-512 headers trip -Wmaybe-uninitialized inside their own cast/reduce
@@ -13,6 +12,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "tensor/cpu_features.h"
 #include "tensor/half.h"
 #include "tensor/quant_blocks.h"
 
@@ -22,27 +22,6 @@ namespace {
 #define KVS_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 #define KVS_VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
-
-bool cpu_has_vnni512() {
-  // AVX-512 VNNI is CPUID leaf 7 ECX bit 11 (clang's __builtin_cpu_supports lacks the name).
-  static const bool ok = [] {
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    const bool vnni = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 11));
-    return vnni && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-  }();
-  return ok;
-}
-
-bool cpu_has_avx2() {
-  // F16C is CPUID leaf 1 ECX bit 29 (clang's __builtin_cpu_supports lacks the name).
-  static const bool ok = [] {
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    const bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
-    return f16c && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return ok;
-}
 
 // ---- activation quantization (portable) -------------------------------------------
 
@@ -307,7 +286,7 @@ KVS_VNNI void dot_q8_0_vnni(const BlockQ8_0* const* w, const ActBlock32* const* 
 
 }  // namespace
 
-bool has_tile_kernel(DType t) { return t == DType::Q8_0 && cpu_has_vnni512(); }
+bool has_tile_kernel(DType t) { return t == DType::Q8_0 && cpu_has_avx512_vnni(); }
 
 void quant_dot_tile(DType t, const void* const* w_rows, int n_rows, const void* const* act, int n_act, int64_t n,
                     float* out, int64_t out_stride) {
@@ -338,7 +317,7 @@ void quant_dot_tile(DType t, const void* const* w_rows, int n_rows, const void* 
 }
 
 bool has_quant_dot(DType t) {
-  if (!cpu_has_avx2()) return false;
+  if (!cpu_has_avx2_fma_f16c()) return false;
   switch (t) {
     case DType::Q8_0: case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1:
     case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -12,6 +13,7 @@
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "press/press.h"
 #include "tensor/quant.h"
 
 namespace kvsqueeze {
@@ -95,7 +97,9 @@ Model::Model(std::shared_ptr<const GgufFile> file) : file_(std::move(file)), cfg
   }
 }
 
-KvCache Model::make_cache() const { return KvCache(cfg_.n_layer, cfg_.n_head_kv, cfg_.head_dim, cfg_.head_dim_v); }
+KvCache Model::make_cache(DType kv_type) const {
+  return KvCache(cfg_.n_layer, cfg_.n_head_kv, cfg_.head_dim, cfg_.head_dim_v, kv_type);
+}
 
 int64_t Model::weight_bytes() const {
   int64_t b = 0;
@@ -109,24 +113,38 @@ void add_bias(float* x, const std::vector<float>& b, int64_t n_tok, int64_t widt
   for (int64_t t = 0; t < n_tok; ++t)
     for (int64_t i = 0; i < width; ++i) x[t * width + i] += b[static_cast<size_t>(i)];
 }
+constexpr int64_t kTile = 256;  // tokens per step inside a layer: bounds activation memory
 }  // namespace
 
-void Model::forward(KvCache& cache, const int32_t* tokens, int64_t n, float* logits, bool all_logits) const {
+void Model::forward(KvCache& cache, const int32_t* tokens, int64_t n, float* logits, bool all_logits,
+                    LayerPress* press) const {
   const ModelConfig& c = cfg_;
   for (int64_t t = 0; t < n; ++t)
     if (tokens[t] < 0 || tokens[t] >= c.vocab)
       throw std::runtime_error(fmt::format("token id {} is outside the vocabulary (0..{})", tokens[t], c.vocab - 1));
   if (n <= 0) return;
+  if (cache.n_layer() != c.n_layer || cache.n_head_kv() != c.n_head_kv || cache.head_dim() != c.head_dim)
+    throw std::invalid_argument("the KV cache was made for a different model shape");
   const int32_t pos0 = cache.next_pos();
-  const int64_t dim = c.dim, hd = c.head_dim, hdv = c.head_dim_v;
+  const int64_t dim = c.dim, hd = c.head_dim, hdv = c.head_dim_v, G = c.group();
   const int64_t q_w = c.n_head * hd, k_w = c.n_head_kv * hd, v_w = c.n_head_kv * hdv, o_w = c.n_head * hdv;
-  std::vector<float> x(static_cast<size_t>(n * dim)), xn(x.size());
-  std::vector<float> q(static_cast<size_t>(n * q_w)), k(static_cast<size_t>(n * k_w)), v(static_cast<size_t>(n * v_w));
-  std::vector<float> att(static_cast<size_t>(n * o_w)), proj(x.size());
-  std::vector<float> g(static_cast<size_t>(n * c.ffn)), u(g.size());
+  const int64_t tile = std::min(n, kTile);
+
+  // Persist across layers: the hidden state of every token and, per layer, its fresh
+  // K/V (all n rows, float32) until the press has chosen what the cache keeps.
+  std::vector<float> x(static_cast<size_t>(n * dim));
+  std::vector<float> fresh_k(static_cast<size_t>(n * k_w)), fresh_v(static_cast<size_t>(n * v_w));
+  std::vector<int32_t> positions(static_cast<size_t>(n));
+  for (int64_t t = 0; t < n; ++t) positions[static_cast<size_t>(t)] = pos0 + static_cast<int32_t>(t);
+  const int64_t window = press ? std::min<int64_t>(press->window(), n) : 0;
+  std::vector<float> q_window(static_cast<size_t>(window * q_w));
+  std::vector<float> q_all(press && press->needs_all_queries() ? static_cast<size_t>(n * q_w) : 0);
+  // Per tile.
+  std::vector<float> xn(static_cast<size_t>(tile * dim)), q(static_cast<size_t>(tile * q_w));
+  std::vector<float> att(static_cast<size_t>(tile * o_w)), proj(xn.size());
+  std::vector<float> g(static_cast<size_t>(tile * c.ffn)), u(g.size());
 
   for (int64_t t = 0; t < n; ++t) dequantize_row(tok_embd_.type, tok_embd_.row(tokens[t]), &x[t * dim], dim);
-  cache.reserve_more(n);
   const float* ff = rope_freqs_.empty() ? nullptr : rope_freqs_.data();
   // RoPE angles depend on the position only: compute them once for all layers and heads.
   const int64_t half_rot = c.n_rot / 2;
@@ -137,56 +155,96 @@ void Model::forward(KvCache& cache, const int32_t* tokens, int64_t n, float* log
 
   for (int l = 0; l < c.n_layer; ++l) {
     const LayerWeights& w = layers_[static_cast<size_t>(l)];
-    for (int64_t t = 0; t < n; ++t) rms_norm(&x[t * dim], w.attn_norm.data(), &xn[t * dim], dim, c.rms_eps);
-    matmul(w.wq, xn.data(), n, q.data());
-    matmul(w.wk, xn.data(), n, k.data());
-    matmul(w.wv, xn.data(), n, v.data());
-    add_bias(q.data(), w.bq, n, q_w);
-    add_bias(k.data(), w.bk, n, k_w);
-    add_bias(v.data(), w.bv, n, v_w);
-    for (int64_t t = 0; t < n; ++t) {
-      const int64_t pos = pos0 + t;
-      for (int h = 0; h < c.n_head; ++h) {
-        float* qh = &q[t * q_w + h * hd];
-        if (!w.q_norm.empty()) rms_norm(qh, w.q_norm.data(), qh, hd, c.rms_eps);
-        rope_apply(qh, c.n_rot, c.rope_neox, &rope_cos[t * half_rot], &rope_sin[t * half_rot]);
-      }
-      for (int h = 0; h < c.n_head_kv; ++h) {
-        float* kh = &k[t * k_w + h * hd];
-        if (!w.k_norm.empty()) rms_norm(kh, w.k_norm.data(), kh, hd, c.rms_eps);
-        rope_apply(kh, c.n_rot, c.rope_neox, &rope_cos[t * half_rot], &rope_sin[t * half_rot]);
-        cache.append(l, h, kh, &v[t * v_w + h * hdv], static_cast<int32_t>(pos));
-      }
-    }
-    // Attention: the G query heads of a group read the rows of their own KV head
-    // (ragged-ready: nothing assumes heads hold the same rows).
-    const int G = c.group();
-#pragma omp parallel
-    {
-      std::vector<float> scratch;
-#pragma omp for collapse(2) schedule(dynamic, 2)
-      for (int64_t t = 0; t < n; ++t)
-        for (int kh = 0; kh < c.n_head_kv; ++kh) {
-          const HeadRows& rows = cache.head(l, kh);
-          attend_group(&q[t * q_w + kh * G * hd], hd, G, rows.k.data(), rows.v.data(), rows.pos.data(), rows.size(),
-                       hd, hdv, static_cast<int32_t>(pos0 + t), scale, &att[t * o_w + kh * G * hdv], hdv, scratch);
+    for (int64_t t0 = 0; t0 < n; t0 += tile) {
+      const int64_t nt = std::min(tile, n - t0);
+      float* xt = &x[t0 * dim];
+      float* kt = &fresh_k[t0 * k_w];
+      float* vt = &fresh_v[t0 * v_w];
+      for (int64_t t = 0; t < nt; ++t) rms_norm(&xt[t * dim], w.attn_norm.data(), &xn[t * dim], dim, c.rms_eps);
+      matmul(w.wq, xn.data(), nt, q.data());
+      matmul(w.wk, xn.data(), nt, kt);
+      matmul(w.wv, xn.data(), nt, vt);
+      add_bias(q.data(), w.bq, nt, q_w);
+      add_bias(kt, w.bk, nt, k_w);
+      add_bias(vt, w.bv, nt, v_w);
+      for (int64_t t = 0; t < nt; ++t) {
+        const float* rc = &rope_cos[(t0 + t) * half_rot];
+        const float* rs = &rope_sin[(t0 + t) * half_rot];
+        for (int h = 0; h < c.n_head; ++h) {
+          float* qh = &q[t * q_w + h * hd];
+          if (!w.q_norm.empty()) rms_norm(qh, w.q_norm.data(), qh, hd, c.rms_eps);
+          rope_apply(qh, c.n_rot, c.rope_neox, rc, rs);
         }
+        for (int h = 0; h < c.n_head_kv; ++h) {
+          float* kh = &kt[t * k_w + h * hd];
+          if (!w.k_norm.empty()) rms_norm(kh, w.k_norm.data(), kh, hd, c.rms_eps);
+          rope_apply(kh, c.n_rot, c.rope_neox, rc, rs);
+        }
+        const int64_t gt = t0 + t;  // index in the whole pass
+        if (gt >= n - window) std::copy_n(&q[t * q_w], q_w, &q_window[(gt - (n - window)) * q_w]);
+        if (!q_all.empty()) std::copy_n(&q[t * q_w], q_w, &q_all[gt * q_w]);
+      }
+      // Attention: the G query heads of a group read the cached rows of their KV head
+      // (whatever subset survived compression) and then this pass's fresh rows.
+#pragma omp parallel
+      {
+        std::vector<float> scratch;
+#pragma omp for collapse(2) schedule(dynamic, 2)
+        for (int64_t t = 0; t < nt; ++t)
+          for (int kh = 0; kh < c.n_head_kv; ++kh) {
+            const RowsView views[2] = {
+                cache.view(l, kh),
+                RowsView{DType::F32, reinterpret_cast<const uint8_t*>(&fresh_k[kh * hd]),
+                         reinterpret_cast<const uint8_t*>(&fresh_v[kh * hdv]), positions.data(), t0 + nt,
+                         k_w * static_cast<int64_t>(sizeof(float)), v_w * static_cast<int64_t>(sizeof(float))}};
+            attend_group(&q[t * q_w + kh * G * hd], hd, static_cast<int>(G), views, 2, hd, hdv, pos0 + static_cast<int32_t>(t0 + t),
+                         scale, &att[t * o_w + kh * G * hdv], hdv, scratch);
+          }
+      }
+      matmul(w.wo, att.data(), nt, proj.data());
+      for (int64_t i = 0; i < nt * dim; ++i) xt[i] += proj[static_cast<size_t>(i)];
+      for (int64_t t = 0; t < nt; ++t) rms_norm(&xt[t * dim], w.ffn_norm.data(), &xn[t * dim], dim, c.rms_eps);
+      matmul(w.gate, xn.data(), nt, g.data());
+      matmul(w.up, xn.data(), nt, u.data());
+      silu_mul(g.data(), u.data(), nt * c.ffn);
+      matmul(w.down, g.data(), nt, proj.data());
+      for (int64_t i = 0; i < nt * dim; ++i) xt[i] += proj[static_cast<size_t>(i)];
     }
-    matmul(w.wo, att.data(), n, proj.data());
-    for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
 
-    for (int64_t t = 0; t < n; ++t) rms_norm(&x[t * dim], w.ffn_norm.data(), &xn[t * dim], dim, c.rms_eps);
-    matmul(w.gate, xn.data(), n, g.data());
-    matmul(w.up, xn.data(), n, u.data());
-    silu_mul(g.data(), u.data(), static_cast<int64_t>(g.size()));
-    matmul(w.down, g.data(), n, proj.data());
-    for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
+    // The layer is done with its full K/V: store what the press keeps (all without one).
+    std::vector<std::vector<int64_t>> keep;
+    if (press) {
+      LayerSnapshot snap;
+      snap.layer = l;
+      snap.cfg = &cfg_;
+      snap.n = n;
+      snap.pos = positions.data();
+      snap.k = fresh_k.data();
+      snap.v = fresh_v.data();
+      snap.window = window;
+      snap.q_window = q_window.data();
+      snap.q_all = q_all.empty() ? nullptr : q_all.data();
+      snap.wo = &w.wo;
+      keep = press->select(snap);
+      if (static_cast<int>(keep.size()) != c.n_head_kv) throw std::logic_error("press returned a wrong number of heads");
+    }
+    for (int h = 0; h < c.n_head_kv; ++h) {
+      const int64_t kept = press ? static_cast<int64_t>(keep[static_cast<size_t>(h)].size()) : n;
+      cache.reserve_more(l, kept);
+      for (int64_t i = 0; i < kept; ++i) {
+        const int64_t t = press ? keep[static_cast<size_t>(h)][static_cast<size_t>(i)] : i;
+        cache.append(l, h, &fresh_k[t * k_w + h * hd], &fresh_v[t * v_w + h * hdv], positions[static_cast<size_t>(t)]);
+      }
+    }
   }
+  cache.set_next_pos(pos0 + static_cast<int32_t>(n));
 
   const int64_t first = all_logits ? 0 : n - 1;
-  const int64_t n_out = n - first;
-  for (int64_t t = first; t < n; ++t) rms_norm(&x[t * dim], output_norm_.data(), &xn[(t - first) * dim], dim, c.rms_eps);
-  matmul(output_, xn.data(), n_out, logits);
+  for (int64_t t0 = first; t0 < n; t0 += tile) {
+    const int64_t nt = std::min(tile, n - t0);
+    for (int64_t t = 0; t < nt; ++t) rms_norm(&x[(t0 + t) * dim], output_norm_.data(), &xn[t * dim], dim, c.rms_eps);
+    matmul(output_, xn.data(), nt, logits + (t0 - first) * c.vocab);
+  }
 }
 
 }  // namespace kvsqueeze

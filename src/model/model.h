@@ -7,12 +7,14 @@
 #include <vector>
 
 #include "model/config.h"
+#include "tensor/dtype.h"
 #include "tensor/tensor_view.h"
 
 namespace kvsqueeze {
 
 class GgufFile;
 class KvCache;
+class LayerPress;
 
 struct LayerWeights {
   std::vector<float> attn_norm, ffn_norm;
@@ -30,12 +32,17 @@ class Model {
   const ModelConfig& config() const { return cfg_; }
   const GgufFile& file() const { return *file_; }
   std::shared_ptr<const GgufFile> file_ptr() const { return file_; }
-  KvCache make_cache() const;
+  // An empty cache for this model; f16 storage unless told otherwise (f32, q8_0).
+  KvCache make_cache(DType kv_type = DType::F16) const;
 
-  // Runs n tokens at positions cache.next_pos() .. +n-1, appending their K/V rows.
-  // Writes logits for every token ([n][vocab]) when all_logits, else for the last one
-  // only ([vocab]). Throws if a token id is outside the vocabulary.
-  void forward(KvCache& cache, const int32_t* tokens, int64_t n, float* logits, bool all_logits) const;
+  // Runs n tokens at positions cache.next_pos() .. +n-1, layer by layer: the whole pass
+  // goes through layer l (in token tiles) before layer l+1, attending to the cached rows
+  // and its own causal rows. After each layer the press (if any) picks the rows each KV
+  // head keeps; only those are stored, so peak KV memory is the compressed cache plus
+  // one layer's full K/V. Writes logits for every token ([n][vocab]) when all_logits,
+  // else for the last one ([vocab]). Throws if a token id is outside the vocabulary.
+  void forward(KvCache& cache, const int32_t* tokens, int64_t n, float* logits, bool all_logits,
+               LayerPress* press = nullptr) const;
 
   // Bytes of weight data the model maps.
   int64_t weight_bytes() const;

@@ -21,12 +21,9 @@ std::vector<float> Generator::prefill(const std::vector<int32_t>& prompt) {
   const int64_t vocab = model_.config().vocab;
   std::vector<float> logits(static_cast<size_t>(vocab));
   const double t0 = now();
-  const int64_t chunk = 512;  // bounds activation memory for long prompts
-  cache_.reserve_more(static_cast<int64_t>(prompt.size()));
-  for (size_t i = 0; i < prompt.size(); i += chunk) {
-    const int64_t n = std::min<int64_t>(chunk, static_cast<int64_t>(prompt.size() - i));
-    model_.forward(cache_, prompt.data() + i, n, logits.data(), false);
-  }
+  // One layer-major pass over the whole prompt (the model tiles it internally), so a
+  // press sees each layer's full prompt K/V once.
+  model_.forward(cache_, prompt.data(), static_cast<int64_t>(prompt.size()), logits.data(), false);
   stats_.prompt_tokens += static_cast<int64_t>(prompt.size());
   stats_.prompt_seconds += now() - t0;
   return logits;

@@ -6,6 +6,9 @@
 #include <stdexcept>
 #include <string>
 
+#include <immintrin.h>
+
+#include "tensor/cpu_features.h"
 #include "tensor/half.h"
 #include "tensor/quant_blocks.h"
 
@@ -13,6 +16,21 @@ namespace kvsqueeze {
 namespace {
 
 inline float h2f(uint16_t h) { return fp16_to_fp32(h); }
+
+// F16 rows convert on the F16C unit when there is one (KV rows are stored as f16).
+__attribute__((target("avx2,f16c"))) void f16_to_f32_f16c(const uint16_t* s, float* d, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
+  for (; i < n; ++i) d[i] = fp16_to_fp32(s[i]);
+}
+
+__attribute__((target("avx2,f16c"))) void f32_to_f16_f16c(const float* s, uint16_t* d, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i), _mm256_cvtps_ph(_mm256_loadu_ps(s + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; ++i) d[i] = fp32_to_fp16(s[i]);
+}
 inline uint16_t f2h(float f) { return fp32_to_fp16(f); }
 
 // ---- decoding -------------------------------------------------------------------
@@ -308,6 +326,7 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
     case DType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * 4); return;
     case DType::F16: {
       const auto* s = static_cast<const uint16_t*>(src);
+      if (cpu_has_avx2_fma_f16c()) return f16_to_f32_f16c(s, dst, n);
       for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(s[i]);
       return;
     }
@@ -335,6 +354,7 @@ void quantize_row(DType t, const float* src, void* dst, int64_t n) {
     case DType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * 4); return;
     case DType::F16: {
       auto* d = static_cast<uint16_t*>(dst);
+      if (cpu_has_avx2_fma_f16c()) return f32_to_f16_f16c(src, d, n);
       for (int64_t i = 0; i < n; ++i) d[i] = fp32_to_fp16(src[i]);
       return;
     }
