@@ -1,9 +1,11 @@
-// kvsqueeze generate: stream a continuation of a prompt, then report speed and KV bytes.
+// kvsqueeze generate: stream a continuation of a prompt (optionally with a compressed
+// KV cache), then report speed, KV bytes and per-layer head budgets.
 #include <cstdio>
 
 #include <fmt/format.h>
 
 #include "cli/common.h"
+#include "cli/press_options.h"
 #include "model/model.h"
 #include "runtime/generator.h"
 #include "tokenizer/tokenizer.h"
@@ -12,17 +14,20 @@ namespace kvsqueeze {
 
 void add_generate_command(CLI::App& app) {
   struct Opts {
-    std::string model, text, file;
+    std::string model, text, file, context, question, dump;
     int n = 64, threads = 0, top_k = 40;
     bool greedy = false, no_parse_special = false;
     float temp = 0.8f, top_p = 0.95f;
     uint64_t seed = 0;
+    PressOptions press;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("generate", "Generate text from a prompt");
   cmd->add_option("-m,--model", o->model, "GGUF model file")->required();
-  cmd->add_option("-p,--prompt", o->text, "prompt text");
+  cmd->add_option("-p,--prompt", o->text, "prompt text (question-aware: the window is the prompt's tail)");
   cmd->add_option("-f,--file", o->file, "file with the prompt");
+  cmd->add_option("--context", o->context, "question-agnostic: file with a context compressed on its own ...");
+  cmd->add_option("--question", o->question, "... then this text is read against the compressed cache");
   cmd->add_option("-n,--n-predict", o->n, "tokens to generate")->check(CLI::Range(0, 1 << 24));
   cmd->add_flag("--greedy", o->greedy, "always take the most likely token");
   cmd->add_option("--temp", o->temp, "sampling temperature (0 = greedy)")->check(CLI::Range(0.0f, 100.0f));
@@ -30,19 +35,33 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--top-p", o->top_p, "keep the smallest set with this probability mass")->check(CLI::Range(0.0f, 1.0f));
   cmd->add_option("--seed", o->seed, "sampling seed");
   cmd->add_flag("--no-parse-special", o->no_parse_special, "treat special-token text in the prompt as plain text");
+  cmd->add_option("--dump-selection", o->dump, "write the kept positions of every layer and KV head as JSON");
+  add_press_options(cmd, o->press);
   add_threads_option(cmd, o->threads);
   cmd->callback([o] {
     set_threads(o->threads);
     if (o->greedy && (o->temp != 0.8f || o->top_k != 40 || o->top_p != 0.95f))
       throw std::invalid_argument("--greedy cannot be combined with --temp/--top-k/--top-p");
     if (!(o->top_p > 0.0f)) throw std::invalid_argument("--top-p must be in (0, 1]");
-    const std::string text = read_prompt(o->text, o->file);
+    const bool agnostic = !o->context.empty() || !o->question.empty();
+    if (agnostic && (o->context.empty() || o->question.empty()))
+      throw std::invalid_argument("--context and --question go together");
+    if (agnostic && (!o->text.empty() || !o->file.empty()))
+      throw std::invalid_argument("give either -p/-f or --context/--question");
+    auto press = o->press.make_press();
+    const DType kv_type = kv_type_from_name(o->press.kv_type);
     LoadedModel m = load_model(o->model);
-    const std::vector<int32_t> prompt = m.tokenizer->encode(text, true, !o->no_parse_special);
-    if (prompt.empty()) throw std::invalid_argument("the prompt tokenizes to nothing");
-    if (static_cast<int64_t>(prompt.size()) + o->n > m.model->config().context)
-      fmt::print(stderr, "warning: {} prompt + {} new tokens exceed the model's trained context of {}\n", prompt.size(),
-                 o->n, m.model->config().context);
+    const bool special = !o->no_parse_special;
+    // Question-aware: one prompt. Question-agnostic: the context is compressed alone,
+    // then the question is read (uncompressed) against it.
+    const std::string first_text = agnostic ? read_file(o->context) : read_prompt(o->text, o->file);
+    const std::vector<int32_t> first = m.tokenizer->encode(first_text, true, special);
+    const std::vector<int32_t> second = agnostic ? m.tokenizer->encode(o->question, false, special) : std::vector<int32_t>{};
+    if (first.empty() || (agnostic && second.empty())) throw std::invalid_argument("the prompt tokenizes to nothing");
+    const int64_t total = static_cast<int64_t>(first.size() + second.size());
+    if (total + o->n > m.model->config().context)
+      fmt::print(stderr, "warning: {} prompt + {} new tokens exceed the model's trained context of {}\n", total, o->n,
+                 m.model->config().context);
     GenerationOptions g;
     g.n_predict = o->n;
     g.sampling.greedy = o->greedy;
@@ -50,18 +69,30 @@ void add_generate_command(CLI::App& app) {
     g.sampling.top_k = o->top_k;
     g.sampling.top_p = o->top_p;
     g.sampling.seed = o->seed;
-    Generator gen(*m.model, m.tokenizer.get());
-    fmt::print("{}", text);
+    Generator gen(*m.model, m.tokenizer.get(), kv_type);
+    fmt::print("{}", agnostic ? o->question : first_text);
     std::fflush(stdout);
-    gen.generate(prompt, g, [&](int32_t id) {
+    std::vector<float> logits = gen.prefill(first, press.get());
+    const size_t compressed = gen.cache().bytes_used();
+    if (!o->dump.empty()) dump_selection(o->dump, o->press.preset, static_cast<int64_t>(first.size()), gen.cache());
+    if (agnostic) logits = gen.prefill(second);
+    gen.decode(std::move(logits), g, [&](int32_t id) {
       fmt::print("{}", m.tokenizer->piece(id));
       std::fflush(stdout);
     });
     fmt::print("\n");
     const GenerationStats& s = gen.stats();
-    fmt::print(stderr, "\nprompt: {} tokens, {:.1f} tokens/s | decode: {} tokens, {:.1f} tokens/s | KV cache: {:.2f} MiB ({} bytes)\n",
-               s.prompt_tokens, s.prompt_tps(), s.generated_tokens, s.decode_tps(),
+    const double full = static_cast<double>(s.kv_bytes_uncompressed);
+    fmt::print(stderr, "\nprompt: {} tokens, {:.1f} tokens/s | decode: {} tokens, {:.1f} tokens/s\n", s.prompt_tokens,
+               s.prompt_tps(), s.generated_tokens, s.decode_tps());
+    fmt::print(stderr, "KV cache: {:.2f} MiB before compression, {:.2f} MiB after ({:.1f}%), {:.2f} MiB at the end ({} bytes)\n",
+               full / (1 << 20), static_cast<double>(compressed) / (1 << 20),
+               full > 0 ? 100.0 * static_cast<double>(compressed) / full : 100.0,
                static_cast<double>(s.kv_bytes) / (1 << 20), s.kv_bytes);
+    if (press) {
+      fmt::print(stderr, "press {}: {:.3f} s scoring and selecting\n{}", o->press.preset, press->seconds(),
+                 budget_spread(*press));
+    }
   });
 }
 

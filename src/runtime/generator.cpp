@@ -13,26 +13,28 @@ double now() {
 }
 }  // namespace
 
-Generator::Generator(const Model& model, const Tokenizer* tokenizer)
-    : model_(model), tok_(tokenizer), cache_(model.make_cache()) {}
+Generator::Generator(const Model& model, const Tokenizer* tokenizer, DType kv_type)
+    : model_(model), tok_(tokenizer), cache_(model.make_cache(kv_type)) {}
 
-std::vector<float> Generator::prefill(const std::vector<int32_t>& prompt) {
-  if (prompt.empty()) throw std::invalid_argument("the prompt is empty");
-  const int64_t vocab = model_.config().vocab;
-  std::vector<float> logits(static_cast<size_t>(vocab));
+std::vector<float> Generator::prefill(const std::vector<int32_t>& tokens, LayerPress* press) {
+  if (tokens.empty()) throw std::invalid_argument("the prompt is empty");
+  std::vector<float> logits(static_cast<size_t>(model_.config().vocab));
   const double t0 = now();
-  // One layer-major pass over the whole prompt (the model tiles it internally), so a
-  // press sees each layer's full prompt K/V once.
-  model_.forward(cache_, prompt.data(), static_cast<int64_t>(prompt.size()), logits.data(), false);
-  stats_.prompt_tokens += static_cast<int64_t>(prompt.size());
+  // One layer-major pass over all of it (the model tiles it internally), so a press sees
+  // each layer's full prompt K/V once.
+  model_.forward(cache_, tokens.data(), static_cast<int64_t>(tokens.size()), logits.data(), false, press);
+  stats_.prompt_tokens += static_cast<int64_t>(tokens.size());
   stats_.prompt_seconds += now() - t0;
+  const size_t row = static_cast<size_t>(cache_.k_row_bytes() + cache_.v_row_bytes()) + sizeof(int32_t);
+  stats_.kv_bytes_uncompressed += tokens.size() * row * static_cast<size_t>(cache_.n_layer() * cache_.n_head_kv());
+  stats_.kv_bytes = cache_.bytes_used();
+  stats_.kv_bytes_reserved = cache_.bytes_reserved();
   return logits;
 }
 
-std::vector<int32_t> Generator::generate(const std::vector<int32_t>& prompt, const GenerationOptions& opt,
-                                         const std::function<void(int32_t)>& on_token) {
+std::vector<int32_t> Generator::decode(std::vector<float> logits, const GenerationOptions& opt,
+                                       const std::function<void(int32_t)>& on_token) {
   Sampler sampler(opt.sampling);
-  std::vector<float> logits = prefill(prompt);
   std::vector<int32_t> out;
   const double t0 = now();
   for (int i = 0; i < opt.n_predict; ++i) {
@@ -49,6 +51,11 @@ std::vector<int32_t> Generator::generate(const std::vector<int32_t>& prompt, con
   stats_.kv_bytes = cache_.bytes_used();
   stats_.kv_bytes_reserved = cache_.bytes_reserved();
   return out;
+}
+
+std::vector<int32_t> Generator::generate(const std::vector<int32_t>& prompt, const GenerationOptions& opt,
+                                         const std::function<void(int32_t)>& on_token, LayerPress* press) {
+  return decode(prefill(prompt, press), opt, on_token);
 }
 
 }  // namespace kvsqueeze

@@ -1,4 +1,5 @@
-// The generation loop: prompt processing (in chunks) then one token at a time.
+// The generation loop: one layer-major pass over the prompt (optionally compressed by a
+// press), then one token at a time against the cache.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +11,7 @@
 
 namespace kvsqueeze {
 
+class LayerPress;
 class Model;
 class Tokenizer;
 
@@ -19,8 +21,9 @@ struct GenerationStats {
   int64_t generated_tokens = 0;
   int64_t decode_passes = 0;     // one-token forward passes (the last sampled token needs none)
   double decode_seconds = 0;
-  size_t kv_bytes = 0;           // bytes held by the KV rows at the end
-  size_t kv_bytes_reserved = 0;  // including growth slack
+  size_t kv_bytes_uncompressed = 0;  // what the cache would hold with every prompt row
+  size_t kv_bytes = 0;               // bytes held by the KV rows at the end
+  size_t kv_bytes_reserved = 0;      // including growth slack
   double prompt_tps() const { return prompt_seconds > 0 ? static_cast<double>(prompt_tokens) / prompt_seconds : 0; }
   double decode_tps() const { return decode_seconds > 0 ? static_cast<double>(decode_passes) / decode_seconds : 0; }
 };
@@ -33,13 +36,17 @@ struct GenerationOptions {
 
 class Generator {
  public:
-  Generator(const Model& model, const Tokenizer* tokenizer);
+  Generator(const Model& model, const Tokenizer* tokenizer, DType kv_type = DType::F16);
 
-  // Reads the prompt into the cache and returns the logits after its last token.
-  std::vector<float> prefill(const std::vector<int32_t>& prompt);
-  // Generates up to n tokens after the prompt; on_token sees each id as it is produced.
+  // Reads tokens into the cache (after whatever it holds) and returns the logits after
+  // the last one. With a press, each layer keeps only what the press selects.
+  std::vector<float> prefill(const std::vector<int32_t>& tokens, LayerPress* press = nullptr);
+  // Samples up to n tokens starting from `logits`; on_token sees each id as produced.
+  std::vector<int32_t> decode(std::vector<float> logits, const GenerationOptions& opt,
+                              const std::function<void(int32_t)>& on_token = {});
+  // prefill + decode.
   std::vector<int32_t> generate(const std::vector<int32_t>& prompt, const GenerationOptions& opt,
-                                const std::function<void(int32_t)>& on_token = {});
+                                const std::function<void(int32_t)>& on_token = {}, LayerPress* press = nullptr);
 
   const GenerationStats& stats() const { return stats_; }
   KvCache& cache() { return cache_; }

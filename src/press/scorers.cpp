@@ -1,0 +1,177 @@
+#include "press/scorers.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "tensor/quant.h"
+
+namespace kvsqueeze {
+namespace {
+
+float dot(const float* a, const float* b, int64_t n) {
+  float s = 0;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// Adds the softmax attention of query q (at pass index qi) over keys 0..qi of KV head
+// kh, times `weight`, into acc[j] for j < limit. Softmax in float32 over all visible
+// keys, as the reference implementations do.
+void add_attention(const LayerSnapshot& s, const float* q, int64_t qi, int kh, int64_t limit, float weight,
+                   std::vector<float>& logits, float* acc) {
+  const ModelConfig& c = *s.cfg;
+  const int64_t hd = c.head_dim, k_w = int64_t{c.n_head_kv} * hd;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int64_t m = qi + 1;
+  logits.resize(static_cast<size_t>(m));
+  float mx = -INFINITY;
+  for (int64_t j = 0; j < m; ++j) {
+    logits[static_cast<size_t>(j)] = dot(q, s.k + j * k_w + kh * hd, hd) * scale;
+    mx = std::max(mx, logits[static_cast<size_t>(j)]);
+  }
+  double sum = 0;
+  for (int64_t j = 0; j < m; ++j) {
+    logits[static_cast<size_t>(j)] = std::exp(logits[static_cast<size_t>(j)] - mx);
+    sum += logits[static_cast<size_t>(j)];
+  }
+  const float inv = weight / static_cast<float>(sum);
+  for (int64_t j = 0; j < std::min(limit, m); ++j) acc[j] += logits[static_cast<size_t>(j)] * inv;
+}
+
+// Reduces per-query-head rows [n_head][prefix] to per-KV-head rows by mean or max.
+std::vector<float> reduce_groups(const std::vector<float>& per_q, const ModelConfig& c, int64_t prefix, bool use_max) {
+  const int G = c.group();
+  std::vector<float> out(static_cast<size_t>(c.n_head_kv * prefix));
+  for (int h = 0; h < c.n_head_kv; ++h)
+    for (int64_t j = 0; j < prefix; ++j) {
+      float r = use_max ? -INFINITY : 0.0f;
+      for (int g = 0; g < G; ++g) {
+        const float v = per_q[static_cast<size_t>((h * G + g) * prefix + j)];
+        r = use_max ? std::max(r, v) : r + v / static_cast<float>(G);
+      }
+      out[static_cast<size_t>(h * prefix + j)] = r;
+    }
+  return out;
+}
+
+}  // namespace
+
+void pool1d(float* x, int64_t n, int kernel, bool use_max) {
+  if (kernel <= 1 || n == 0) return;
+  const int64_t pad = kernel / 2;
+  std::vector<float> src(x, x + n);
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t lo = std::max<int64_t>(0, j - pad), hi = std::min<int64_t>(n - 1, j + pad);
+    float r = use_max ? -INFINITY : 0.0f;
+    for (int64_t i = lo; i <= hi; ++i) r = use_max ? std::max(r, src[static_cast<size_t>(i)]) : r + src[static_cast<size_t>(i)];
+    x[j] = use_max ? r : r / static_cast<float>(kernel);
+  }
+}
+
+std::vector<float> snapkv_scores(const LayerSnapshot& s, int64_t prefix, const PressConfig& c) {
+  const ModelConfig& cfg = *s.cfg;
+  const int64_t hd = cfg.head_dim, q_w = int64_t{cfg.n_head} * hd, w = s.window;
+  std::vector<float> per_q(static_cast<size_t>(cfg.n_head * prefix), 0.0f);
+#pragma omp parallel
+  {
+    std::vector<float> logits;
+#pragma omp for schedule(dynamic)
+    for (int hq = 0; hq < cfg.n_head; ++hq) {
+      float* acc = &per_q[static_cast<size_t>(hq * prefix)];
+      for (int64_t i = 0; i < w; ++i)
+        add_attention(s, s.q_window + i * q_w + hq * hd, s.n - w + i, hq / cfg.group(), prefix,
+                      1.0f / static_cast<float>(w), logits, acc);
+      pool1d(acc, prefix, c.pool_kernel, c.pool_max);
+    }
+  }
+  return reduce_groups(per_q, cfg, prefix, c.gqa_max);
+}
+
+std::vector<float> h2o_scores(const LayerSnapshot& s, int64_t prefix, const PressConfig& c) {
+  if (!s.q_all) throw std::logic_error("h2o needs every prompt query");
+  const ModelConfig& cfg = *s.cfg;
+  const int64_t hd = cfg.head_dim, q_w = int64_t{cfg.n_head} * hd;
+  std::vector<float> per_q(static_cast<size_t>(cfg.n_head * prefix), 0.0f);
+#pragma omp parallel
+  {
+    std::vector<float> logits;
+#pragma omp for schedule(dynamic)
+    for (int hq = 0; hq < cfg.n_head; ++hq) {
+      float* acc = &per_q[static_cast<size_t>(hq * prefix)];
+      for (int64_t i = 0; i < s.n; ++i) add_attention(s, s.q_all + i * q_w + hq * hd, i, hq / cfg.group(), prefix, 1.0f, logits, acc);
+      for (int64_t j = 0; j < prefix; ++j) acc[j] /= static_cast<float>(s.n - j);  // queries that could see j
+    }
+  }
+  return reduce_groups(per_q, cfg, prefix, c.gqa_max);
+}
+
+std::vector<float> tova_scores(const LayerSnapshot& s, int64_t prefix) {
+  const ModelConfig& cfg = *s.cfg;
+  const int64_t hd = cfg.head_dim, q_w = int64_t{cfg.n_head} * hd;
+  std::vector<float> mean(static_cast<size_t>(prefix), 0.0f), logits;
+  const float* last = s.q_window + (s.window - 1) * q_w;
+  for (int hq = 0; hq < cfg.n_head; ++hq)
+    add_attention(s, last + hq * hd, s.n - 1, hq / cfg.group(), prefix, 1.0f / static_cast<float>(cfg.n_head), logits,
+                  mean.data());
+  std::vector<float> out;
+  for (int h = 0; h < cfg.n_head_kv; ++h) out.insert(out.end(), mean.begin(), mean.end());
+  return out;
+}
+
+std::vector<float> knorm_scores(const LayerSnapshot& s, int64_t prefix) {
+  const ModelConfig& cfg = *s.cfg;
+  const int64_t hd = cfg.head_dim, k_w = int64_t{cfg.n_head_kv} * hd;
+  std::vector<float> out(static_cast<size_t>(cfg.n_head_kv * prefix));
+  for (int h = 0; h < cfg.n_head_kv; ++h)
+    for (int64_t j = 0; j < prefix; ++j) {
+      const float* k = s.k + j * k_w + h * hd;
+      out[static_cast<size_t>(h * prefix + j)] = -std::sqrt(dot(k, k, hd));
+    }
+  return out;
+}
+
+std::vector<float> streaming_scores(const LayerSnapshot& s, int64_t prefix, int sinks) {
+  std::vector<float> out(static_cast<size_t>(s.cfg->n_head_kv * prefix));
+  for (int h = 0; h < s.cfg->n_head_kv; ++h)
+    for (int64_t j = 0; j < prefix; ++j)
+      out[static_cast<size_t>(h * prefix + j)] = j < sinks ? static_cast<float>(prefix + sinks - j) : static_cast<float>(j);
+  return out;
+}
+
+std::vector<float> compute_scores(const LayerSnapshot& s, int64_t prefix, const PressConfig& c) {
+  switch (c.scorer) {
+    case ScorerKind::SnapKV: return snapkv_scores(s, prefix, c);
+    case ScorerKind::H2O: return h2o_scores(s, prefix, c);
+    case ScorerKind::TOVA: return tova_scores(s, prefix);
+    case ScorerKind::KNorm: return knorm_scores(s, prefix);
+    case ScorerKind::Streaming: return streaming_scores(s, prefix, c.sinks);
+    case ScorerKind::None: break;
+  }
+  throw std::logic_error("compute_scores: no scorer");
+}
+
+std::vector<float> value_output_norms(const LayerSnapshot& s, int kv_head, const std::vector<int64_t>& rows) {
+  const ModelConfig& cfg = *s.cfg;
+  const int64_t hdv = cfg.head_dim_v, v_w = int64_t{cfg.n_head_kv} * hdv, G = cfg.group();
+  const MatrixView& wo = *s.wo;  // [dim rows][n_head * hdv cols]
+  // The group's column slices of W_O, decoded once: slice[g][o][i] = W_O[o][(h*G+g)*hdv + i].
+  std::vector<float> row(static_cast<size_t>(wo.cols)), slice(static_cast<size_t>(G * wo.rows * hdv));
+  for (int64_t o = 0; o < wo.rows; ++o) {
+    dequantize_row(wo.type, wo.row(o), row.data(), wo.cols);
+    for (int64_t g = 0; g < G; ++g)
+      std::copy_n(&row[static_cast<size_t>((kv_head * G + g) * hdv)], hdv, &slice[static_cast<size_t>((g * wo.rows + o) * hdv)]);
+  }
+  std::vector<float> out(rows.size());
+#pragma omp parallel for schedule(static)
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const float* v = s.v + rows[r] * v_w + kv_head * hdv;
+    double total = 0;
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t o = 0; o < wo.rows; ++o) total += std::fabs(dot(v, &slice[static_cast<size_t>((g * wo.rows + o) * hdv)], hdv));
+    out[r] = static_cast<float>(total / static_cast<double>(G));
+  }
+  return out;
+}
+
+}  // namespace kvsqueeze
