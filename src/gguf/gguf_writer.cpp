@@ -1,5 +1,7 @@
 #include "gguf/gguf_writer.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <stdexcept>
 
@@ -104,7 +106,8 @@ void GgufWriter::set_spm_tokenizer(const std::vector<std::string>& texts, const 
 }
 
 void GgufWriter::write(const std::string& path) const {
-  const std::string tmp = path + ".tmp";
+  // Unique per process: concurrent writers of one path must not share a temp file.
+  const std::string tmp = fmt::format("{}.tmp.{}", path, static_cast<long>(::getpid()));
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) throw std::runtime_error(fmt::format("cannot create '{}'", tmp));
   try {

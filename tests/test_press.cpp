@@ -1,0 +1,269 @@
+// Compression: presets, Ada-KV allocation, SnapKV scores, memory release, exact decoding
+// over what was kept.
+#include <numeric>
+#include <random>
+#include <set>
+
+#include "cache/kv_cache.h"
+#include "model/model.h"
+#include "model/model_maker.h"
+#include "press/allocation.h"
+#include "press/budget_press.h"
+#include "press/scorers.h"
+#include "runtime/generator.h"
+#include "runtime/sampler.h"
+#include "test_util.h"
+
+using namespace kvsqueeze;
+
+namespace {
+
+std::unique_ptr<Model> small_model(Arch arch = Arch::Llama, int layers = 3) {
+  ModelSpec s;
+  s.arch = arch;
+  s.n_layer = layers;
+  s.dim = 192;
+  s.n_head = 6;  // head dim 32
+  s.n_head_kv = 2;  // GQA groups of 3
+  s.ffn = 256;
+  s.vocab = 300;
+  s.seed = 11;
+  const std::string path = test::temp_path(std::string("press-") + arch_name(arch) + std::to_string(layers) + ".gguf");
+  if (!std::filesystem::exists(path)) make_random_model(s, path);
+  return Model::load(path);
+}
+
+std::vector<int32_t> random_ids(int n, uint32_t seed, int vocab = 300) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> ids{1};
+  while (static_cast<int>(ids.size()) < n) ids.push_back(static_cast<int32_t>(3 + rng() % (vocab - 3)));
+  return ids;
+}
+
+PressConfig preset(const std::string& name, int64_t budget, int64_t window = 8) {
+  PressConfig c = PressConfig::from_preset(name);
+  c.budget = budget;
+  c.window = window;
+  return c;
+}
+
+const std::vector<std::string> kPresets{"streamingllm", "snapkv", "pyramidkv", "ada-snapkv", "ada-pyramidkv",
+                                        "h2o",          "tova",   "knorm",     "criticalkv", "critical-ada-snapkv"};
+}  // namespace
+
+TEST(PressConfig, RejectsImpossibleSettings) {
+  EXPECT_THROW(PressConfig::from_preset("magic"), std::invalid_argument);
+  PressConfig c = PressConfig::from_preset("snapkv");
+  EXPECT_THROW(c.validate(), std::invalid_argument);  // no budget
+  c.budget = 16;
+  c.window = 32;
+  EXPECT_THROW(c.validate(), std::invalid_argument);  // budget below the window
+  c.budget = 0;
+  c.ratio = 1.5;
+  EXPECT_THROW(c.validate(), std::invalid_argument);
+  c.ratio = 0.5;
+  EXPECT_NO_THROW(c.validate());
+  EXPECT_EQ(c.budget_for(100), 50);
+  EXPECT_EQ(c.budget_for(40), 32);  // never below the window
+}
+
+// A budget that holds the whole prompt changes nothing, for every preset.
+TEST(Press, BudgetAtLeastPromptEqualsNone) {
+  auto model = small_model();
+  const auto ids = random_ids(60, 5);
+  GenerationOptions opt;
+  opt.n_predict = 12;
+  opt.stop_at_eog = false;
+  Generator ref(*model, nullptr, DType::F32);
+  const auto ref_logits = ref.prefill(ids);
+  const auto ref_tokens = ref.decode(ref_logits, opt);
+  for (const auto& name : kPresets) {
+    BudgetPress press(preset(name, 60));
+    Generator gen(*model, nullptr, DType::F32);
+    const auto logits = gen.prefill(ids, &press);
+    EXPECT_EQ(logits, ref_logits) << name;
+    EXPECT_EQ(gen.decode(logits, opt), ref_tokens) << name;
+    EXPECT_EQ(gen.cache().bytes_used(), ref.cache().bytes_used()) << name;
+  }
+}
+
+// Ada-KV: budgets sum exactly to H*b, respect the floor and the prefix, each head keeps
+// its own top-B_h, alpha = 1 is uniform -- against a brute force on random scores.
+TEST(Allocation, AdaMatchesBruteForce) {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  for (int trial = 0; trial < 200; ++trial) {
+    const int H = 1 + static_cast<int>(rng() % 6);
+    const int64_t prefix = 5 + static_cast<int64_t>(rng() % 60);
+    const int64_t b = static_cast<int64_t>(rng() % static_cast<uint32_t>(prefix + 1));
+    const double alpha = (trial % 4 == 0) ? 1.0 : u(rng) * 0.5;
+    std::vector<float> scores(static_cast<size_t>(H * prefix));
+    for (auto& s : scores) s = u(rng) * (1 + static_cast<float>(&s - scores.data()) / static_cast<float>(prefix) * static_cast<float>(trial % 3));
+    const auto B = ada_head_budgets(scores, H, prefix, b, alpha);
+    // Brute force: sort all (score, index) descending, count the top H*b per head.
+    std::vector<int64_t> idx(scores.size());
+    std::iota(idx.begin(), idx.end(), 0);
+    std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t c) { return scores[a] > scores[c]; });
+    std::vector<int64_t> f(static_cast<size_t>(H), 0);
+    for (int64_t i = 0; i < H * b; ++i) f[static_cast<size_t>(idx[static_cast<size_t>(i)] / prefix)]++;
+    const auto floor_a = static_cast<int64_t>(std::floor(alpha * static_cast<double>(b)));
+    int64_t sum = 0;
+    for (int h = 0; h < H; ++h) {
+      const int64_t bh = B[static_cast<size_t>(h)];
+      sum += bh;
+      EXPECT_GE(bh, floor_a);
+      EXPECT_LE(bh, prefix);
+      // Within rounding repair of the formula.
+      const double ideal = (1 - alpha) * static_cast<double>(f[static_cast<size_t>(h)]) + static_cast<double>(floor_a);
+      EXPECT_LE(std::fabs(static_cast<double>(bh) - ideal), static_cast<double>(H) + 1) << "trial " << trial;
+      if (alpha == 1.0) {
+        EXPECT_EQ(bh, b);
+      }
+      // The kept set is the head's own top-B_h.
+      const float* row = &scores[static_cast<size_t>(h * prefix)];
+      const auto kept = top_k_ascending(row, prefix, bh);
+      std::vector<float> sorted(row, row + prefix);
+      std::sort(sorted.begin(), sorted.end(), std::greater<>());
+      for (int64_t j : kept) {
+        EXPECT_GE(row[j], sorted[static_cast<size_t>(bh - 1)]);
+      }
+    }
+    EXPECT_EQ(sum, H * b) << "trial " << trial;
+  }
+}
+
+TEST(Allocation, PyramidFollowsTheFormula) {
+  // B' = 96, beta 20: min 4, max 188, step (188-4)/3 = 61.
+  EXPECT_EQ(pyramid_budgets(4, 96, 1000, 20), (std::vector<int64_t>{188, 127, 66, 5}));
+  // max capped by the prefix: max = 150, min = 192 - 150 = 42, step 36.
+  EXPECT_EQ(pyramid_budgets(4, 96, 150, 20), (std::vector<int64_t>{150, 114, 78, 42}));
+}
+
+// SnapKV scores equal a plain reference: per query head, softmax over the window
+// queries' causal rows, mean over the window, max-pool 7, mean over the GQA group.
+TEST(Scorers, SnapKVMatchesReference) {
+  auto model = small_model();
+  const ModelConfig& c = model->config();
+  const int64_t n = 50, w = 8, prefix = n - w, hd = c.head_dim;
+  std::mt19937 rng(9);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> k(static_cast<size_t>(n * c.n_head_kv * hd)), v(static_cast<size_t>(n * c.n_head_kv * hd)),
+      qw(static_cast<size_t>(w * c.n_head * hd));
+  for (auto* vec : {&k, &v, &qw})
+    for (auto& x : *vec) x = d(rng);
+  std::vector<int32_t> pos(static_cast<size_t>(n));
+  std::iota(pos.begin(), pos.end(), 0);
+  LayerSnapshot s;
+  s.cfg = &c;
+  s.n = n;
+  s.pos = pos.data();
+  s.k = k.data();
+  s.v = v.data();
+  s.window = w;
+  s.q_window = qw.data();
+  PressConfig pc = preset("snapkv", 20, w);
+  const auto got = snapkv_scores(s, prefix, pc);
+
+  const int G = c.group();
+  for (int h = 0; h < c.n_head_kv; ++h) {
+    std::vector<double> group(static_cast<size_t>(prefix), 0.0);
+    for (int g = 0; g < G; ++g) {
+      const int hq = h * G + g;
+      std::vector<double> avg(static_cast<size_t>(prefix), 0.0);
+      for (int64_t i = 0; i < w; ++i) {
+        const int64_t qi = n - w + i;
+        std::vector<double> logit(static_cast<size_t>(qi + 1));
+        double mx = -1e300;
+        for (int64_t j = 0; j <= qi; ++j) {
+          double dotp = 0;
+          for (int64_t e = 0; e < hd; ++e)
+            dotp += double(qw[static_cast<size_t>(i * c.n_head * hd + hq * hd + e)]) * k[static_cast<size_t>(j * c.n_head_kv * hd + h * hd + e)];
+          logit[static_cast<size_t>(j)] = dotp / std::sqrt(double(hd));
+          mx = std::max(mx, logit[static_cast<size_t>(j)]);
+        }
+        double z = 0;
+        for (auto& x : logit) z += std::exp(x - mx);
+        for (int64_t j = 0; j < prefix; ++j) avg[static_cast<size_t>(j)] += std::exp(logit[static_cast<size_t>(j)] - mx) / z / double(w);
+      }
+      for (int64_t j = 0; j < prefix; ++j) {
+        double m = -1e300;
+        for (int64_t t = std::max<int64_t>(0, j - 3); t <= std::min<int64_t>(prefix - 1, j + 3); ++t) m = std::max(m, avg[static_cast<size_t>(t)]);
+        group[static_cast<size_t>(j)] += m / G;
+      }
+    }
+    for (int64_t j = 0; j < prefix; ++j)
+      EXPECT_NEAR(got[static_cast<size_t>(h * prefix + j)], group[static_cast<size_t>(j)], 1e-5) << "head " << h << " pos " << j;
+  }
+}
+
+TEST(Scorers, PoolingMatchesTorchDefaults) {
+  std::vector<float> x{1, 5, 2, 0, 0, 0, 9};
+  auto m = x;
+  pool1d(m.data(), 7, 3, true);
+  EXPECT_EQ(m, (std::vector<float>{5, 5, 5, 2, 0, 9, 9}));
+  auto a = x;
+  pool1d(a.data(), 7, 3, false);  // zero padding counted: divisor 3 at the edges too
+  EXPECT_FLOAT_EQ(a[0], 2.0f);
+  EXPECT_FLOAT_EQ(a[1], 8.0f / 3);
+  EXPECT_FLOAT_EQ(a[6], 3.0f);
+}
+
+// Evicted rows are released: the cache holds exactly the kept rows, and every head keeps
+// its budget with its window.
+TEST(Press, CompressedCacheHoldsExactlyTheKeptRows) {
+  auto model = small_model();
+  const ModelConfig& c = model->config();
+  const auto ids = random_ids(200, 6);
+  for (const auto& name : kPresets) {
+    BudgetPress press(preset(name, 40));
+    Generator gen(*model, nullptr, DType::F16);
+    gen.prefill(ids, &press);
+    const KvCache& cache = gen.cache();
+    size_t rows = 0;
+    for (int l = 0; l < c.n_layer; ++l)
+      for (int h = 0; h < c.n_head_kv; ++h) {
+        const auto& hr = cache.head(l, h);
+        rows += static_cast<size_t>(hr.size());
+        EXPECT_EQ(hr.size(), press.head_budgets()[static_cast<size_t>(l)][static_cast<size_t>(h)]) << name;
+        EXPECT_TRUE(std::is_sorted(hr.pos.begin(), hr.pos.end()));
+        for (int32_t p = 192; p < 200; ++p) EXPECT_TRUE(std::binary_search(hr.pos.begin(), hr.pos.end(), p)) << name;
+        if (name == "streamingllm") {
+          for (int32_t p = 0; p < 4; ++p) EXPECT_EQ(hr.pos[static_cast<size_t>(p)], p);
+        }
+      }
+    // Layer budgets average to the budget (pyramid redistributes across layers).
+    EXPECT_EQ(rows, static_cast<size_t>(c.n_layer * c.n_head_kv * 40)) << name;
+    EXPECT_EQ(cache.bytes_used(), rows * static_cast<size_t>(cache.k_row_bytes() + cache.v_row_bytes() + 4)) << name;
+    EXPECT_LE(cache.bytes_reserved(), cache.bytes_used() * 2 + 4096) << name;
+  }
+}
+
+// Decoding against a compressed cache equals decoding against the full cache with exactly
+// the evicted rows of each head removed (true positions, no RoPE shift).
+TEST(Press, DecodingIsExactForWhatWasKept) {
+  auto model = small_model(Arch::Qwen2);
+  const ModelConfig& c = model->config();
+  const auto ids = random_ids(120, 8);
+  const std::vector<int32_t> cont{5, 77, 123, 9, 250};
+  for (const std::string name : {"snapkv", "ada-pyramidkv", "h2o", "critical-ada-snapkv"}) {
+    BudgetPress press(preset(name, 32));
+    Generator comp(*model, nullptr, DType::F32);
+    comp.prefill(ids, &press);
+    Generator full(*model, nullptr, DType::F32);
+    full.prefill(ids);
+    KvCache& masked = full.cache();
+    for (int l = 0; l < c.n_layer; ++l)
+      for (int h = 0; h < c.n_head_kv; ++h) {
+        std::vector<int64_t> keep;
+        for (int32_t p : comp.cache().head(l, h).pos) keep.push_back(p);  // row index == position here
+        masked.keep_rows(l, h, keep);
+      }
+    std::vector<float> a(static_cast<size_t>(c.vocab)), b(a.size());
+    for (int32_t t : cont) {
+      model->forward(comp.cache(), &t, 1, a.data(), false);
+      model->forward(masked, &t, 1, b.data(), false);
+      EXPECT_LT(test::rel_l2(a.data(), b.data(), a.size()), 1e-6) << name;
+    }
+    EXPECT_EQ(comp.cache().next_pos(), static_cast<int32_t>(ids.size() + cont.size()));
+  }
+}
