@@ -4,6 +4,9 @@
 #include <random>
 #include <set>
 
+#include <fmt/format.h>
+
+#include "cache/cache_file.h"
 #include "cache/kv_cache.h"
 #include "model/model.h"
 #include "model/model_maker.h"
@@ -18,7 +21,7 @@ using namespace kvsqueeze;
 
 namespace {
 
-std::unique_ptr<Model> small_model(Arch arch = Arch::Llama, int layers = 3) {
+std::unique_ptr<Model> small_model(Arch arch = Arch::Llama, int layers = 3, uint64_t seed = 11) {
   ModelSpec s;
   s.arch = arch;
   s.n_layer = layers;
@@ -27,8 +30,8 @@ std::unique_ptr<Model> small_model(Arch arch = Arch::Llama, int layers = 3) {
   s.n_head_kv = 2;  // GQA groups of 3
   s.ffn = 256;
   s.vocab = 300;
-  s.seed = 11;
-  const std::string path = test::temp_path(std::string("press-") + arch_name(arch) + std::to_string(layers) + ".gguf");
+  s.seed = seed;
+  const std::string path = test::temp_path(fmt::format("press-{}-{}-{}.gguf", arch_name(arch), layers, seed));
   if (!std::filesystem::exists(path)) make_random_model(s, path);
   return Model::load(path);
 }
@@ -265,5 +268,38 @@ TEST(Press, DecodingIsExactForWhatWasKept) {
       EXPECT_LT(test::rel_l2(a.data(), b.data(), a.size()), 1e-6) << name;
     }
     EXPECT_EQ(comp.cache().next_pos(), static_cast<int32_t>(ids.size() + cont.size()));
+  }
+}
+
+// A saved and reloaded cache gives bit-identical next-token logits; other models and
+// damaged files are refused.
+TEST(CacheFile, SaveLoadIsBitIdentical) {
+  auto model = small_model();
+  const auto ids = random_ids(150, 12);
+  for (DType type : {DType::F32, DType::F16, DType::Q8_0}) {
+    BudgetPress press(preset("ada-snapkv", 48));
+    Generator gen(*model, nullptr, type);
+    gen.prefill(ids, &press);
+    const std::string path = test::temp_path(std::string("saved-") + std::string(dtype_name(type)) + ".kvsq");
+    save_cache(path, gen.cache(), model->fingerprint());
+    KvCache loaded = load_cache(path, model->fingerprint());
+    EXPECT_EQ(loaded.bytes_used(), gen.cache().bytes_used());
+    EXPECT_EQ(loaded.next_pos(), gen.cache().next_pos());
+    const std::vector<int32_t> q{7, 8, 9, 10};
+    std::vector<float> a(300 * q.size()), b(a.size());
+    model->forward(gen.cache(), q.data(), static_cast<int64_t>(q.size()), a.data(), true);
+    model->forward(loaded, q.data(), static_cast<int64_t>(q.size()), b.data(), true);
+    EXPECT_EQ(a, b) << dtype_name(type);
+
+    // Another model (same shape, other weights) is refused, and so is a cut file.
+    auto other = small_model(Arch::Llama, 3, 99);
+    ASSERT_NE(other->fingerprint(), model->fingerprint());
+    EXPECT_THROW(load_cache(path, other->fingerprint()), std::runtime_error);
+    auto bytes = test::read_bytes(path);
+    bytes.resize(bytes.size() - 7);
+    test::write_bytes(path + ".cut", bytes);
+    EXPECT_THROW(load_cache(path + ".cut", model->fingerprint()), std::runtime_error);
+    test::write_bytes(path + ".junk", {'n', 'o', 'p', 'e', 0, 0, 0, 0});
+    EXPECT_THROW(load_cache(path + ".junk", model->fingerprint()), std::runtime_error);
   }
 }

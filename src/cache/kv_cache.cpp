@@ -88,6 +88,19 @@ void KvCache::keep_rows(int layer, int h, const std::vector<int64_t>& keep) {
   compact(r.pos, keep, 1);
 }
 
+void KvCache::adopt_rows(int layer, int h, std::vector<uint8_t> k, std::vector<uint8_t> v, std::vector<int32_t> pos) {
+  const size_t n = pos.size();
+  if (k.size() != n * static_cast<size_t>(k_row_bytes_) || v.size() != n * static_cast<size_t>(v_row_bytes_))
+    throw std::runtime_error("adopt_rows: row data does not match the row count");
+  for (size_t i = 1; i < n; ++i)
+    if (pos[i] <= pos[i - 1]) throw std::runtime_error("adopt_rows: positions must ascend");
+  HeadRows& r = mut(layer, h);
+  r.k = std::move(k);
+  r.v = std::move(v);
+  r.pos = std::move(pos);
+  if (n && r.pos.back() >= next_pos_) next_pos_ = r.pos.back() + 1;
+}
+
 void KvCache::clear() {
   for (auto& r : heads_) r = HeadRows{};
   next_pos_ = 0;

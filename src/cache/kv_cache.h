@@ -46,6 +46,9 @@ class KvCache {
   // the memory of the rest to the allocator: evicted rows are released, not masked.
   void keep_rows(int layer, int h, const std::vector<int64_t>& keep);
   void clear();
+  // Replaces a head's rows with already-encoded ones (loading a saved cache). Checks the
+  // sizes and that positions ascend.
+  void adopt_rows(int layer, int h, std::vector<uint8_t> k, std::vector<uint8_t> v, std::vector<int32_t> pos);
 
   int n_layer() const { return n_layer_; }
   int n_head_kv() const { return n_head_kv_; }

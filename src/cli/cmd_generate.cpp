@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "cli/common.h"
+#include "cache/cache_file.h"
 #include "cli/press_options.h"
 #include "model/model.h"
 #include "runtime/generator.h"
@@ -14,7 +15,7 @@ namespace kvsqueeze {
 
 void add_generate_command(CLI::App& app) {
   struct Opts {
-    std::string model, text, file, context, question, dump;
+    std::string model, text, file, context, question, dump, save_cache, load_cache;
     int n = 64, threads = 0, top_k = 40;
     bool greedy = false, no_parse_special = false;
     float temp = 0.8f, top_p = 0.95f;
@@ -36,6 +37,8 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--seed", o->seed, "sampling seed");
   cmd->add_flag("--no-parse-special", o->no_parse_special, "treat special-token text in the prompt as plain text");
   cmd->add_option("--dump-selection", o->dump, "write the kept positions of every layer and KV head as JSON");
+  cmd->add_option("--save-cache", o->save_cache, "save the (compressed) cache of the prompt or context to this file");
+  cmd->add_option("--load-cache", o->load_cache, "start from a saved cache; -p/-f is then read against it (no BOS)");
   add_press_options(cmd, o->press);
   add_threads_option(cmd, o->threads);
   cmd->callback([o] {
@@ -50,12 +53,16 @@ void add_generate_command(CLI::App& app) {
       throw std::invalid_argument("give either -p/-f or --context/--question");
     auto press = o->press.make_press();
     const DType kv_type = kv_type_from_name(o->press.kv_type);
+    if (!o->load_cache.empty() && agnostic) throw std::invalid_argument("--load-cache replaces --context: give -p/-f");
+    if (!o->load_cache.empty() && press) throw std::invalid_argument("--load-cache reads a cache that is already compressed");
     LoadedModel m = load_model(o->model);
     const bool special = !o->no_parse_special;
     // Question-aware: one prompt. Question-agnostic: the context is compressed alone,
-    // then the question is read (uncompressed) against it.
+    // then the question is read (uncompressed) against it. A loaded cache plays the
+    // part of the context.
+    const bool loaded = !o->load_cache.empty();
     const std::string first_text = agnostic ? read_file(o->context) : read_prompt(o->text, o->file);
-    const std::vector<int32_t> first = m.tokenizer->encode(first_text, true, special);
+    const std::vector<int32_t> first = m.tokenizer->encode(first_text, !loaded, special);
     const std::vector<int32_t> second = agnostic ? m.tokenizer->encode(o->question, false, special) : std::vector<int32_t>{};
     if (first.empty() || (agnostic && second.empty())) throw std::invalid_argument("the prompt tokenizes to nothing");
     const int64_t total = static_cast<int64_t>(first.size() + second.size());
@@ -69,11 +76,14 @@ void add_generate_command(CLI::App& app) {
     g.sampling.top_k = o->top_k;
     g.sampling.top_p = o->top_p;
     g.sampling.seed = o->seed;
-    Generator gen(*m.model, m.tokenizer.get(), kv_type);
+    Generator gen = loaded ? Generator(*m.model, m.tokenizer.get(), load_cache(o->load_cache, m.model->fingerprint()))
+                           : Generator(*m.model, m.tokenizer.get(), kv_type);
     fmt::print("{}", agnostic ? o->question : first_text);
     std::fflush(stdout);
+    const size_t loaded_bytes = gen.cache().bytes_used();
     std::vector<float> logits = gen.prefill(first, press.get());
     const size_t compressed = gen.cache().bytes_used();
+    if (!o->save_cache.empty()) save_cache(o->save_cache, gen.cache(), m.model->fingerprint());
     if (!o->dump.empty()) dump_selection(o->dump, o->press.preset, static_cast<int64_t>(first.size()), gen.cache());
     if (agnostic) logits = gen.prefill(second);
     gen.decode(std::move(logits), g, [&](int32_t id) {
@@ -85,10 +95,16 @@ void add_generate_command(CLI::App& app) {
     const double full = static_cast<double>(s.kv_bytes_uncompressed);
     fmt::print(stderr, "\nprompt: {} tokens, {:.1f} tokens/s | decode: {} tokens, {:.1f} tokens/s\n", s.prompt_tokens,
                s.prompt_tps(), s.generated_tokens, s.decode_tps());
-    fmt::print(stderr, "KV cache: {:.2f} MiB before compression, {:.2f} MiB after ({:.1f}%), {:.2f} MiB at the end ({} bytes)\n",
-               full / (1 << 20), static_cast<double>(compressed) / (1 << 20),
-               full > 0 ? 100.0 * static_cast<double>(compressed) / full : 100.0,
-               static_cast<double>(s.kv_bytes) / (1 << 20), s.kv_bytes);
+    if (loaded) {
+      fmt::print(stderr, "KV cache: {:.2f} MiB loaded from {}, {:.2f} MiB at the end ({} bytes)\n",
+                 static_cast<double>(loaded_bytes) / (1 << 20), o->load_cache,
+                 static_cast<double>(s.kv_bytes) / (1 << 20), s.kv_bytes);
+    } else {
+      fmt::print(stderr, "KV cache: {:.2f} MiB before compression, {:.2f} MiB after ({:.1f}%), {:.2f} MiB at the end ({} bytes)\n",
+                 full / (1 << 20), static_cast<double>(compressed) / (1 << 20),
+                 full > 0 ? 100.0 * static_cast<double>(compressed) / full : 100.0,
+                 static_cast<double>(s.kv_bytes) / (1 << 20), s.kv_bytes);
+    }
     if (press) {
       fmt::print(stderr, "press {}: {:.3f} s scoring and selecting\n{}", o->press.preset, press->seconds(),
                  budget_spread(*press));

@@ -101,6 +101,22 @@ KvCache Model::make_cache(DType kv_type) const {
   return KvCache(cfg_.n_layer, cfg_.n_head_kv, cfg_.head_dim, cfg_.head_dim_v, kv_type);
 }
 
+uint64_t Model::fingerprint() const {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  auto mix = [&h](const void* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<const uint8_t*>(p)[i]) * 1099511628211ull;
+  };
+  const int32_t shape[] = {cfg_.n_layer, cfg_.dim, cfg_.ffn, cfg_.n_head, cfg_.n_head_kv, cfg_.head_dim, cfg_.head_dim_v, cfg_.vocab};
+  mix(shape, sizeof shape);
+  for (const auto& t : file_->tensors()) {
+    mix(t.name.data(), t.name.size());
+    mix(t.dims.data(), t.dims.size() * sizeof(int64_t));
+    mix(&t.type, sizeof t.type);
+    if (t.dims.size() == 1) mix(t.data, static_cast<size_t>(t.n_bytes));
+  }
+  return h;
+}
+
 int64_t Model::weight_bytes() const {
   int64_t b = 0;
   for (const auto& t : file_->tensors()) b += t.n_bytes;

@@ -44,6 +44,11 @@ class Model {
   void forward(KvCache& cache, const int32_t* tokens, int64_t n, float* logits, bool all_logits,
                LayerPress* press = nullptr) const;
 
+  // Identifies the model a cache was made with: its shape, every tensor's name, type and
+  // shape, and the bytes of the small tensors (norms, biases), which differ between
+  // models of one shape.
+  uint64_t fingerprint() const;
+
   // Bytes of weight data the model maps.
   int64_t weight_bytes() const;
 

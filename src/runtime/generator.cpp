@@ -16,6 +16,9 @@ double now() {
 Generator::Generator(const Model& model, const Tokenizer* tokenizer, DType kv_type)
     : model_(model), tok_(tokenizer), cache_(model.make_cache(kv_type)) {}
 
+Generator::Generator(const Model& model, const Tokenizer* tokenizer, KvCache cache)
+    : model_(model), tok_(tokenizer), cache_(std::move(cache)) {}
+
 std::vector<float> Generator::prefill(const std::vector<int32_t>& tokens, LayerPress* press) {
   if (tokens.empty()) throw std::invalid_argument("the prompt is empty");
   std::vector<float> logits(static_cast<size_t>(model_.config().vocab));

@@ -37,6 +37,8 @@ struct GenerationOptions {
 class Generator {
  public:
   Generator(const Model& model, const Tokenizer* tokenizer, DType kv_type = DType::F16);
+  // Continues from an existing cache (e.g. one loaded from disk).
+  Generator(const Model& model, const Tokenizer* tokenizer, KvCache cache);
 
   // Reads tokens into the cache (after whatever it holds) and returns the logits after
   // the last one. With a press, each layer keeps only what the press selects.
