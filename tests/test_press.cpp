@@ -12,6 +12,7 @@
 #include "model/model_maker.h"
 #include "press/allocation.h"
 #include "press/budget_press.h"
+#include "press/decode_press.h"
 #include "press/scorers.h"
 #include "runtime/generator.h"
 #include "runtime/sampler.h"
@@ -302,4 +303,31 @@ TEST(CacheFile, SaveLoadIsBitIdentical) {
     test::write_bytes(path + ".junk", {'n', 'o', 'p', 'e', 0, 0, 0, 0});
     EXPECT_THROW(load_cache(path + ".junk", model->fingerprint()), std::runtime_error);
   }
+}
+
+// --compress-every: while decoding, no head grows past budget + every, evictions happen,
+// positions keep counting, and the newest rows (the window) are always kept.
+TEST(DecodePress, LongGenerationStaysBounded) {
+  auto model = small_model();
+  const ModelConfig& c = model->config();
+  const auto ids = random_ids(80, 21);
+  BudgetPress press(preset("snapkv", 32));
+  Generator gen(*model, nullptr, DType::F16);
+  auto logits = gen.prefill(ids, &press);
+  PressConfig dc = preset("snapkv", 32);
+  DecodePress step(dc, press.head_budgets(), 8);
+  const std::vector<int32_t> cont = random_ids(120, 22);
+  std::vector<float> out(static_cast<size_t>(c.vocab));
+  for (size_t i = 1; i < cont.size(); ++i) {
+    model->forward(gen.cache(), &cont[i], 1, out.data(), false, &step);
+    for (int l = 0; l < c.n_layer; ++l)
+      for (int h = 0; h < c.n_head_kv; ++h) {
+        const auto& hr = gen.cache().head(l, h);
+        ASSERT_LE(hr.size(), 32 + 8);
+        ASSERT_EQ(hr.pos.back(), static_cast<int32_t>(ids.size() + i - 1));
+        ASSERT_TRUE(std::is_sorted(hr.pos.begin(), hr.pos.end()));
+      }
+  }
+  EXPECT_GT(step.evictions(), 0);
+  for (float x : out) ASSERT_TRUE(std::isfinite(x));
 }

@@ -86,10 +86,14 @@ void add_generate_command(CLI::App& app) {
     if (!o->save_cache.empty()) save_cache(o->save_cache, gen.cache(), m.model->fingerprint());
     if (!o->dump.empty()) dump_selection(o->dump, o->press.preset, static_cast<int64_t>(first.size()), gen.cache());
     if (agnostic) logits = gen.prefill(second);
-    gen.decode(std::move(logits), g, [&](int32_t id) {
-      fmt::print("{}", m.tokenizer->piece(id));
-      std::fflush(stdout);
-    });
+    auto step_press = o->press.make_decode_press(press.get(), m.model->config().n_layer, m.model->config().n_head_kv);
+    gen.decode(
+        std::move(logits), g,
+        [&](int32_t id) {
+          fmt::print("{}", m.tokenizer->piece(id));
+          std::fflush(stdout);
+        },
+        step_press.get());
     fmt::print("\n");
     const GenerationStats& s = gen.stats();
     const double full = static_cast<double>(s.kv_bytes_uncompressed);
@@ -105,6 +109,7 @@ void add_generate_command(CLI::App& app) {
                  full > 0 ? 100.0 * static_cast<double>(compressed) / full : 100.0,
                  static_cast<double>(s.kv_bytes) / (1 << 20), s.kv_bytes);
     }
+    if (step_press) fmt::print(stderr, "decode-time compression: {} rows evicted\n", step_press->evictions());
     if (press) {
       fmt::print(stderr, "press {}: {:.3f} s scoring and selecting\n{}", o->press.preset, press->seconds(),
                  budget_spread(*press));

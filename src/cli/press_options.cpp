@@ -24,6 +24,9 @@ void add_press_options(CLI::App* cmd, PressOptions& o) {
   cmd->add_option("--alpha", o.alpha, "Ada-KV safeguard: share of each head's budget it always gets");
   cmd->add_option("--pyramid-beta", o.pyramid_beta, "PyramidKV steepness (min budget = B'/beta)");
   cmd->add_option("--skip-layers", o.skip_layers, "layers below this keep uniform head budgets");
+  cmd->add_option("--compress-every", o.compress_every,
+                  "while decoding, evict back to budget once a head is this many rows over it")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
   cmd->add_option("--kv-type", o.kv_type, "KV cache storage: f32 | f16 | q8_0")->check(CLI::IsMember({"f32", "f16", "q8_0"}));
 }
 
@@ -45,10 +48,33 @@ PressConfig PressOptions::config(const std::string& preset_name) const {
 std::unique_ptr<BudgetPress> PressOptions::make_press() const {
   const PressConfig c = config(preset);
   if (!c.enabled()) {
-    if (budget != 0 || ratio != 0) throw std::invalid_argument("--budget/--ratio need a --press other than none");
+    if (ratio != 0 || (budget != 0 && compress_every == 0))
+      throw std::invalid_argument("--budget/--ratio need a --press other than none (or --compress-every)");
     return nullptr;
   }
   return std::make_unique<BudgetPress>(c);
+}
+
+std::unique_ptr<DecodePress> PressOptions::make_decode_press(const BudgetPress* prefill, int n_layer,
+                                                             int n_head_kv) const {
+  if (compress_every == 0) return nullptr;
+  PressConfig c = PressConfig::from_preset(preset == "none" ? "snapkv" : preset);
+  c.window = window;
+  c.pool_kernel = pool_kernel;
+  c.pool_max = pool == "max";
+  c.gqa_max = gqa_reduce == "max";
+  std::vector<std::vector<int64_t>> budgets;
+  if (prefill && !prefill->head_budgets().empty()) {
+    budgets = prefill->head_budgets();
+    // A prompt shorter than the budget kept everything: decoding may still grow to B.
+    for (auto& layer : budgets)
+      for (auto& b : layer) b = std::max(b, budget);
+  } else {
+    if (budget <= 0) throw std::invalid_argument("--compress-every needs a --budget (or a --press that sets budgets)");
+    if (budget < window) throw std::invalid_argument("--budget must not be below --window");
+    budgets.assign(static_cast<size_t>(n_layer), std::vector<int64_t>(static_cast<size_t>(n_head_kv), budget));
+  }
+  return std::make_unique<DecodePress>(c, std::move(budgets), compress_every);
 }
 
 std::string budget_spread(const BudgetPress& press) {

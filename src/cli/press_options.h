@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 
 #include "press/budget_press.h"
+#include "press/decode_press.h"
 #include "press/press_config.h"
 
 namespace kvsqueeze {
@@ -26,9 +27,13 @@ struct PressOptions {
   double pyramid_beta = 20;
   int skip_layers = 0;
   std::string kv_type = "f16";
+  int64_t compress_every = 0;
 
   // The press these options describe (validated), or null for "none".
   std::unique_ptr<BudgetPress> make_press() const;
+  // The decode-time press for --compress-every (null without it): heads keep the
+  // budgets the prefill press gave them, or --budget each without one.
+  std::unique_ptr<DecodePress> make_decode_press(const BudgetPress* prefill, int n_layer, int n_head_kv) const;
   PressConfig config(const std::string& preset_name) const;
 };
 

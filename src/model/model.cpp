@@ -241,6 +241,7 @@ void Model::forward(KvCache& cache, const int32_t* tokens, int64_t n, float* log
       snap.q_window = q_window.data();
       snap.q_all = q_all.empty() ? nullptr : q_all.data();
       snap.wo = &w.wo;
+      snap.cache = &cache;
       keep = press->select(snap);
       if (static_cast<int>(keep.size()) != c.n_head_kv) throw std::logic_error("press returned a wrong number of heads");
     }

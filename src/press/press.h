@@ -11,6 +11,8 @@
 
 namespace kvsqueeze {
 
+class KvCache;
+
 struct LayerSnapshot {
   int layer = 0;
   const ModelConfig* cfg = nullptr;
@@ -22,6 +24,7 @@ struct LayerSnapshot {
   const float* q_window = nullptr;    // [window][n_head * head_dim], the last w tokens, post-RoPE
   const float* q_all = nullptr;       // [n][n_head * head_dim] when the press asked for it
   const MatrixView* wo = nullptr;     // the layer's output projection
+  KvCache* cache = nullptr;           // rows already cached (a press may evict from them)
 };
 
 class LayerPress {

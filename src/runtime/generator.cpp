@@ -36,7 +36,7 @@ std::vector<float> Generator::prefill(const std::vector<int32_t>& tokens, LayerP
 }
 
 std::vector<int32_t> Generator::decode(std::vector<float> logits, const GenerationOptions& opt,
-                                       const std::function<void(int32_t)>& on_token) {
+                                       const std::function<void(int32_t)>& on_token, LayerPress* step_press) {
   Sampler sampler(opt.sampling);
   std::vector<int32_t> out;
   const double t0 = now();
@@ -46,7 +46,7 @@ std::vector<int32_t> Generator::decode(std::vector<float> logits, const Generati
     if (on_token) on_token(next);
     if (opt.stop_at_eog && tok_ && tok_->is_end_of_generation(next)) break;
     if (i + 1 == opt.n_predict) break;  // the last token needs no forward pass
-    model_.forward(cache_, &next, 1, logits.data(), false);
+    model_.forward(cache_, &next, 1, logits.data(), false, step_press);
     ++stats_.decode_passes;
   }
   stats_.generated_tokens += static_cast<int64_t>(out.size());

@@ -44,8 +44,9 @@ class Generator {
   // the last one. With a press, each layer keeps only what the press selects.
   std::vector<float> prefill(const std::vector<int32_t>& tokens, LayerPress* press = nullptr);
   // Samples up to n tokens starting from `logits`; on_token sees each id as produced.
+  // step_press (e.g. a DecodePress) runs on every one-token step.
   std::vector<int32_t> decode(std::vector<float> logits, const GenerationOptions& opt,
-                              const std::function<void(int32_t)>& on_token = {});
+                              const std::function<void(int32_t)>& on_token = {}, LayerPress* step_press = nullptr);
   // prefill + decode.
   std::vector<int32_t> generate(const std::vector<int32_t>& prompt, const GenerationOptions& opt,
                                 const std::function<void(int32_t)>& on_token = {}, LayerPress* press = nullptr);
