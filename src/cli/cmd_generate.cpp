@@ -1,5 +1,7 @@
 // kvsqueeze generate: stream a continuation of a prompt (optionally with a compressed
 // KV cache), then report speed, KV bytes and per-layer head budgets.
+#include <sys/resource.h>
+
 #include <cstdio>
 
 #include <fmt/format.h>
@@ -109,6 +111,9 @@ void add_generate_command(CLI::App& app) {
                  full > 0 ? 100.0 * static_cast<double>(compressed) / full : 100.0,
                  static_cast<double>(s.kv_bytes) / (1 << 20), s.kv_bytes);
     }
+    struct rusage ru {};
+    getrusage(RUSAGE_SELF, &ru);
+    fmt::print(stderr, "peak resident memory: {:.1f} MiB\n", static_cast<double>(ru.ru_maxrss) / 1024.0);
     if (step_press) fmt::print(stderr, "decode-time compression: {} rows evicted\n", step_press->evictions());
     if (press) {
       fmt::print(stderr, "press {}: {:.3f} s scoring and selecting\n{}", o->press.preset, press->seconds(),
