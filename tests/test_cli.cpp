@@ -1,6 +1,8 @@
 // The command-line front end, run as a user would: outputs, exit codes, error messages.
 #include <sys/wait.h>
 
+#include <nlohmann/json.hpp>
+
 #include "test_util.h"
 
 using namespace kvsqueeze;
@@ -144,4 +146,59 @@ TEST(CliBadInput, TruncatedLlama2cCheckpoint) {
 TEST(CliBadInput, MakeModelRejectsImpossibleShapes) {
   expect_clean_failure(run("make-model --heads 3 --kv-heads 2 --out " + test::temp_path("bad.gguf")), "multiple");
   expect_clean_failure(run("make-model --type q9_9 --out " + test::temp_path("bad.gguf")), "unsupported --type");
+}
+
+TEST(CliPress, CompressesAndReports) {
+  REQUIRE_FIXTURE(kStories);
+  const std::string dump = test::temp_path("selection.json");
+  CliResult r = run("generate -m " + test::shared_path(kStories) +
+                    " -p 'Once upon a time there was a little girl named Lily who loved to play outside in the park "
+                    "with her friends every day' -n 8 --greedy --press ada-snapkv --budget 16 --window 4 --dump-selection " +
+                    dump);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("before compression"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("head budgets min/mean/max"), std::string::npos) << r.err;
+  auto bytes = test::read_bytes(dump);
+  const auto j = nlohmann::json::parse(bytes.begin(), bytes.end());
+  EXPECT_EQ(j["preset"], "ada-snapkv");
+  const int n = j["prompt_tokens"];
+  ASSERT_EQ(j["layers"].size(), 5u);
+  for (const auto& layer : j["layers"]) {
+    int total = 0;
+    for (const auto& head : layer["heads"]) {
+      const auto pos = head["positions"].get<std::vector<int>>();
+      EXPECT_EQ(static_cast<int>(pos.size()), head["budget"].get<int>());
+      EXPECT_TRUE(std::is_sorted(pos.begin(), pos.end()));
+      for (int p = n - 4; p < n; ++p) EXPECT_TRUE(std::binary_search(pos.begin(), pos.end(), p));  // the window
+      total += head["budget"].get<int>();
+    }
+    EXPECT_EQ(total, 4 * 16);  // Ada: budgets move between heads, the layer total stays
+  }
+}
+
+TEST(CliPress, RejectsImpossibleSettings) {
+  REQUIRE_FIXTURE(kStories);
+  const std::string m = "generate -m " + test::shared_path(kStories) + " -p hi -n 1 ";
+  expect_clean_failure(run(m + "--press magic --budget 64"), "unknown press 'magic'");
+  expect_clean_failure(run(m + "--press snapkv"), "needs a --budget");
+  expect_clean_failure(run(m + "--press snapkv --budget 16"), "below the observation window");
+  expect_clean_failure(run(m + "--press snapkv --ratio 1.5"), "--ratio must be in (0, 1]");
+  expect_clean_failure(run(m + "--press snapkv --budget 64 --ratio 0.5"), "either --budget or --ratio");
+  expect_clean_failure(run(m + "--kv-type q8_0"), "multiples of 32");  // stories260K's heads are 8 wide
+  expect_clean_failure(run(m + "--context /etc/hostname"), "go together");
+}
+
+TEST(CliPress, SavedContextAnswersQuestions) {
+  REQUIRE_FIXTURE(kStories);
+  const std::string cache = test::temp_path("story.kvsq");
+  const std::string model = test::shared_path(kStories);
+  CliResult r = run("generate -m " + model + " -p 'Once upon a time, there was a little girl named Lily.' -n 1 --greedy "
+                    "--press snapkv --budget 12 --window 4 --save-cache " + cache);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run("generate -m " + model + " --load-cache " + cache + " -p ' She loved to' -n 6 --greedy");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("loaded from"), std::string::npos) << r.err;
+  expect_clean_failure(run("generate -m " + test::shared_path("models/retrieval-1k/retrieval.gguf") + " --load-cache " +
+                           cache + " -p hi -n 1"),
+                       "different model");
 }

@@ -7,7 +7,21 @@
 
 #include "tensor/quant.h"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 namespace kvsqueeze {
+
+#if defined(__GLIBC__)
+namespace {
+// glibc raises its mmap threshold each time a large block is freed, after which big KV
+// buffers come from the heap and freeing them (eviction) no longer returns memory to the
+// OS. Pinning the threshold keeps every large buffer mmapped, so evicted rows really
+// leave the process's resident memory.
+const bool kMmapThresholdPinned = [] { return mallopt(M_MMAP_THRESHOLD, 256 * 1024) == 1; }();
+}  // namespace
+#endif
 
 DType kv_type_from_name(const std::string& name) {
   if (name == "f32") return DType::F32;
