@@ -8,6 +8,7 @@ packages=(
   build-essential cmake pkg-config git
   libfmt-dev libcli11-dev nlohmann-json3-dev libpcre2-dev libgtest-dev
   clang libclang-rt-14-dev  # the fuzz preset (libFuzzer)
+  bible-kjv bible-kjv-text  # filler text for tools/press_report needle
 )
 missing=()
 for p in "${packages[@]}"; do
