@@ -9,16 +9,24 @@
 
 namespace kvsqueeze {
 
-// Row j of a view as floats: a pointer into the view for f32, else decoded into buf.
-inline const float* row_f32(DType type, const uint8_t* base, int64_t stride, int64_t j, int64_t n, float* buf) {
-  const uint8_t* p = base + j * stride;
-  if (type == DType::F32) return reinterpret_cast<const float*>(p);
-  dequantize_row(type, p, buf, n);
+constexpr int64_t kRowChunk = 32;  // stored rows decoded per call
+
+// Rows j0 .. j0+count of a view as floats: a pointer into the view for f32, else decoded
+// (in one call; stored rows are contiguous) into buf. Row r is at result + r * row_stride.
+inline const float* rows_f32(DType type, const uint8_t* base, int64_t stride, int64_t j0, int64_t count, int64_t n,
+                             float* buf, int64_t& row_stride) {
+  if (type == DType::F32) {
+    row_stride = stride / static_cast<int64_t>(sizeof(float));
+    return reinterpret_cast<const float*>(base + j0 * stride);
+  }
+  dequantize_row(type, base + j0 * stride, buf, count * n);
+  row_stride = n;
   return buf;
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static float dot16(const float* a, const float* b, int64_t n) {
+// Inlined into each ISA clone below (a dispatched call per row would cost more than the
+// 64-wide product itself).
+inline float dot_inline(const float* a, const float* b, int64_t n) {
   float acc[16] = {};
   int64_t d = 0;
   for (; d + 16 <= n; d += 16)
@@ -31,25 +39,33 @@ static float dot16(const float* a, const float* b, int64_t n) {
 
 // scores[g * stride + j] = dot(q[g], key j) * scale for j < m: each key row is decoded
 // and loaded once for the whole group of query heads.
+__attribute__((target_clones("avx512f", "avx2", "default")))
 static void score_rows(const float* q, int64_t q_stride, int G, const RowsView& v, int64_t m, int64_t hd, float scale,
                        float* scores, int64_t stride, float* buf) {
-  for (int64_t j = 0; j < m; ++j) {
-    const float* k = row_f32(v.type, v.k, v.k_stride, j, hd, buf);
-    for (int g = 0; g < G; ++g) scores[g * stride + j] = dot16(q + g * q_stride, k, hd) * scale;
+  for (int64_t j0 = 0; j0 < m; j0 += kRowChunk) {
+    const int64_t count = std::min(kRowChunk, m - j0);
+    int64_t rs = 0;
+    const float* k = rows_f32(v.type, v.k, v.k_stride, j0, count, hd, buf, rs);
+    for (int64_t r = 0; r < count; ++r)
+      for (int g = 0; g < G; ++g) scores[g * stride + j0 + r] = dot_inline(q + g * q_stride, k + r * rs, hd) * scale;
   }
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static void axpy(float a, const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
-}
-
 // out[g] += Σ_j p[g][j] * value j for g < G (p already normalised).
+__attribute__((target_clones("avx512f", "avx2", "default")))
 static void mix_values(const float* p, int64_t stride, int G, const RowsView& v, int64_t m, int64_t hdv, float* out,
                        int64_t out_stride, float* buf) {
-  for (int64_t j = 0; j < m; ++j) {
-    const float* val = row_f32(v.type, v.v, v.v_stride, j, hdv, buf);
-    for (int g = 0; g < G; ++g) axpy(p[g * stride + j], val, out + g * out_stride, hdv);
+  for (int64_t j0 = 0; j0 < m; j0 += kRowChunk) {
+    const int64_t count = std::min(kRowChunk, m - j0);
+    int64_t rs = 0;
+    const float* vals = rows_f32(v.type, v.v, v.v_stride, j0, count, hdv, buf, rs);
+    for (int64_t r = 0; r < count; ++r)
+      for (int g = 0; g < G; ++g) {
+        const float w = p[g * stride + j0 + r];
+        const float* val = vals + r * rs;
+        float* o = out + g * out_stride;
+        for (int64_t i = 0; i < hdv; ++i) o[i] += w * val[i];
+      }
   }
 }
 
@@ -93,7 +109,7 @@ void attend_group(const float* q, int64_t q_stride, int G, const RowsView* views
   for (int g = 0; g < G; ++g)
     for (int64_t i = 0; i < hdv; ++i) out[g * out_stride + i] = 0.0f;
   if (total == 0) return;
-  const int64_t width = std::max(hd, hdv);
+  const int64_t width = kRowChunk * std::max(hd, hdv);
   scratch.resize(static_cast<size_t>(G * total + width));
   float* p = scratch.data();
   float* buf = p + G * total;
