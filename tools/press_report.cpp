@@ -1,6 +1,6 @@
 // press_report: the two studies issue 3 asks for, printed as Markdown tables.
-//   press_report kl MODEL IDS.json [--budget 64]      next-token KL vs the full cache
-//   press_report needle MODEL FILLER.txt [--budget 192] [--trials 30] [--tokens 1024]
+//   press_report kl MODEL IDS.json [BUDGET=64]        next-token KL vs the full cache
+//   press_report needle MODEL FILLER.txt [BUDGET=192] [TRIALS=30] [TOKENS=1024]
 // KL: the ids are the prompt; 100 continuation tokens (the full cache's greedy choice)
 // are teacher-forced for every preset. Question-aware compresses the whole prompt;
 // question-agnostic compresses all but its last 32 tokens, then reads those uncompressed.
@@ -21,6 +21,7 @@
 
 #include "model/model.h"
 #include "press/budget_press.h"
+#include "runtime/divergence.h"
 #include "runtime/generator.h"
 #include "runtime/sampler.h"
 #include "tokenizer/tokenizer.h"
@@ -38,22 +39,6 @@ std::unique_ptr<BudgetPress> make_press(const std::string& name, int64_t budget)
   PressConfig c = PressConfig::from_preset(name);
   c.budget = budget;
   return std::make_unique<BudgetPress>(c);
-}
-
-std::vector<double> softmax(const std::vector<float>& l) {
-  const float mx = *std::max_element(l.begin(), l.end());
-  std::vector<double> p(l.size());
-  double z = 0;
-  for (size_t i = 0; i < l.size(); ++i) z += (p[i] = std::exp(double(l[i]) - mx));
-  for (auto& x : p) x /= z;
-  return p;
-}
-
-double kl(const std::vector<double>& p, const std::vector<double>& q) {
-  double s = 0;
-  for (size_t i = 0; i < p.size(); ++i)
-    if (p[i] > 0) s += p[i] * std::log(p[i] / std::max(q[i], 1e-30));
-  return s;
 }
 
 // Next-token logits along a teacher-forced continuation (first from the prompt).
@@ -91,7 +76,7 @@ int kl_report(const std::string& model_path, const std::string& ids_path, int64_
     for (int mode = 0; mode < 2; ++mode) {
       auto press = make_press(name, budget);
       const auto got = run(*model, ids, mode == 0 ? n : n - 32, cont, press.get());
-      for (size_t i = 0; i < got.size(); ++i) sums[mode] += kl(softmax(ref[i]), softmax(got[i])) / static_cast<double>(got.size());
+      for (size_t i = 0; i < got.size(); ++i) sums[mode] += next_token_kl(ref[i], got[i]) / static_cast<double>(got.size());
     }
     fmt::print("| {} | {:.4f} | {:.4f} |\n", name, sums[0], sums[1]);
   }

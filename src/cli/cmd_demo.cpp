@@ -12,6 +12,7 @@
 #include "cli/press_options.h"
 #include "model/model.h"
 #include "model/model_maker.h"
+#include "runtime/divergence.h"
 #include "runtime/generator.h"
 #include "tokenizer/tokenizer.h"
 
@@ -43,22 +44,6 @@ std::string synthetic_prompt(int n_sentences) {
     s += fmt::format(" Fact {}: the {} opened in year {} and has {} visitors.", i, things[i % 8], 1900 + (i * 37) % 120,
                      (i * 7919) % 1000);
   return s + " Now, what opened first?";
-}
-
-std::vector<double> probabilities(const std::vector<float>& logits) {
-  const float mx = *std::max_element(logits.begin(), logits.end());
-  std::vector<double> p(logits.size());
-  double z = 0;
-  for (size_t i = 0; i < p.size(); ++i) z += (p[i] = std::exp(static_cast<double>(logits[i]) - mx));
-  for (auto& x : p) x /= z;
-  return p;
-}
-
-double kl_divergence(const std::vector<double>& p, const std::vector<double>& q) {
-  double s = 0;
-  for (size_t i = 0; i < p.size(); ++i)
-    if (p[i] > 0) s += p[i] * std::log(p[i] / std::max(q[i], 1e-30));
-  return s;
 }
 
 struct Row {
@@ -144,8 +129,7 @@ void add_demo_command(CLI::App& app) {
       }
       double kl = 0;
       for (size_t i = 0; i < row.logits.size(); ++i)
-        kl += kl_divergence(probabilities(full.logits[i]), probabilities(row.logits[i])) / static_cast<double>(row.logits.size());
-      kl = std::max(0.0, kl);  // rounding can leave -0.0000
+        kl += next_token_kl(full.logits[i], row.logits[i]) / static_cast<double>(row.logits.size());
       fmt::print("| {:<13} | {:>11.2f} | {:>12.1f} | {:>12.1f} | {:>21.4f} |\n", name, static_cast<double>(row.kv_bytes) / 1e6,
                  row.prompt_tps, row.decode_tps, kl);
     }
