@@ -336,7 +336,7 @@ TEST(DecodePress, LongGenerationStaysBounded) {
 }
 
 namespace {
-size_t resident_bytes() {
+[[maybe_unused]] size_t resident_bytes() {
   std::ifstream statm("/proc/self/statm");
   size_t pages = 0, resident = 0;
   statm >> pages >> resident;
@@ -356,7 +356,8 @@ TEST(KvCacheMemory, EvictionReleasesResidentMemory) {
       cache.reserve_more(l, n);
       for (int32_t p = 0; p < n; ++p) cache.append(l, h, k.data(), v.data(), p);
     }
-  const size_t full_bytes = cache.bytes_used(), full_rss = resident_bytes();
+  const size_t full_bytes = cache.bytes_used();
+  [[maybe_unused]] const size_t full_rss = resident_bytes();
   EXPECT_EQ(full_bytes, static_cast<size_t>(30 * 3 * n * (128 + 128 + 4)));
   std::vector<int64_t> keep;
   for (int64_t i = 0; i < kept; ++i) keep.push_back(i * (n / kept));
