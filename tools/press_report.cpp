@@ -20,7 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/model.h"
-#include "press/budget_press.h"
+#include "press/compression_press.h"
 #include "runtime/divergence.h"
 #include "runtime/generator.h"
 #include "runtime/sampler.h"
@@ -32,13 +32,14 @@ using namespace kvsqueeze;
 namespace {
 
 const std::vector<std::string> kPresets{"none", "snapkv", "ada-snapkv", "pyramidkv", "ada-pyramidkv",
-                                        "streamingllm", "criticalkv", "critical-ada-snapkv", "h2o", "tova", "knorm"};
+                                        "streamingllm", "criticalkv", "critical-ada-snapkv", "h2o", "tova", "knorm",
+                                        "lava", "lava-heads", "lava-layers"};
 
-std::unique_ptr<BudgetPress> make_press(const std::string& name, int64_t budget) {
+std::unique_ptr<CompressionPress> make_press(const std::string& name, int64_t budget) {
   if (name == "none") return nullptr;
   PressConfig c = PressConfig::from_preset(name);
   c.budget = budget;
-  return std::make_unique<BudgetPress>(c);
+  return make_compression_press(c);
 }
 
 // Next-token logits along a teacher-forced continuation (first from the prompt).
@@ -98,7 +99,7 @@ int needle_report(const std::string& model_path, const std::string& filler_path,
   const std::vector<std::string> words{"apple", "river", "candle", "falcon", "garden", "lantern", "mirror", "orchard",
                                        "silver", "thunder", "violet", "willow", "harbor", "meadow", "copper", "ember"};
   std::mt19937 rng(2024);
-  int hits[2][16] = {};
+  int hits[2][32] = {};
   for (int t = 0; t < trials; ++t) {
     const std::string word = words[rng() % words.size()];
     const std::string number = std::to_string(100000 + rng() % 9900000);

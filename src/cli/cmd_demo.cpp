@@ -84,7 +84,7 @@ Row run(const Model& model, const Tokenizer& tok, const std::vector<int32_t>& pr
 
 void add_demo_command(CLI::App& app) {
   struct Opts {
-    std::string model, presets = "none,snapkv,ada-snapkv,pyramidkv,ada-pyramidkv,criticalkv,streamingllm";
+    std::string model, presets = "none,snapkv,ada-snapkv,pyramidkv,ada-pyramidkv,criticalkv,streamingllm,lava";
     int prompt_tokens = 1024, n = 32, threads = 0;
     PressOptions press;
   };
@@ -124,7 +124,7 @@ void add_demo_command(CLI::App& app) {
       if (name == "none") {
         row = full;
       } else {
-        auto press = std::make_unique<BudgetPress>(o->press.config(name));
+        auto press = make_compression_press(o->press.config(name));
         row = run(*m.model, *m.tokenizer, prompt, o->n, full.tokens, press.get(), kv_type);
       }
       double kl = 0;

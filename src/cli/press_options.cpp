@@ -45,20 +45,21 @@ PressConfig PressOptions::config(const std::string& preset_name) const {
   return c;
 }
 
-std::unique_ptr<BudgetPress> PressOptions::make_press() const {
+std::unique_ptr<CompressionPress> PressOptions::make_press() const {
   const PressConfig c = config(preset);
   if (!c.enabled()) {
     if (ratio != 0 || (budget != 0 && compress_every == 0))
       throw std::invalid_argument("--budget/--ratio need a --press other than none (or --compress-every)");
     return nullptr;
   }
-  return std::make_unique<BudgetPress>(c);
+  return make_compression_press(c);
 }
 
-std::unique_ptr<DecodePress> PressOptions::make_decode_press(const BudgetPress* prefill, int n_layer,
+std::unique_ptr<DecodePress> PressOptions::make_decode_press(const CompressionPress* prefill, int n_layer,
                                                              int n_head_kv) const {
   if (compress_every == 0) return nullptr;
   PressConfig c = PressConfig::from_preset(preset == "none" ? "snapkv" : preset);
+  if (c.scorer == ScorerKind::Lava) c.scorer = ScorerKind::SnapKV;  // decode re-scoring is window attention
   c.window = window;
   c.pool_kernel = pool_kernel;
   c.pool_max = pool == "max";
@@ -77,7 +78,7 @@ std::unique_ptr<DecodePress> PressOptions::make_decode_press(const BudgetPress* 
   return std::make_unique<DecodePress>(c, std::move(budgets), compress_every);
 }
 
-std::string budget_spread(const BudgetPress& press) {
+std::string budget_spread(const CompressionPress& press) {
   std::string out;
   const auto& all = press.head_budgets();
   for (size_t l = 0; l < all.size(); ++l) {

@@ -7,7 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "press/budget_press.h"
+#include "press/compression_press.h"
 #include "press/decode_press.h"
 #include "press/press_config.h"
 
@@ -30,17 +30,17 @@ struct PressOptions {
   int64_t compress_every = 0;
 
   // The press these options describe (validated), or null for "none".
-  std::unique_ptr<BudgetPress> make_press() const;
+  std::unique_ptr<CompressionPress> make_press() const;
   // The decode-time press for --compress-every (null without it): heads keep the
   // budgets the prefill press gave them, or --budget each without one.
-  std::unique_ptr<DecodePress> make_decode_press(const BudgetPress* prefill, int n_layer, int n_head_kv) const;
+  std::unique_ptr<DecodePress> make_decode_press(const CompressionPress* prefill, int n_layer, int n_head_kv) const;
   PressConfig config(const std::string& preset_name) const;
 };
 
 void add_press_options(CLI::App* cmd, PressOptions& o);
 
 // "layer 0: budget min/mean/max 40/64.0/90 ..." lines for each layer a press touched.
-std::string budget_spread(const BudgetPress& press);
+std::string budget_spread(const CompressionPress& press);
 // Writes the kept positions of every (layer, KV head) as JSON (--dump-selection).
 void dump_selection(const std::string& path, const std::string& preset, int64_t prompt_tokens, const KvCache& cache);
 

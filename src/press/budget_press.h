@@ -5,12 +5,11 @@
 #include <cstdint>
 #include <vector>
 
-#include "press/press.h"
-#include "press/press_config.h"
+#include "press/compression_press.h"
 
 namespace kvsqueeze {
 
-class BudgetPress : public LayerPress {
+class BudgetPress : public CompressionPress {
  public:
   explicit BudgetPress(PressConfig config);
 
@@ -18,11 +17,9 @@ class BudgetPress : public LayerPress {
   bool needs_all_queries() const override { return config_.scorer == ScorerKind::H2O; }
   std::vector<std::vector<int64_t>> select(const LayerSnapshot& s) override;
 
-  const PressConfig& config() const { return config_; }
-  // Entries each head of each layer kept (window included), as chosen so far.
-  const std::vector<std::vector<int64_t>>& head_budgets() const { return budgets_; }
-  // Wall time spent scoring and selecting (the compression's share of prefill).
-  double seconds() const { return seconds_; }
+  const PressConfig& config() const override { return config_; }
+  const std::vector<std::vector<int64_t>>& head_budgets() const override { return budgets_; }
+  double seconds() const override { return seconds_; }
 
  private:
   PressConfig config_;

@@ -11,7 +11,7 @@ namespace kvsqueeze {
 const std::vector<std::string>& PressConfig::preset_names() {
   static const std::vector<std::string> names{"none",   "streamingllm", "snapkv", "pyramidkv",  "ada-snapkv",
                                               "ada-pyramidkv", "h2o",   "tova",   "knorm", "criticalkv",
-                                              "critical-ada-snapkv"};
+                                              "critical-ada-snapkv", "lava", "lava-heads", "lava-layers"};
   return names;
 }
 
@@ -29,6 +29,9 @@ PressConfig PressConfig::from_preset(const std::string& name) {
   else if (name == "knorm") c.scorer = ScorerKind::KNorm;
   else if (name == "criticalkv") c.scorer = ScorerKind::SnapKV, c.critical = true;
   else if (name == "critical-ada-snapkv") c.scorer = ScorerKind::SnapKV, c.ada = true, c.critical = true;
+  else if (name == "lava") c.scorer = ScorerKind::Lava, c.ada = true, c.dynamic_layers = true, c.gqa_max = true;
+  else if (name == "lava-heads") c.scorer = ScorerKind::Lava, c.ada = true, c.gqa_max = true;
+  else if (name == "lava-layers") c.scorer = ScorerKind::Lava, c.dynamic_layers = true, c.gqa_max = true;
   else
     throw std::invalid_argument(fmt::format("unknown press '{}' (known: {})", name, fmt::join(preset_names(), ", ")));
   return c;

@@ -8,7 +8,7 @@
 
 namespace kvsqueeze {
 
-enum class ScorerKind { None, SnapKV, H2O, TOVA, KNorm, Streaming };
+enum class ScorerKind { None, SnapKV, H2O, TOVA, KNorm, Streaming, Lava };
 
 struct PressConfig {
   std::string preset = "none";
@@ -16,6 +16,7 @@ struct PressConfig {
   bool ada = false;        // head budgets from a global top-k (Ada-KV), else uniform
   bool pyramid = false;    // linear pyramid of layer budgets (PyramidKV), else uniform
   bool critical = false;   // CriticalKV two-stage refinement inside each head's budget
+  bool dynamic_layers = false;  // LAVa: layer budgets by score entropy, cascaded in prefill
   int64_t budget = 0;      // entries per KV head, window included (0: use ratio)
   double ratio = 0;        // fraction of the prompt kept (0: use budget)
   int64_t window = 32;     // observation window w (always kept)

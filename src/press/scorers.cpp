@@ -139,8 +139,25 @@ std::vector<float> streaming_scores(const LayerSnapshot& s, int64_t prefix, int 
   return out;
 }
 
+std::vector<float> lava_scores(const LayerSnapshot& s, int64_t prefix, const PressConfig& c) {
+  std::vector<float> out = snapkv_scores(s, prefix, c);
+  const ModelConfig& cfg = *s.cfg;
+  const int64_t hdv = cfg.head_dim_v, v_w = int64_t{cfg.n_head_kv} * hdv;
+  for (int h = 0; h < cfg.n_head_kv; ++h) {
+    float vbar = 0;
+    for (int64_t j = 0; j < prefix; ++j) {
+      float l1 = 0;
+      for (int64_t i = 0; i < hdv; ++i) l1 += std::fabs(s.v[j * v_w + h * hdv + i]);
+      vbar = std::max(vbar, l1);
+    }
+    for (int64_t j = 0; j < prefix; ++j) out[static_cast<size_t>(h * prefix + j)] *= vbar;
+  }
+  return out;
+}
+
 std::vector<float> compute_scores(const LayerSnapshot& s, int64_t prefix, const PressConfig& c) {
   switch (c.scorer) {
+    case ScorerKind::Lava: return lava_scores(s, prefix, c);
     case ScorerKind::SnapKV: return snapkv_scores(s, prefix, c);
     case ScorerKind::H2O: return h2o_scores(s, prefix, c);
     case ScorerKind::TOVA: return tova_scores(s, prefix);

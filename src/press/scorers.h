@@ -24,6 +24,10 @@ std::vector<float> knorm_scores(const LayerSnapshot& s, int64_t prefix);
 // StreamingLLM: the first `sinks` positions first, then the most recent.
 std::vector<float> streaming_scores(const LayerSnapshot& s, int64_t prefix, int sinks);
 
+// LAVa: SnapKV window scores (GQA reduced by max) times the head's largest value L1
+// norm over the prefix, so entries of different heads are comparable.
+std::vector<float> lava_scores(const LayerSnapshot& s, int64_t prefix, const PressConfig& c);
+
 std::vector<float> compute_scores(const LayerSnapshot& s, int64_t prefix, const PressConfig& c);
 
 // 1-D pooling along positions, stride 1, padding kernel/2: max (padding never wins) or
