@@ -16,6 +16,7 @@
 #include "press/allocation.h"
 #include "press/budget_press.h"
 #include "press/decode_press.h"
+#include "press/lava_press.h"
 #include "press/scorers.h"
 #include "runtime/generator.h"
 #include "runtime/sampler.h"
@@ -54,8 +55,10 @@ PressConfig preset(const std::string& name, int64_t budget, int64_t window = 8) 
   return c;
 }
 
-const std::vector<std::string> kPresets{"streamingllm", "snapkv", "pyramidkv", "ada-snapkv", "ada-pyramidkv",
-                                        "h2o",          "tova",   "knorm",     "criticalkv", "critical-ada-snapkv"};
+const std::vector<std::string> kPresets{"streamingllm", "snapkv",     "pyramidkv",  "ada-snapkv",
+                                        "ada-pyramidkv", "h2o",       "tova",       "knorm",
+                                        "criticalkv",   "critical-ada-snapkv", "lava", "lava-heads",
+                                        "lava-layers"};
 }  // namespace
 
 TEST(PressConfig, RejectsImpossibleSettings) {
@@ -85,9 +88,9 @@ TEST(Press, BudgetAtLeastPromptEqualsNone) {
   const auto ref_logits = ref.prefill(ids);
   const auto ref_tokens = ref.decode(ref_logits, opt);
   for (const auto& name : kPresets) {
-    BudgetPress press(preset(name, 60));
+    auto press = make_compression_press(preset(name, 60));
     Generator gen(*model, nullptr, DType::F32);
-    const auto logits = gen.prefill(ids, &press);
+    const auto logits = gen.prefill(ids, press.get());
     EXPECT_EQ(logits, ref_logits) << name;
     EXPECT_EQ(gen.decode(logits, opt), ref_tokens) << name;
     EXPECT_EQ(gen.cache().bytes_used(), ref.cache().bytes_used()) << name;
@@ -222,7 +225,8 @@ TEST(Press, CompressedCacheHoldsExactlyTheKeptRows) {
   const ModelConfig& c = model->config();
   const auto ids = random_ids(200, 6);
   for (const auto& name : kPresets) {
-    BudgetPress press(preset(name, 40));
+    auto owned = make_compression_press(preset(name, 40));
+    CompressionPress& press = *owned;
     Generator gen(*model, nullptr, DType::F16);
     gen.prefill(ids, &press);
     const KvCache& cache = gen.cache();
@@ -238,8 +242,15 @@ TEST(Press, CompressedCacheHoldsExactlyTheKeptRows) {
           for (int32_t p = 0; p < 4; ++p) EXPECT_EQ(hr.pos[static_cast<size_t>(p)], p);
         }
       }
-    // Layer budgets average to the budget (pyramid redistributes across layers).
-    EXPECT_EQ(rows, static_cast<size_t>(c.n_layer * c.n_head_kv * 40)) << name;
+    // Layer budgets average to the budget (pyramid and LAVa redistribute across layers;
+    // LAVa's entropy shares are floored, losing at most one entry per layer and head).
+    const auto full = static_cast<size_t>(c.n_layer * c.n_head_kv * 40);
+    if (press.config().dynamic_layers) {
+      EXPECT_LE(rows, full) << name;
+      EXPECT_GE(rows, full - static_cast<size_t>(c.n_layer * c.n_head_kv)) << name;
+    } else {
+      EXPECT_EQ(rows, full) << name;
+    }
     EXPECT_EQ(cache.bytes_used(), rows * static_cast<size_t>(cache.k_row_bytes() + cache.v_row_bytes() + 4)) << name;
     EXPECT_LE(cache.bytes_reserved(), cache.bytes_used() * 2 + 4096) << name;
   }
@@ -374,4 +385,79 @@ TEST(KvCacheMemory, EvictionReleasesResidentMemory) {
   std::cout << "resident memory: " << full_rss / 1e6 << " MB full, " << after_rss / 1e6 << " MB after eviction\n";
   EXPECT_GT(full_rss, after_rss + freed / 2) << "evicted rows must leave resident memory";
 #endif
+}
+
+TEST(Lava, LayerBudgetsFollowEntropy) {
+  std::vector<float> uniform(100, 1.0f), one_hot(100, 0.0f);
+  one_hot[7] = 5.0f;
+  EXPECT_NEAR(normalized_entropy(uniform), 1.0, 1e-12);
+  EXPECT_NEAR(normalized_entropy(one_hot), 0.0, 1e-12);
+  const std::vector<double> e{normalized_entropy(uniform), 0.5, normalized_entropy(one_hot) + 0.1, 0.9};
+  const int64_t T = 4 * 96;
+  const auto b = entropy_layer_budgets(e, T, {1000, 1000, 1000, 1000});
+  const double sum = e[0] + e[1] + e[2] + e[3];
+  int64_t total = 0;
+  for (size_t l = 0; l < e.size(); ++l) {
+    EXPECT_EQ(b[l], static_cast<int64_t>(std::floor(static_cast<double>(T) * e[l] / sum)));  // reference computation
+    total += b[l];
+  }
+  EXPECT_LE(total, T);
+  EXPECT_GE(total, T - static_cast<int64_t>(e.size()));  // floor rounding only
+  EXPECT_GT(b[0], b[2]);  // diffuse scores get more than concentrated ones
+  // A layer's budget never exceeds its prefix.
+  EXPECT_EQ(entropy_layer_budgets({1.0, 1.0}, 1000, {100, 800})[0], 100);
+}
+
+namespace {
+// Wraps a LavaPress and checks, whenever a layer arrives, what the finished layers hold.
+class CascadeChecker : public LayerPress {
+ public:
+  CascadeChecker(LavaPress& inner, int64_t window) : inner_(inner), window_(window) {}
+  int64_t window() const override { return inner_.window(); }
+  std::vector<std::vector<int64_t>> select(const LayerSnapshot& s) override {
+    auto keep = inner_.select(s);
+    // After the cascade ran, layers < s.layer are final for now: check the bound.
+    int64_t rows = 0;
+    for (int j = 0; j < s.layer; ++j) rows += s.cache->layer_rows(j);
+    const int H = s.cfg->n_head_kv;
+    max_excess_ = std::max(max_excess_, rows - (inner_.total_budget() * H + int64_t{s.layer} * H * window_));
+    ++checked_;
+    return keep;
+  }
+  int64_t max_excess_ = INT64_MIN;
+  int checked_ = 0;
+
+ private:
+  LavaPress& inner_;
+  int64_t window_;
+};
+}  // namespace
+
+TEST(Lava, CascadeKeepsFinishedLayersWithinTheTotalBudget) {
+  auto model = small_model(Arch::Llama, 6);
+  const ModelConfig& c = model->config();
+  const auto ids = random_ids(300, 31);
+  for (const std::string name : {"lava", "lava-layers"}) {
+    LavaPress lava(preset(name, 40));
+    CascadeChecker checker(lava, 8);
+    Generator gen(*model, nullptr, DType::F16);
+    gen.prefill(ids, &checker);
+    EXPECT_EQ(checker.checked_, c.n_layer);
+    EXPECT_LE(checker.max_excess_, 0) << name;
+    // Final budgets equal the computation from all entropies at once.
+    std::vector<int64_t> prefixes(static_cast<size_t>(c.n_layer), 300 - 8);
+    const auto expect = entropy_layer_budgets(lava.entropies(), lava.total_budget(), prefixes);
+    EXPECT_EQ(lava.layer_budgets(), expect) << name;
+    int64_t rows = 0;
+    for (int l = 0; l < c.n_layer; ++l) {
+      int64_t layer = 0;
+      for (int h = 0; h < c.n_head_kv; ++h) layer += gen.cache().head(l, h).size() - 8;
+      // Ada inside a layer sums to H * B'_l exactly (lava); uniform heads too (lava-layers).
+      EXPECT_EQ(layer, c.n_head_kv * expect[static_cast<size_t>(l)]) << name << " layer " << l;
+      rows += layer;
+    }
+    EXPECT_LE(rows, lava.total_budget() * c.n_head_kv);
+    // The layers really differ: entropy moved budget between them.
+    EXPECT_NE(*std::min_element(expect.begin(), expect.end()), *std::max_element(expect.begin(), expect.end()));
+  }
 }
