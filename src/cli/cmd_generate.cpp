@@ -2,6 +2,7 @@
 // KV cache), then report speed, KV bytes and per-layer head budgets.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include <fmt/format.h>
@@ -116,8 +117,9 @@ void add_generate_command(CLI::App& app) {
     fmt::print(stderr, "peak resident memory: {:.1f} MiB\n", static_cast<double>(ru.ru_maxrss) / 1024.0);
     if (step_press) fmt::print(stderr, "decode-time compression: {} rows evicted\n", step_press->evictions());
     if (press) {
-      fmt::print(stderr, "press {}: {:.3f} s scoring and selecting\n{}", o->press.preset, press->seconds(),
-                 budget_spread(*press));
+      fmt::print(stderr, "press {}: {:.3f} s scoring and selecting; KV cache at most {:.2f} MiB while reading the prompt\n{}",
+                 o->press.preset, press->seconds(),
+                 static_cast<double>(std::max(press->peak_cache_bytes(), compressed)) / (1 << 20), budget_spread(*press));
     }
   });
 }

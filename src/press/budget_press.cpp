@@ -13,6 +13,7 @@ BudgetPress::BudgetPress(PressConfig config) : config_(std::move(config)) { conf
 
 std::vector<std::vector<int64_t>> BudgetPress::select(const LayerSnapshot& s) {
   const auto t0 = std::chrono::steady_clock::now();
+  note_cache(s);
   const ModelConfig& cfg = *s.cfg;
   const int H = cfg.n_head_kv;
   const int64_t n = s.n, w = s.window, prefix = n - w;

@@ -2,6 +2,7 @@
 // time it took, made from a PressConfig.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -18,6 +19,15 @@ class CompressionPress : public LayerPress {
   virtual const std::vector<std::vector<int64_t>>& head_budgets() const = 0;
   // Wall time spent scoring and selecting (the compression's share of prefill).
   virtual double seconds() const = 0;
+  // Largest KV cache (bytes, the cache's own accounting) seen while layers were handed
+  // to the press: what the finished layers held before each new layer was added.
+  size_t peak_cache_bytes() const { return peak_cache_bytes_; }
+
+ protected:
+  void note_cache(const LayerSnapshot& s);
+
+ private:
+  size_t peak_cache_bytes_ = 0;
 };
 
 // BudgetPress for the score-and-allocate presets, LavaPress for the lava family; null

@@ -112,6 +112,7 @@ std::vector<std::vector<int64_t>> LavaPress::select(const LayerSnapshot& s) {
   const std::vector<int64_t> lb = config_.dynamic_layers ? entropy_layer_budgets(entropies_, total_, prefixes)
                                                          : std::vector<int64_t>(layers_.size(), B - w);
   layer_prefix_budget_ = lb;
+  note_cache(s);  // before the cascade shrinks: the high-water mark
   for (int j = 0; j < s.layer; ++j) shrink_layer(s, j, lb[static_cast<size_t>(j)]);
 
   const std::vector<int64_t> hb = head_allocation(cur, H, lb.back(), s.layer);
@@ -126,6 +127,10 @@ std::vector<std::vector<int64_t>> LavaPress::select(const LayerSnapshot& s) {
   }
   seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return keep;
+}
+
+void CompressionPress::note_cache(const LayerSnapshot& s) {
+  if (s.cache) peak_cache_bytes_ = std::max(peak_cache_bytes_, s.cache->bytes_used());
 }
 
 std::unique_ptr<CompressionPress> make_compression_press(const PressConfig& config) {
