@@ -69,27 +69,12 @@ void pool1d(float* x, int64_t n, int kernel, bool use_max) {
   }
 }
 
-std::vector<float> snapkv_scores(const LayerSnapshot& s, int64_t prefix, const PressConfig& c) {
-  const ModelConfig& cfg = *s.cfg;
-  const int64_t hd = cfg.head_dim, q_w = int64_t{cfg.n_head} * hd, w = s.window;
-  std::vector<float> per_q(static_cast<size_t>(cfg.n_head * prefix), 0.0f);
-#pragma omp parallel
-  {
-    std::vector<float> logits;
-#pragma omp for schedule(dynamic)
-    for (int hq = 0; hq < cfg.n_head; ++hq) {
-      float* acc = &per_q[static_cast<size_t>(hq * prefix)];
-      for (int64_t i = 0; i < w; ++i)
-        add_attention(s, s.q_window + i * q_w + hq * hd, s.n - w + i, hq / cfg.group(), prefix,
-                      1.0f / static_cast<float>(w), logits, acc);
-      pool1d(acc, prefix, c.pool_kernel, c.pool_max);
-    }
-  }
-  return reduce_groups(per_q, cfg, prefix, c.gqa_max);
-}
-
-std::vector<float> h2o_scores(const LayerSnapshot& s, int64_t prefix, const PressConfig& c) {
-  if (!s.q_all) throw std::logic_error("h2o needs every prompt query");
+namespace {
+// Per query head, the summed attention (times `weight`) that `count` queries give to each
+// prefix key: query i sits at pass index first + i and its row is queries + i * q_w.
+// Returns [n_head][prefix].
+std::vector<float> accumulated_attention(const LayerSnapshot& s, int64_t prefix, const float* queries, int64_t first,
+                                         int64_t count, float weight) {
   const ModelConfig& cfg = *s.cfg;
   const int64_t hd = cfg.head_dim, q_w = int64_t{cfg.n_head} * hd;
   std::vector<float> per_q(static_cast<size_t>(cfg.n_head * prefix), 0.0f);
@@ -97,13 +82,28 @@ std::vector<float> h2o_scores(const LayerSnapshot& s, int64_t prefix, const Pres
   {
     std::vector<float> logits;
 #pragma omp for schedule(dynamic)
-    for (int hq = 0; hq < cfg.n_head; ++hq) {
-      float* acc = &per_q[static_cast<size_t>(hq * prefix)];
-      for (int64_t i = 0; i < s.n; ++i) add_attention(s, s.q_all + i * q_w + hq * hd, i, hq / cfg.group(), prefix, 1.0f, logits, acc);
-      for (int64_t j = 0; j < prefix; ++j) acc[j] /= static_cast<float>(s.n - j);  // queries that could see j
-    }
+    for (int hq = 0; hq < cfg.n_head; ++hq)
+      for (int64_t i = 0; i < count; ++i)
+        add_attention(s, queries + i * q_w + hq * hd, first + i, hq / cfg.group(), prefix, weight, logits,
+                      &per_q[static_cast<size_t>(hq * prefix)]);
   }
-  return reduce_groups(per_q, cfg, prefix, c.gqa_max);
+  return per_q;
+}
+}  // namespace
+
+std::vector<float> snapkv_scores(const LayerSnapshot& s, int64_t prefix, const PressConfig& c) {
+  const int64_t w = s.window;
+  std::vector<float> per_q = accumulated_attention(s, prefix, s.q_window, s.n - w, w, 1.0f / static_cast<float>(w));
+  for (int hq = 0; hq < s.cfg->n_head; ++hq) pool1d(&per_q[static_cast<size_t>(hq * prefix)], prefix, c.pool_kernel, c.pool_max);
+  return reduce_groups(per_q, *s.cfg, prefix, c.gqa_max);
+}
+
+std::vector<float> h2o_scores(const LayerSnapshot& s, int64_t prefix, const PressConfig& c) {
+  if (!s.q_all) throw std::logic_error("h2o needs every prompt query");
+  std::vector<float> per_q = accumulated_attention(s, prefix, s.q_all, 0, s.n, 1.0f);
+  for (int hq = 0; hq < s.cfg->n_head; ++hq)
+    for (int64_t j = 0; j < prefix; ++j) per_q[static_cast<size_t>(hq * prefix + j)] /= static_cast<float>(s.n - j);  // queries that could see j
+  return reduce_groups(per_q, *s.cfg, prefix, c.gqa_max);
 }
 
 std::vector<float> tova_scores(const LayerSnapshot& s, int64_t prefix) {
