@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
 
 namespace kvsqueeze {
 
@@ -32,24 +31,6 @@ void rope_apply(float* v, int64_t n_rot, bool neox, const float* cos_v, const fl
     v[a] = x0 * cos_v[i] - x1 * sin_v[i];
     v[b] = x0 * sin_v[i] + x1 * cos_v[i];
   }
-}
-
-void rope(float* v, int64_t n_rot, int64_t pos, float base, bool neox, const float* freq_factors) {
-  std::vector<float> c(static_cast<size_t>(n_rot / 2)), s(c.size());
-  rope_angles(n_rot, pos, base, freq_factors, c.data(), s.data());
-  rope_apply(v, n_rot, neox, c.data(), s.data());
-}
-
-void softmax(float* x, int64_t n) {
-  if (n <= 0) return;
-  const float mx = *std::max_element(x, x + n);
-  float sum = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - mx);
-    sum += x[i];
-  }
-  const float inv = 1.0f / sum;
-  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
 void silu_mul(float* gate, const float* up, int64_t n) {

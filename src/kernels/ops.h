@@ -2,26 +2,19 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
 namespace kvsqueeze {
 
 // y = x / rms(x) * w over n elements (y may alias x).
 void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);
 
-// Rotary position embedding of one head vector in place.
-// neox=false rotates adjacent pairs (2i, 2i+1) (GGUF `llama`); neox=true rotates
-// (i, i + n_rot/2) (qwen2/qwen3). freq_factors (n_rot/2 values, may be null) divide the
-// frequencies, as Llama 3.1 scaling stores them in `rope_freqs.weight`.
-void rope(float* v, int64_t n_rot, int64_t pos, float base, bool neox, const float* freq_factors);
-
-// The same rotation split in two: the angles of one position (n_rot/2 cos and sin
-// values, computed once and shared by every head and layer), then their application.
+// Rotary position embedding in two steps: the angles of one position (n_rot/2 cos and sin
+// values, computed once and shared by every head and layer), then their application to
+// one head vector in place. neox=false rotates adjacent pairs (2i, 2i+1) (GGUF `llama`);
+// neox=true rotates (i, i + n_rot/2) (qwen2/qwen3). freq_factors (n_rot/2 values, may be
+// null) divide the frequencies, as Llama 3.1 scaling stores them in `rope_freqs.weight`.
 void rope_angles(int64_t n_rot, int64_t pos, float base, const float* freq_factors, float* cos_out, float* sin_out);
 void rope_apply(float* v, int64_t n_rot, bool neox, const float* cos_v, const float* sin_v);
-
-// In-place softmax over n values.
-void softmax(float* x, int64_t n);
 
 // gate[i] = silu(gate[i]) * up[i]
 void silu_mul(float* gate, const float* up, int64_t n);

@@ -286,11 +286,9 @@ KVS_VNNI void dot_q8_0_vnni(const BlockQ8_0* const* w, const ActBlock32* const* 
 
 }  // namespace
 
-bool has_tile_kernel(DType t) { return t == DType::Q8_0 && cpu_has_avx512_vnni(); }
-
 void quant_dot_tile(DType t, const void* const* w_rows, int n_rows, const void* const* act, int n_act, int64_t n,
                     float* out, int64_t out_stride) {
-  if (has_tile_kernel(t)) {
+  if (t == DType::Q8_0 && cpu_has_avx512_vnni()) {
     const auto* const* wb = reinterpret_cast<const BlockQ8_0* const*>(w_rows);
     const auto* const* xb = reinterpret_cast<const ActBlock32* const*>(act);
     const int64_t nb = n / 32;

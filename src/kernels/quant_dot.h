@@ -37,6 +37,5 @@ float quant_dot(DType t, const void* w_row, const void* act_row, int64_t n);
 // activations each loaded once per tile), else loops quant_dot.
 void quant_dot_tile(DType t, const void* const* w_rows, int n_rows, const void* const* act_rows, int n_act, int64_t n,
                     float* out, int64_t out_stride);
-bool has_tile_kernel(DType t);
 
 }  // namespace kvsqueeze

@@ -1,7 +1,5 @@
 #include "model/model.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
