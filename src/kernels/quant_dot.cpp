@@ -128,18 +128,6 @@ KVS_AVX2 float dot_q4_0(const BlockQ4_0* w, const ActBlock32* x, int64_t nb) {
   return hsum(acc);
 }
 
-KVS_AVX2 float dot_q4_1(const BlockQ4_1* w, const ActBlock32* x, int64_t nb) {
-  __m256 acc = _mm256_setzero_ps();
-  float offs = 0;
-  for (int64_t i = 0; i < nb; ++i) {
-    const __m256i a = unpack_nibbles(w[i].qs);
-    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(w[i].d) * x[i].d), _mm256_cvtepi32_ps(dot_u8s8(a, b)), acc);
-    offs += _cvtsh_ss(w[i].m) * x[i].sum;
-  }
-  return hsum(acc) + offs;
-}
-
 KVS_AVX2 float dot_q5_0(const BlockQ5_0* w, const ActBlock32* x, int64_t nb) {
   __m256 acc = _mm256_setzero_ps();
   const __m256i sixteen = _mm256_set1_epi8(16);
@@ -152,11 +140,14 @@ KVS_AVX2 float dot_q5_0(const BlockQ5_0* w, const ActBlock32* x, int64_t nb) {
   return hsum(acc);
 }
 
-KVS_AVX2 float dot_q5_1(const BlockQ5_1* w, const ActBlock32* x, int64_t nb) {
+// Q4_1 and Q5_1 (scale + offset) differ only by Q5_1's fifth bit.
+template <typename Block>
+KVS_AVX2 float dot_scale_offset(const Block* w, const ActBlock32* x, int64_t nb) {
   __m256 acc = _mm256_setzero_ps();
   float offs = 0;
   for (int64_t i = 0; i < nb; ++i) {
-    const __m256i a = _mm256_or_si256(unpack_nibbles(w[i].qs), bits_to_0x10(w[i].qh));
+    __m256i a = unpack_nibbles(w[i].qs);
+    if constexpr (std::is_same_v<Block, BlockQ5_1>) a = _mm256_or_si256(a, bits_to_0x10(w[i].qh));
     const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs));
     acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(w[i].d) * x[i].d), _mm256_cvtepi32_ps(dot_u8s8(a, b)), acc);
     offs += _cvtsh_ss(w[i].m) * x[i].sum;
@@ -343,9 +334,9 @@ float quant_dot(DType t, const void* w, const void* a, int64_t n) {
   switch (t) {
     case DType::Q8_0: return dot_q8_0(static_cast<const BlockQ8_0*>(w), a32, n / 32);
     case DType::Q4_0: return dot_q4_0(static_cast<const BlockQ4_0*>(w), a32, n / 32);
-    case DType::Q4_1: return dot_q4_1(static_cast<const BlockQ4_1*>(w), a32, n / 32);
+    case DType::Q4_1: return dot_scale_offset(static_cast<const BlockQ4_1*>(w), a32, n / 32);
     case DType::Q5_0: return dot_q5_0(static_cast<const BlockQ5_0*>(w), a32, n / 32);
-    case DType::Q5_1: return dot_q5_1(static_cast<const BlockQ5_1*>(w), a32, n / 32);
+    case DType::Q5_1: return dot_scale_offset(static_cast<const BlockQ5_1*>(w), a32, n / 32);
     case DType::Q4_K: return dot_k_scale_min(static_cast<const BlockQ4_K*>(w), a256, n / 256);
     case DType::Q5_K: return dot_k_scale_min(static_cast<const BlockQ5_K*>(w), a256, n / 256);
     case DType::Q6_K: return dot_q6_k(static_cast<const BlockQ6_K*>(w), a256, n / 256);
