@@ -34,5 +34,6 @@ void add_generate_command(CLI::App& app);
 void add_convert_command(CLI::App& app);
 void add_make_model_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
 
 }  // namespace kvsqueeze

@@ -86,6 +86,7 @@ int main(int argc, char** argv) {
   kvsqueeze::add_convert_command(app);
   kvsqueeze::add_make_model_command(app);
   kvsqueeze::add_demo_command(app);
+  kvsqueeze::add_eval_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

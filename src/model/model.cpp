@@ -131,7 +131,7 @@ constexpr int64_t kTile = 256;  // tokens per step inside a layer: bounds activa
 }  // namespace
 
 void Model::forward(KvCache& cache, const int32_t* tokens, int64_t n, float* logits, bool all_logits,
-                    LayerPress* press) const {
+                    LayerPress* press, AttentionTap* tap) const {
   const ModelConfig& c = cfg_;
   for (int64_t t = 0; t < n; ++t)
     if (tokens[t] < 0 || tokens[t] >= c.vocab)
@@ -216,6 +216,7 @@ void Model::forward(KvCache& cache, const int32_t* tokens, int64_t n, float* log
           }
       }
       matmul(w.wo, att.data(), nt, proj.data());
+      if (tap) tap->attention_output(l, t0, nt, proj.data());
       for (int64_t i = 0; i < nt * dim; ++i) xt[i] += proj[static_cast<size_t>(i)];
       for (int64_t t = 0; t < nt; ++t) rms_norm(&xt[t * dim], w.ffn_norm.data(), &xn[t * dim], dim, c.rms_eps);
       matmul(w.gate, xn.data(), nt, g.data());

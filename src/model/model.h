@@ -16,6 +16,15 @@ class GgufFile;
 class KvCache;
 class LayerPress;
 
+// Sees each layer's attention output (after the output projection, before the residual
+// add) for a run of tokens: what the eviction bound of METHODS.md section 1 is about.
+class AttentionTap {
+ public:
+  virtual ~AttentionTap() = default;
+  // out: [n][dim] for the pass's tokens first .. first+n-1.
+  virtual void attention_output(int layer, int64_t first, int64_t n, const float* out) = 0;
+};
+
 struct LayerWeights {
   std::vector<float> attn_norm, ffn_norm;
   std::vector<float> q_norm, k_norm;   // qwen3 only (per-head RMSNorm weights)
@@ -41,8 +50,9 @@ class Model {
   // head keeps; only those are stored, so peak KV memory is the compressed cache plus
   // one layer's full K/V. Writes logits for every token ([n][vocab]) when all_logits,
   // else for the last one ([vocab]). Throws if a token id is outside the vocabulary.
+  // A tap (if any) sees every layer's attention output.
   void forward(KvCache& cache, const int32_t* tokens, int64_t n, float* logits, bool all_logits,
-               LayerPress* press = nullptr) const;
+               LayerPress* press = nullptr, AttentionTap* tap = nullptr) const;
 
   // Identifies the model a cache was made with: its shape, every tensor's name, type and
   // shape, and the bytes of the small tensors (norms, biases), which differ between

@@ -1,0 +1,336 @@
+#include "eval/runner.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <optional>
+#include <set>
+#include <stdexcept>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cache/kv_cache.h"
+#include "eval/builtin_text.h"
+#include "eval/longbench.h"
+#include "eval/progress_bar.h"
+#include "eval/results_file.h"
+#include "eval/synthetic.h"
+#include "eval/teacher_forced.h"
+#include "gguf/gguf_file.h"
+#include "model/model.h"
+#include "press/compression_press.h"
+#include "runtime/generator.h"
+#include "tokenizer/tokenizer.h"
+
+namespace kvsqueeze::eval {
+
+const std::vector<std::string>& eval_tasks() {
+  static const std::vector<std::string> t{"fidelity", "ppl", "niah", "ruler", "longbench"};
+  return t;
+}
+
+namespace {
+
+using nlohmann::json;
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+struct GridPoint {
+  std::string preset;
+  std::optional<int64_t> budget;
+  std::optional<double> ratio;
+  PressConfig config;
+};
+
+// "none" first (the reference every other run is compared with), then preset x budget.
+std::vector<GridPoint> make_grid(const EvalOptions& o) {
+  if (o.presets.empty()) throw std::invalid_argument("no presets given (--presets a,b,c)");
+  if (o.budgets.empty() == o.ratios.empty()) throw std::invalid_argument("give either --budgets or --ratios");
+  std::vector<GridPoint> grid;
+  GridPoint full;
+  full.preset = "none";
+  grid.push_back(full);
+  for (const auto& name : o.presets) {
+    PressConfig base = PressConfig::from_preset(name);  // throws for unknown names
+    if (!base.enabled()) continue;
+    base.window = o.tuning.window;
+    base.pool_kernel = o.tuning.pool_kernel;
+    base.pool_max = o.tuning.pool_max;
+    base.gqa_max = o.tuning.gqa_max;
+    base.alpha = o.tuning.alpha;
+    base.pyramid_beta = o.tuning.pyramid_beta;
+    base.skip_layers = o.tuning.skip_layers;
+    for (int64_t b : o.budgets) {
+      GridPoint p{name, b, std::nullopt, base};
+      p.config.budget = b;
+      try {
+        p.config.validate();
+      } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(fmt::format("budget {} does not fit preset {}: {}", b, name, e.what()));
+      }
+      grid.push_back(p);
+    }
+    for (double r : o.ratios) {
+      GridPoint p{name, std::nullopt, r, base};
+      p.config.ratio = r;
+      try {
+        p.config.validate();
+      } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(fmt::format("ratio {} does not fit preset {}: {}", r, name, e.what()));
+      }
+      grid.push_back(p);
+    }
+  }
+  return grid;
+}
+
+// The fields every result line carries.
+json base_record(const EvalOptions& o, const GridPoint& p, const std::string& subtask, const std::string& sample) {
+  json r;
+  r["model"] = std::filesystem::path(o.model_path).filename().string();
+  r["task"] = o.task;
+  r["subtask"] = subtask;
+  r["sample"] = sample;
+  r["preset"] = p.preset;
+  r["budget"] = p.budget ? json(*p.budget) : json(nullptr);
+  r["ratio"] = p.ratio ? json(*p.ratio) : json(nullptr);
+  r["question_agnostic"] = o.question_agnostic;
+  r["kv_type"] = dtype_name(o.kv_type);
+  r["window"] = o.tuning.window;
+  r["alpha"] = o.tuning.alpha;
+  return r;
+}
+
+size_t full_kv_bytes(const Model& m, DType kv_type, int64_t tokens) {
+  const KvCache probe = m.make_cache(kv_type);
+  const auto row = static_cast<size_t>(probe.k_row_bytes() + probe.v_row_bytes()) + sizeof(int32_t);
+  return static_cast<size_t>(tokens) * row * static_cast<size_t>(m.config().n_layer * m.config().n_head_kv);
+}
+
+// fidelity and ppl: the full cache's run per window, then every other grid point against it.
+int64_t run_text_task(const EvalOptions& o, const Model& model, const Tokenizer& tok, const std::vector<GridPoint>& grid,
+                      ResultsFile& results) {
+  if (o.question_agnostic)
+    throw std::invalid_argument(fmt::format("{} always compresses the prompt alone and then reads the continuation; "
+                                            "--question-agnostic does not apply",
+                                            o.task));
+  const std::string text = o.text_path.empty() ? builtin_text() : [&] {
+    std::ifstream in(o.text_path, std::ios::binary);
+    if (!in) throw std::runtime_error(fmt::format("cannot read '{}'", o.text_path));
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }();
+  int64_t prompt = o.prompt_tokens;
+  if (prompt == 0) {
+    // As much as the context allows (2048 at most), or what the text has.
+    const int64_t ctx = model.config().context > 0 ? model.config().context : 2048;
+    const int64_t bos = tok.adds_bos() ? 1 : 0;
+    prompt = std::min<int64_t>({2048, ctx - o.continuation_tokens, text_tokens(tok, text) + bos - o.continuation_tokens});
+    if (prompt < 1) throw std::invalid_argument("the text is too short for a prompt and its continuation");
+  }
+  const auto windows = text_windows(tok, text, prompt, o.continuation_tokens, o.samples > 0 ? o.samples : 1);
+  int64_t todo = 0;
+  for (const auto& w : windows)
+    for (const auto& p : grid) todo += !results.has(ResultsFile::key_of(base_record(o, p, "", w.id)));
+  ProgressBar bar(todo, o.progress);
+  int64_t ran = 0;
+  for (const auto& w : windows) {
+    std::optional<TeacherForcedRun> full;
+    for (const auto& p : grid) {
+      json r = base_record(o, p, "", w.id);
+      if (results.has(ResultsFile::key_of(r))) continue;
+      if (!full) full = teacher_forced(model, w, nullptr, o.kv_type);
+      auto press = p.preset == "none" ? nullptr : make_compression_press(p.config);
+      const TeacherForcedRun run = teacher_forced(model, w, press.get(), o.kv_type);
+      const FidelityMetrics m = compare_runs(*full, run, w.continuation);
+      r["metric"] = o.task == "fidelity" ? "top1_agreement" : "neg_log_ppl";
+      r["score"] = o.task == "fidelity" ? m.top1 : -m.nll;
+      r["metrics"] = {{"kl", m.kl}, {"top1_agreement", m.top1}, {"nll", m.nll}, {"ppl", m.ppl},
+                      {"attn_l1", m.attn_l1}, {"attn_l1_layers", m.attn_l1_layers}};
+      r["kv_bytes"] = run.kv_bytes;
+      r["kv_bytes_full"] = full_kv_bytes(model, o.kv_type, static_cast<int64_t>(w.prompt.size()));
+      r["prompt_tokens"] = w.prompt.size();
+      r["continuation_tokens"] = w.continuation.size();
+      r["seconds"] = run.seconds;
+      results.append(r);
+      ++ran;
+      bar.step();
+    }
+  }
+  bar.finish();
+  return ran;
+}
+
+std::vector<int64_t> default_lengths(const Model& m, const std::string& task) {
+  const int64_t ctx = m.config().context > 0 ? m.config().context : 4096;
+  if (task == "ruler") return {std::min<int64_t>(ctx, 4096)};
+  std::vector<int64_t> out;
+  for (int64_t l = ctx; l >= 256 && out.size() < 4; l /= 2) out.insert(out.begin(), std::min<int64_t>(l, 32768));
+  if (out.empty()) out.push_back(ctx);
+  return out;
+}
+
+// Context ids (with BOS) and question ids of a sample, the context cut in the middle when
+// the whole prompt is longer than `max_length` (LongBench's truncation).
+std::pair<std::vector<int32_t>, std::vector<int32_t>> sample_ids(const Tokenizer& tok, const QaSample& s,
+                                                                  int64_t max_length) {
+  auto ctx = tok.encode(s.context, true, false);
+  auto q = tok.encode(s.question, false, false);
+  const auto total = static_cast<int64_t>(ctx.size() + q.size());
+  if (max_length > 0 && total > max_length) {
+    const int64_t keep = max_length - static_cast<int64_t>(q.size());
+    if (keep < 2)
+      throw std::invalid_argument(fmt::format("sample '{}': its question alone is longer than the {} prompt tokens allowed", s.id, max_length));
+    const int64_t head = keep / 2, tail = keep - head;
+    std::vector<int32_t> cut(ctx.begin(), ctx.begin() + head);
+    cut.insert(cut.end(), ctx.end() - tail, ctx.end());
+    ctx = std::move(cut);
+  }
+  return {std::move(ctx), std::move(q)};
+}
+
+int64_t run_qa_task(const EvalOptions& o, const Model& model, const Tokenizer& tok, const std::vector<GridPoint>& grid,
+                    ResultsFile& results) {
+  std::vector<QaSample> samples;
+  const int64_t ctx = model.config().context;
+  if (o.task == "longbench") {
+    if (!o.lengths.empty() || !o.haystack_path.empty()) throw std::invalid_argument("longbench takes neither --lengths nor --haystack");
+    samples = longbench_samples(o.data_files, o.samples);
+  } else {
+    if (!o.data_files.empty()) throw std::invalid_argument(fmt::format("{} generates its samples; --data is for longbench", o.task));
+    const Haystack hay = o.haystack_path.empty() ? Haystack::generated() : Haystack::from_file(o.haystack_path);
+    SyntheticOptions so;
+    so.lengths = o.lengths.empty() ? default_lengths(model, o.task) : o.lengths;
+    so.depths = o.depths;
+    so.samples = o.samples > 0 ? o.samples : (o.task == "niah" ? 1 : 5);
+    so.seed = o.seed;
+    so.subtasks = o.subtasks;
+    for (int64_t l : so.lengths)
+      if (ctx > 0 && l > ctx)
+        fmt::print(stderr, "warning: length {} is beyond the model's trained context ({} tokens)\n", l, ctx);
+    samples = o.task == "niah" ? niah_samples(tok, hay, so) : ruler_samples(tok, hay, so);
+  }
+  int64_t todo = 0;
+  for (const auto& s : samples)
+    for (const auto& p : grid) todo += !results.has(ResultsFile::key_of(base_record(o, p, s.subtask, s.id)));
+  ProgressBar bar(todo, o.progress);
+  int64_t ran = 0;
+  for (const auto& s : samples) {
+    std::optional<std::pair<std::vector<int32_t>, std::vector<int32_t>>> ids;
+    for (const auto& p : grid) {
+      json r = base_record(o, p, s.subtask, s.id);
+      if (results.has(ResultsFile::key_of(r))) continue;
+      if (!ids) {
+        const int64_t limit = o.max_length > 0 ? o.max_length
+                              : o.task == "longbench" && ctx > 0 ? ctx - s.max_new_tokens
+                                                                 : 0;
+        ids = sample_ids(tok, s, limit);
+      }
+      const auto& [context_ids, question_ids] = *ids;
+      auto press = p.preset == "none" ? nullptr : make_compression_press(p.config);
+      const double t0 = now();
+      Generator gen(model, &tok, o.kv_type);
+      std::vector<float> logits;
+      std::vector<int32_t> all = context_ids;
+      if (o.question_agnostic) {
+        logits = gen.prefill(context_ids, press.get());
+        if (!question_ids.empty()) logits = gen.prefill(question_ids);
+      } else {
+        all.insert(all.end(), question_ids.begin(), question_ids.end());
+        logits = gen.prefill(all, press.get());
+      }
+      const size_t kv_bytes = gen.cache().bytes_used();
+      GenerationOptions gopt;
+      gopt.n_predict = s.max_new_tokens;
+      const std::string prediction = tok.decode(gen.decode(logits, gopt));
+      const double score = score_answer(s, prediction);
+      r["metric"] = metric_name(s.metric);
+      r["score"] = score;
+      r["metrics"] = {{metric_name(s.metric), score}};
+      for (auto it = s.tags.begin(); it != s.tags.end(); ++it) r[it.key()] = it.value();
+      r["kv_bytes"] = kv_bytes;
+      r["kv_bytes_full"] = full_kv_bytes(model, o.kv_type, static_cast<int64_t>(context_ids.size() + question_ids.size()));
+      r["prompt_tokens"] = context_ids.size() + question_ids.size();
+      r["seconds"] = now() - t0;
+      r["prediction"] = prediction.size() > 400 ? prediction.substr(0, 400) : prediction;
+      r["answers"] = s.answers;
+      results.append(r);
+      ++ran;
+      bar.step();
+    }
+  }
+  bar.finish();
+  return ran;
+}
+
+std::string column_of(const json& r) {
+  if (r["preset"] == "none") return "full";
+  return r["budget"].is_null() ? fmt::format("r={}", r["ratio"].get<double>()) : std::to_string(r["budget"].get<int64_t>());
+}
+
+// Mean score per (subtask, preset) row and budget column, over this grid's lines.
+void print_summary(const EvalOptions& o, const std::vector<GridPoint>& grid, const ResultsFile& results) {
+  std::set<std::string> wanted;
+  for (const auto& p : grid) wanted.insert(p.preset);
+  const std::string model = std::filesystem::path(o.model_path).filename().string();
+  std::vector<std::string> columns{"full"};
+  for (auto b : o.budgets) columns.push_back(std::to_string(b));
+  for (auto r : o.ratios) columns.push_back(fmt::format("r={}", r));
+  std::map<std::pair<std::string, std::string>, std::map<std::string, std::pair<double, int>>> cells;
+  std::vector<std::pair<std::string, std::string>> row_order;
+  std::string metric;
+  for (const auto& r : results.records()) {
+    if (r.value("model", "") != model || r.value("task", "") != o.task ||
+        r.value("question_agnostic", false) != o.question_agnostic || !wanted.count(r.value("preset", "")))
+      continue;
+    const std::string col = column_of(r);
+    if (std::find(columns.begin(), columns.end(), col) == columns.end()) continue;
+    const auto row = std::make_pair(r.value("subtask", ""), r["preset"].get<std::string>());
+    if (!cells.count(row)) row_order.push_back(row);
+    auto& cell = cells[row][col];
+    cell.first += r["score"].get<double>();
+    ++cell.second;
+    metric = r.value("metric", "");
+  }
+  std::stable_sort(row_order.begin(), row_order.end(), [&](const auto& a, const auto& b) {
+    if (a.first != b.first) return a.first < b.first;
+    return (a.second == "none") > (b.second == "none");
+  });
+  fmt::print("\n{} on {} ({}, mean score: {}):\n\n| subtask | preset |", o.task, model,
+             o.question_agnostic ? "question-agnostic" : "question-aware", metric);
+  for (const auto& c : columns) fmt::print(" {} |", c);
+  fmt::print("\n|---|---|");
+  for (size_t i = 0; i < columns.size(); ++i) fmt::print("---:|");
+  fmt::print("\n");
+  for (const auto& row : row_order) {
+    fmt::print("| {} | {} |", row.first.empty() ? "-" : row.first, row.second);
+    for (const auto& c : columns) {
+      auto it = cells[row].find(c);
+      if (it == cells[row].end()) fmt::print(" |");
+      else fmt::print(" {:.2f} |", it->second.first / it->second.second);
+    }
+    fmt::print("\n");
+  }
+}
+
+}  // namespace
+
+int64_t run_eval(const EvalOptions& o) {
+  if (std::find(eval_tasks().begin(), eval_tasks().end(), o.task) == eval_tasks().end())
+    throw std::invalid_argument(fmt::format("unknown task '{}' (known: {})", o.task, fmt::join(eval_tasks(), ", ")));
+  if (o.out_path.empty()) throw std::invalid_argument("--out FILE is required");
+  const auto grid = make_grid(o);
+  auto file = std::make_shared<const GgufFile>(o.model_path);
+  const Model model(file);
+  const auto tok = Tokenizer::from_gguf(*file);
+  ResultsFile results(o.out_path);
+  const bool text_task = o.task == "fidelity" || o.task == "ppl";
+  const int64_t ran = text_task ? run_text_task(o, model, *tok, grid, results) : run_qa_task(o, model, *tok, grid, results);
+  print_summary(o, grid, results);
+  return ran;
+}
+
+}  // namespace kvsqueeze::eval
