@@ -1,43 +1,15 @@
 // The command-line front end, run as a user would: outputs, exit codes, error messages.
-#include <sys/wait.h>
-
 #include <nlohmann/json.hpp>
 
+#include "cli_util.h"
 #include "test_util.h"
 
 using namespace kvsqueeze;
+using kvsqueeze::test::CliResult;
+using kvsqueeze::test::expect_clean_failure;
+using kvsqueeze::test::run;
 
 namespace {
-struct CliResult {
-  int exit_code = -1;
-  bool crashed = false;
-  std::string out, err;
-};
-
-CliResult run(const std::string& args) {
-  // ctest runs tests in parallel processes: name the capture files after this test.
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  const std::string stem = std::string("cli-") + info->test_suite_name() + "-" + info->name();
-  const std::string out = test::temp_path(stem + ".out"), err = test::temp_path(stem + ".err");
-  const std::string cmd = std::string(KVSQUEEZE_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";
-  const int st = std::system(cmd.c_str());
-  CliResult r;
-  r.crashed = WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) > 128);
-  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  auto o = test::read_bytes(out), e = test::read_bytes(err);
-  r.out.assign(o.begin(), o.end());
-  r.err.assign(e.begin(), e.end());
-  return r;
-}
-
-// One clear message: non-zero exit, no crash, a single "error:" line naming the problem.
-void expect_clean_failure(const CliResult& r, const std::string& needle) {
-  EXPECT_FALSE(r.crashed) << r.err;
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr was: " << r.err;
-  EXPECT_LE(std::count(r.err.begin(), r.err.end(), '\n'), 3) << r.err;
-}
-
 const std::string kStories = "models/stories260K/stories260K.gguf";
 }  // namespace
 

@@ -160,7 +160,14 @@ std::vector<QaSample> longbench_samples(const std::vector<std::string>& files, i
         throw std::invalid_argument(fmt::format("{}: not valid JSON", where));
       }
       if (!j.is_object()) throw std::invalid_argument(fmt::format("{}: expected a JSON object", where));
-      const LongBenchDataset& d = longbench_dataset(string_field(j, "dataset", where));
+      const LongBenchDataset* found = nullptr;
+      try {
+        found = &longbench_dataset(string_field(j, "dataset", where));
+      } catch (const std::invalid_argument& e) {
+        const std::string msg = e.what();
+        throw std::invalid_argument(msg.rfind(where, 0) == 0 ? msg : where + ": " + msg);
+      }
+      const LongBenchDataset& d = *found;
       QaSample s;
       s.subtask = string_field(j, "dataset", where);
       const std::string context = string_field(j, "context", where);

@@ -1,0 +1,44 @@
+// Runs the kvsqueeze command line as a user would, capturing exit code and output.
+#pragma once
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+
+#include "test_util.h"
+
+namespace kvsqueeze::test {
+
+struct CliResult {
+  int exit_code = -1;
+  bool crashed = false;
+  std::string out, err;
+};
+
+inline CliResult run(const std::string& args) {
+  // ctest runs tests in parallel processes: name the capture files after this test.
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  const std::string stem = std::string("cli-") + info->test_suite_name() + "-" + info->name();
+  const std::string out = temp_path(stem + ".out"), err = temp_path(stem + ".err");
+  const std::string cmd = std::string(KVSQUEEZE_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";
+  const int st = std::system(cmd.c_str());
+  CliResult r;
+  r.crashed = WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) > 128);
+  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  auto o = read_bytes(out), e = read_bytes(err);
+  r.out.assign(o.begin(), o.end());
+  r.err.assign(e.begin(), e.end());
+  return r;
+}
+
+// One clear message: non-zero exit, no crash, a single "error:" line naming the problem.
+inline void expect_clean_failure(const CliResult& r, const std::string& needle) {
+  EXPECT_FALSE(r.crashed) << r.err;
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr was: " << r.err;
+  EXPECT_LE(std::count(r.err.begin(), r.err.end(), '\n'), 3) << r.err;
+}
+
+}  // namespace kvsqueeze::test

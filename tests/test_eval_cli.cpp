@@ -1,0 +1,183 @@
+// `kvsqueeze eval` and tools/plot_results.py end to end, as a user runs them.
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_util.h"
+#include "test_util.h"
+
+using namespace kvsqueeze;
+using kvsqueeze::test::CliResult;
+using kvsqueeze::test::expect_clean_failure;
+using kvsqueeze::test::run;
+
+namespace {
+const std::string kStories = "models/stories260K/stories260K.gguf";
+const std::string kRetrieval = "models/retrieval-1k/retrieval.gguf";
+const std::string kSource = KVSQUEEZE_SOURCE_DIR;
+
+std::vector<nlohmann::json> read_results(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+// A fresh folder under the test temp dir.
+std::string fresh_dir(const std::string& name) {
+  const std::string d = test::temp_path(name);
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  return d;
+}
+
+int shell(const std::string& cmd) {
+  const int st = std::system(cmd.c_str());
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// The plot script's output must be real images: a PNG signature and IHDR, an SVG document.
+void expect_images(const std::string& dir, const std::string& stem) {
+  const auto png = test::read_bytes(dir + "/" + stem + ".png");
+  ASSERT_GT(png.size(), 1000u) << stem;
+  const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  EXPECT_TRUE(std::equal(sig, sig + 8, png.begin())) << stem;
+  EXPECT_EQ(std::string(png.begin() + 12, png.begin() + 16), "IHDR");
+  const auto svg = test::read_bytes(dir + "/" + stem + ".svg");
+  const std::string text(svg.begin(), svg.end());
+  EXPECT_NE(text.find("<svg"), std::string::npos) << stem;
+  EXPECT_NE(text.find("</svg>"), std::string::npos) << stem;
+}
+
+std::string plot_command(const std::string& results, const std::string& out) {
+  return "/usr/bin/python3 " + kSource + "/tools/plot_results.py " + results + " --out " + out + " >" + out +
+         "/plot.log 2>&1";
+}
+}  // namespace
+
+TEST(EvalCli, FullGridOnStoriesWritesResumableResultsAndPlots) {
+  REQUIRE_FIXTURE(kStories);
+  const std::string dir = fresh_dir("eval-grid-stories");
+  const std::string results = dir + "/results.jsonl";
+  const std::string common = "-m " + test::shared_path(kStories) + " --presets all --budgets 64,128,256,1024 --out " +
+                             results + " -t 2";
+  CliResult r = run("eval fidelity " + common);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("| - | ada-snapkv |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("53 runs done"), std::string::npos) << r.out;  // none + 13 presets x 4 budgets
+  EXPECT_NE(r.err.find("ETA"), std::string::npos) << "a progress bar on stderr";
+  r = run("eval ppl " + common);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto rows = read_results(results);
+  ASSERT_EQ(rows.size(), 106u);
+  for (const auto& row : rows) {
+    for (const char* f : {"task", "preset", "budget", "sample", "score", "metric", "metrics", "kv_bytes", "prompt_tokens", "seconds"})
+      EXPECT_TRUE(row.contains(f)) << f << " missing in " << row.dump();
+    EXPECT_EQ(row["metric"], row["task"] == "fidelity" ? "top1_agreement" : "neg_log_ppl");
+    if (row["preset"] != "none" && row["budget"] == 64) {
+      EXPECT_LT(row["kv_bytes"].get<size_t>(), row["kv_bytes_full"].get<size_t>());
+    }
+  }
+  // Rerunning skips everything already in the file.
+  r = run("eval ppl " + common);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("0 runs done"), std::string::npos) << r.out;
+  EXPECT_EQ(read_results(results).size(), 106u);
+
+  ASSERT_EQ(shell(plot_command(results, dir)), 0) << "see " << dir << "/plot.log";
+  for (const char* stem : {"fidelity_aware_score_stories260K", "fidelity_aware_kl_stories260K",
+                           "fidelity_aware_attn_l1_stories260K", "ppl_aware_score_stories260K", "ppl_aware_ppl_stories260K"})
+    expect_images(dir, stem);
+}
+
+TEST(EvalCli, NiahOnRetrievalWithKjvFillerRecallsAndPlots) {
+  REQUIRE_FIXTURE(kRetrieval);
+  if (shell("command -v bible >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "the 'bible' command (Debian bible-kjv, bible-kjv-text) is not installed";
+  const std::string dir = fresh_dir("eval-niah-retrieval");
+  const std::string hay = dir + "/kjv.txt", results = dir + "/results.jsonl";
+  ASSERT_EQ(shell(kSource + "/scripts/kjv_haystack.sh " + hay), 0);
+  const std::string model = "-m " + test::shared_path(kRetrieval) + " --haystack " + hay + " --lengths 1024 -t 2 --out " + results;
+  // The full cache's recall at 1024 tokens (the model's documented ~90-100%).
+  CliResult r = run("eval niah " + model + " --presets none --budgets 64 --depths 0,25,50,75,100 --samples 4");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto rows = read_results(results);
+  ASSERT_EQ(rows.size(), 20u);
+  double recall = 0;
+  for (const auto& row : rows) recall += row["score"].get<double>() / 20;
+  std::cout << "retrieval-1k full-cache needle recall at 1024 tokens: " << recall << "%\n";
+  EXPECT_GE(recall, 80.0);
+#if defined(__SANITIZE_ADDRESS__)
+  const std::string presets = "snapkv,ada-snapkv,lava";  // the sanitizer build is ~10x slower
+#else
+  const std::string presets = "all";
+#endif
+  r = run("eval niah " + model + " --presets " + presets + " --budgets 64,128,256 --depths 0,50,100 --samples 1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  rows = read_results(results);
+  int pressed = 0;
+  for (const auto& row : rows)
+    if (row["preset"] != "none") {
+      ++pressed;
+      EXPECT_LT(row["kv_bytes"].get<size_t>(), row["kv_bytes_full"].get<size_t>());
+      EXPECT_EQ(row["metric"], "string_match_all");
+    }
+  EXPECT_EQ(pressed % 9, 0);  // 3 budgets x 3 depths per preset
+  EXPECT_GE(pressed, 27);
+  ASSERT_EQ(shell(plot_command(results, dir)), 0) << "see " << dir << "/plot.log";
+  expect_images(dir, "niah_aware_score_retrieval");
+  expect_images(dir, "niah_heatmap_aware_full_retrieval");
+  expect_images(dir, "niah_heatmap_aware_b64_retrieval");
+}
+
+TEST(EvalCli, BadInputGetsOneClearError) {
+  REQUIRE_FIXTURE(kStories);
+  const std::string dir = fresh_dir("eval-bad-input");
+  const std::string m = "-m " + test::shared_path(kStories), out = " --out " + dir + "/r.jsonl";
+  expect_clean_failure(run("eval nosuchtask " + m + " --budgets 64" + out), "unknown task 'nosuchtask'");
+  expect_clean_failure(run("eval fidelity " + m + " --presets snapkv,bogus --budgets 64" + out), "unknown press 'bogus'");
+  expect_clean_failure(run("eval fidelity " + m + " --presets snapkv --budgets 16" + out), "budget 16 does not fit");
+  expect_clean_failure(run("eval fidelity " + m + " --presets snapkv --ratios 1.5" + out), "ratio 1.5 does not fit");
+  expect_clean_failure(run("eval fidelity " + m + " --presets snapkv" + out), "either --budgets or --ratios");
+  expect_clean_failure(run("eval fidelity " + m + " --presets snapkv --budgets 64 --ratios 0.5" + out), "either --budgets or --ratios");
+  expect_clean_failure(run("eval fidelity " + m + " --budgets 64 --question-agnostic" + out), "does not apply");
+  expect_clean_failure(run("eval fidelity " + m + " --budgets 64 --prompt-tokens 5000" + out), "the text has");
+  expect_clean_failure(run("eval fidelity " + m + " --budgets 64 --bogus-flag" + out), "unknown argument");
+  const std::string empty = dir + "/empty.txt";
+  std::ofstream(empty) << "\n\n";
+  expect_clean_failure(run("eval niah " + m + " --budgets 64 --lengths 256 --haystack " + empty + out), "has no text");
+  expect_clean_failure(run("eval niah " + m + " --budgets 64 --lengths 256 --depths 120" + out), "outside 0..100");
+  const std::string jsonl = dir + "/lb.jsonl";
+  std::ofstream(jsonl) << R"({"dataset": "hotpotqa", "context": "c", "answers": ["a"], "all_classes": null})" << "\n";
+  expect_clean_failure(run("eval longbench " + jsonl + " " + m + " --budgets 64" + out), "missing field 'input'");
+  expect_clean_failure(run("eval longbench " + m + " --budgets 64" + out), "needs JSONL files");
+  // The plot script refuses what it cannot read.
+  std::ofstream(dir + "/broken.jsonl") << "{\"task\": \n";
+  EXPECT_NE(shell("/usr/bin/python3 " + kSource + "/tools/plot_results.py " + dir + "/broken.jsonl --out " + dir + " 2>/dev/null"), 0);
+}
+
+TEST(EvalCli, LongBenchRunsAndScoresEachDataset) {
+  REQUIRE_FIXTURE(kStories);
+  const std::string dir = fresh_dir("eval-longbench");
+  const std::string jsonl = dir + "/lb.jsonl", results = dir + "/r.jsonl";
+  std::ofstream(jsonl)
+      << R"({"_id": "a", "dataset": "multifieldqa_en", "context": "Lily had a red ball. She played in the park.", "input": "What color was the ball?", "answers": ["red"], "all_classes": null})"
+      << "\n"
+      << R"({"_id": "b", "dataset": "passage_count", "context": "Paragraph 1: Tom ran. Paragraph 2: Tom ran.", "input": "", "answers": ["1"], "all_classes": null})"
+      << "\n";
+  for (const char* mode : {"", " --question-agnostic"}) {
+    CliResult r = run("eval longbench " + jsonl + " -m " + test::shared_path(kStories) +
+                      " --presets snapkv --budgets 40 --window 8 --out " + results + mode);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("| multifieldqa_en | snapkv |"), std::string::npos) << r.out;
+  }
+  const auto rows = read_results(results);
+  ASSERT_EQ(rows.size(), 8u);  // 2 samples x (none, snapkv) x 2 modes
+  for (const auto& row : rows) {
+    EXPECT_EQ(row["metric"], row["subtask"] == "passage_count" ? "count" : "qa_f1");
+    EXPECT_GE(row["score"].get<double>(), 0.0);
+    EXPECT_LE(row["score"].get<double>(), 100.0);
+    EXPECT_TRUE(row["prediction"].is_string());
+  }
+}
