@@ -305,6 +305,7 @@ TEST(ResultsFile, SkipsDoneRunsAndRepairsACutLine) {
   other["budget"] = 128;
   EXPECT_FALSE(f.has(ResultsFile::key_of(other)));
   EXPECT_EQ(f.records().size(), 1u);
+  other["prediction"] = std::string("cut inside a character: \xE4\xB8");  // an answer stopped mid-UTF-8
   f.append(other);
   std::ifstream in(path);
   int lines = 0;

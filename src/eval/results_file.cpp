@@ -54,12 +54,13 @@ std::string ResultsFile::key_of(const nlohmann::json& r) {
   std::string key;
   for (const char* f : {"model", "task", "subtask", "sample", "preset", "budget", "ratio", "question_agnostic",
                         "kv_type", "window", "alpha"})
-    key += (r.contains(f) ? r[f].dump() : "-") + "|";
+    key += (r.contains(f) ? r[f].dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) : "-") + "|";
   return key;
 }
 
 void ResultsFile::append(const nlohmann::json& record) {
-  const std::string line = record.dump() + "\n";
+  // A generated answer can end inside a UTF-8 sequence: such bytes become U+FFFD.
+  const std::string line = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   if (std::fwrite(line.data(), 1, line.size(), out_) != line.size() || std::fflush(out_) != 0)
     throw std::runtime_error(fmt::format("cannot write '{}': {}", path_, std::strerror(errno)));
   keys_.insert(key_of(record));

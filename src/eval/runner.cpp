@@ -49,7 +49,11 @@ struct GridPoint {
 // "none" first (the reference every other run is compared with), then preset x budget.
 std::vector<GridPoint> make_grid(const EvalOptions& o) {
   if (o.presets.empty()) throw std::invalid_argument("no presets given (--presets a,b,c)");
-  if (o.budgets.empty() == o.ratios.empty()) throw std::invalid_argument("give either --budgets or --ratios");
+  const bool any_press = std::any_of(o.presets.begin(), o.presets.end(), [](const std::string& p) {
+    return PressConfig::from_preset(p).enabled();  // throws for unknown names
+  });
+  if (!o.budgets.empty() && !o.ratios.empty()) throw std::invalid_argument("give either --budgets or --ratios, not both");
+  if (any_press && o.budgets.empty() && o.ratios.empty()) throw std::invalid_argument("give either --budgets or --ratios");
   std::vector<GridPoint> grid;
   GridPoint full;
   full.preset = "none";
