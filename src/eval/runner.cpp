@@ -18,6 +18,7 @@
 #include "eval/longbench.h"
 #include "eval/progress_bar.h"
 #include "eval/results_file.h"
+#include "eval/summary_table.h"
 #include "eval/synthetic.h"
 #include "eval/teacher_forced.h"
 #include "gguf/gguf_file.h"
@@ -270,60 +271,6 @@ int64_t run_qa_task(const EvalOptions& o, const Model& model, const Tokenizer& t
   return ran;
 }
 
-std::string column_of(const json& r) {
-  if (r["preset"] == "none") return "full";
-  return r["budget"].is_null() ? fmt::format("r={}", r["ratio"].get<double>()) : std::to_string(r["budget"].get<int64_t>());
-}
-
-// Mean of one value per (subtask, preset) row and budget column, over this grid's lines
-// (earlier runs in the file included). `key` is "score" or a name inside "metrics".
-void print_summary(const EvalOptions& o, const std::vector<GridPoint>& grid, const ResultsFile& results,
-                   const std::string& key, const std::string& title) {
-  std::set<std::string> wanted;
-  for (const auto& p : grid) wanted.insert(p.preset);
-  const std::string model = std::filesystem::path(o.model_path).filename().string();
-  std::vector<std::string> columns{"full"};
-  for (auto b : o.budgets) columns.push_back(std::to_string(b));
-  for (auto r : o.ratios) columns.push_back(fmt::format("r={}", r));
-  std::map<std::pair<std::string, std::string>, std::map<std::string, std::pair<double, int>>> cells;
-  std::vector<std::pair<std::string, std::string>> row_order;
-  std::string metric;
-  for (const auto& r : results.records()) {
-    if (r.value("model", "") != model || r.value("task", "") != o.task ||
-        r.value("question_agnostic", false) != o.question_agnostic || !wanted.count(r.value("preset", "")))
-      continue;
-    const json* v = key == "score" ? &r["score"] : r.contains("metrics") && r["metrics"].contains(key) ? &r["metrics"][key] : nullptr;
-    if (!v || !v->is_number()) continue;
-    const std::string col = column_of(r);
-    if (std::find(columns.begin(), columns.end(), col) == columns.end()) continue;
-    const auto row = std::make_pair(r.value("subtask", ""), r["preset"].get<std::string>());
-    if (!cells.count(row)) row_order.push_back(row);
-    auto& cell = cells[row][col];
-    cell.first += v->get<double>();
-    ++cell.second;
-    if (key == "score") metric = ": " + r.value("metric", "");
-  }
-  std::stable_sort(row_order.begin(), row_order.end(), [&](const auto& a, const auto& b) {
-    if (a.first != b.first) return a.first < b.first;
-    return (a.second == "none") > (b.second == "none");
-  });
-  fmt::print("\n{} on {} ({}), {}{}\n\n| subtask | preset |", o.task, model,
-             o.question_agnostic ? "question-agnostic" : "question-aware", title, metric);
-  for (const auto& c : columns) fmt::print(" {} |", c);
-  fmt::print("\n|---|---|");
-  for (size_t i = 0; i < columns.size(); ++i) fmt::print("---:|");
-  fmt::print("\n");
-  for (const auto& row : row_order) {
-    fmt::print("| {} | {} |", row.first.empty() ? "-" : row.first, row.second);
-    for (const auto& c : columns) {
-      auto it = cells[row].find(c);
-      if (it == cells[row].end()) fmt::print(" |");
-      else fmt::print(" {:.4g} |", it->second.first / it->second.second);
-    }
-    fmt::print("\n");
-  }
-}
-
 }  // namespace
 
 int64_t run_eval(const EvalOptions& o) {
@@ -337,10 +284,12 @@ int64_t run_eval(const EvalOptions& o) {
   ResultsFile results(o.out_path);
   const bool text_task = o.task == "fidelity" || o.task == "ppl";
   const int64_t ran = text_task ? run_text_task(o, model, *tok, grid, results) : run_qa_task(o, model, *tok, grid, results);
-  print_summary(o, grid, results, "score", "mean score");
+  std::set<std::string> presets;
+  for (const auto& p : grid) presets.insert(p.preset);
+  print_summary(o, presets, results, "score", "mean score");
   // The teacher-forced tasks' "lower is better" view, which is what papers plot.
-  if (o.task == "fidelity") print_summary(o, grid, results, "kl", "mean next-token KL vs the full cache (nats)");
-  if (o.task == "ppl") print_summary(o, grid, results, "ppl", "mean perplexity");
+  if (o.task == "fidelity") print_summary(o, presets, results, "kl", "mean next-token KL vs the full cache (nats)");
+  if (o.task == "ppl") print_summary(o, presets, results, "ppl", "mean perplexity");
   return ran;
 }
 
