@@ -107,7 +107,8 @@ def score_plots(rows, out, written):
         for key, label, log in views:
             cols = min(3, len(panels))
             nrows = math.ceil(len(panels) / cols)
-            fig, axes = plt.subplots(nrows, cols, figsize=(5.5 * cols, 4 * nrows), squeeze=False)
+            fig, axes = plt.subplots(nrows, cols, figsize=(5.5 * cols, 4 * nrows), squeeze=False,
+                                     constrained_layout=True)
             for ax, (title, prs) in zip(axes.flat, panels):
                 draw_lines(ax, prs, key, log)
                 ax.set_title(title)
@@ -116,7 +117,9 @@ def score_plots(rows, out, written):
                 ax.grid(alpha=0.3)
             for ax in list(axes.flat)[len(panels):]:
                 ax.axis("off")
-            axes.flat[0].legend(fontsize=7)
+            # Beside the first row's last panel, clear of every curve.
+            handles, labels = axes.flat[0].get_legend_handles_labels()
+            axes[0][cols - 1].legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
             fig.suptitle(f"{task} on {model} (question-{mode})")
             save(fig, out, f"{task}_{mode}_{key}_{os.path.splitext(model)[0]}", written)
 
@@ -132,7 +135,8 @@ def heatmaps(rows, out, written):
         lengths = sorted({r["length"] for r in rs})
         cols = min(4, len(presets))
         nrows = math.ceil(len(presets) / cols)
-        fig, axes = plt.subplots(nrows, cols, figsize=(3.6 * cols, 3.2 * nrows), squeeze=False)
+        fig, axes = plt.subplots(nrows, cols, figsize=(3.6 * cols, 3.4 * nrows), squeeze=False,
+                                 constrained_layout=True)
         image = None
         for ax, preset in zip(axes.flat, presets):
             cell = collections.defaultdict(list)
