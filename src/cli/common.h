@@ -35,5 +35,6 @@ void add_convert_command(CLI::App& app);
 void add_make_model_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
 
 }  // namespace kvsqueeze

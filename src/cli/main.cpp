@@ -87,6 +87,7 @@ int main(int argc, char** argv) {
   kvsqueeze::add_make_model_command(app);
   kvsqueeze::add_demo_command(app);
   kvsqueeze::add_eval_command(app);
+  kvsqueeze::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

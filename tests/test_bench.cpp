@@ -1,0 +1,104 @@
+// `kvsqueeze bench` and what it stands on: the resident-memory probes, medians, and the
+// records the command writes.
+#include <sys/mman.h>
+
+#include <cstring>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_util.h"
+#include "runtime/benchmark.h"
+#include "runtime/memory_stats.h"
+#include "test_util.h"
+
+using namespace kvsqueeze;
+using kvsqueeze::test::expect_clean_failure;
+using kvsqueeze::test::run;
+
+TEST(MemoryStats, PeakFollowsATouchedMappingAndResetsToTheCurrentSize) {
+  constexpr size_t kBytes = size_t{96} << 20;
+  const size_t before = resident_bytes();
+  ASSERT_GT(before, 0u) << "/proc/self/status has no VmRSS";
+  void* p = mmap(nullptr, kBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  std::memset(p, 1, kBytes);  // make every page resident
+  EXPECT_GE(resident_bytes(), before + kBytes * 9 / 10);
+  EXPECT_GE(peak_resident_bytes(), before + kBytes * 9 / 10);
+  munmap(p, kBytes);
+  EXPECT_LT(resident_bytes(), before + kBytes / 10);
+  if (!reset_peak_resident()) GTEST_SKIP() << "this kernel does not let a process reset its peak (clear_refs)";
+  EXPECT_LT(peak_resident_bytes(), before + kBytes / 2) << "the peak still holds the released mapping";
+}
+
+TEST(Benchmark, MedianIsTakenPerField) {
+  std::vector<BenchResult> runs(3);
+  const double prompt[] = {30, 10, 20}, decode[] = {1, 3, 2};
+  const size_t rss[] = {500, 700, 600};
+  for (int i = 0; i < 3; ++i) {
+    runs[i].prompt_tokens = 8;
+    runs[i].prompt_tps = prompt[i];
+    runs[i].decode_tps = decode[i];
+    runs[i].peak_rss_bytes = rss[i];
+  }
+  const BenchResult m = median_result(runs);
+  EXPECT_EQ(m.prompt_tokens, 8);
+  EXPECT_DOUBLE_EQ(m.prompt_tps, 20);
+  EXPECT_DOUBLE_EQ(m.decode_tps, 2);
+  EXPECT_EQ(m.peak_rss_bytes, 600u);
+  runs.pop_back();  // even count: mean of the middle two
+  EXPECT_DOUBLE_EQ(median_result(runs).prompt_tps, 20);
+  EXPECT_THROW(median_result({}), std::invalid_argument);
+}
+
+namespace {
+// A small GQA model: 2 layers, 2 KV heads of 16 dims, 300-token vocabulary.
+std::string tiny_model() {
+  const std::string path = test::temp_path("bench-tiny-q8_0.gguf");
+  const auto r = run("make-model --layers 2 --dim 64 --heads 4 --kv-heads 2 --ffn 128 --vocab 300 --type q8_0 --out " + path);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return path;
+}
+}  // namespace
+
+TEST(BenchCli, WritesOneRecordPerPresetAndLengthAndCompressionShrinksTheCache) {
+  const std::string model = tiny_model(), out = test::temp_path("bench-records.json");
+  std::remove(out.c_str());
+  const auto r = run("bench -m " + model + " --prompt-lengths 40,200 --decode 5 --presets none,snapkv --budget 48 --window 8 -r 2 -t 1 --json " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("| snapkv | 48 | 200 |"), std::string::npos) << r.out;
+  std::ifstream in(out);
+  const auto records = nlohmann::json::parse(in);
+  ASSERT_EQ(records.size(), 4u);
+  for (const auto& rec : records) {
+    for (const char* field : {"preset", "budget", "prompt_tokens", "prompt_tps", "decode_tps", "compress_seconds", "kv_bytes", "peak_rss_bytes"})
+      EXPECT_TRUE(rec.contains(field)) << field << " missing in " << rec.dump();
+    EXPECT_GT(rec["prompt_tps"].get<double>(), 0);
+    EXPECT_GT(rec["decode_tps"].get<double>(), 0);
+    EXPECT_GT(rec["peak_rss_bytes"].get<size_t>(), rec["kv_bytes"].get<size_t>());
+  }
+  // Order: lengths outer, presets inner.
+  EXPECT_EQ(records[0]["preset"], "none");
+  EXPECT_TRUE(records[0]["budget"].is_null());
+  EXPECT_EQ(records[3]["preset"], "snapkv");
+  EXPECT_EQ(records[3]["budget"], 48);
+  EXPECT_EQ(records[3]["prompt_tokens"], 200);
+  // A budget above the prompt keeps every row; below it each head keeps exactly 48 of 200.
+  EXPECT_EQ(records[1]["kv_bytes"], records[0]["kv_bytes"]);
+  const size_t full = records[2]["kv_bytes"], kept = records[3]["kv_bytes"];
+  EXPECT_EQ(kept * 200, full * 48);
+  EXPECT_EQ(records[2]["compress_seconds"].get<double>(), 0);
+  EXPECT_GT(records[3]["compress_seconds"].get<double>(), 0);
+}
+
+TEST(BenchCli, BadInputGetsOneClearError) {
+  const std::string model = tiny_model();
+  expect_clean_failure(run("bench -m " + model + " --presets nosuch"), "nosuch");
+  expect_clean_failure(run("bench -m " + model + " --presets snapkv --budget 8 --window 32"), "window");
+  expect_clean_failure(run("bench -m " + model + " --prompt-lengths 0"), "prompt-lengths");
+  expect_clean_failure(run("bench -m " + model + " --repetitions 0"), "repetitions");
+  expect_clean_failure(run("bench -m " + model + " --frobnicate"), "frobnicate");
+  expect_clean_failure(run("bench -m " + test::temp_path("no-such-model.gguf")), "model");
+  expect_clean_failure(run("bench -m " + model + " --prompt-lengths 16 --decode 1 -r 1 --no-warmup --json /nonexistent-dir/x.json"),
+                       "cannot write");
+}
