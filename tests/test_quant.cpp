@@ -1,8 +1,7 @@
-// Storage types: conversions, quantize/dequantize round trips, matmul kernels.
+// Storage types: conversions and quantize/dequantize round trips.
 #include <cmath>
 #include <random>
 
-#include "kernels/matmul.h"
 #include "tensor/half.h"
 #include "tensor/quant.h"
 #include "test_util.h"
@@ -29,14 +28,6 @@ TEST(Half, AllHalfBitPatternsSurviveFloat) {
 }
 
 namespace {
-std::vector<float> random_vector(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
 struct Bound {
   DType type;
   double max_rel_l2;  // round-trip error bound for Gaussian data
@@ -48,7 +39,7 @@ class QuantRoundTrip : public ::testing::TestWithParam<Bound> {};
 TEST_P(QuantRoundTrip, ErrorWithinBound) {
   const auto [type, bound] = GetParam();
   const int64_t n = 4096;
-  auto x = random_vector(n, 7);
+  auto x = test::gaussian_vector(n, 7);
   std::vector<uint8_t> q(static_cast<size_t>(row_bytes(type, n)));
   quantize_row(type, x.data(), q.data(), n);
   std::vector<float> y(n);
@@ -96,27 +87,3 @@ TEST(QuantLayout, Q5_0HighBitsComeFromQh) {
   EXPECT_EQ(y[31], 0.0f);
   EXPECT_EQ(y[16], -16.0f);
 }
-
-class MatmulKernels : public ::testing::TestWithParam<DType> {};
-
-TEST_P(MatmulKernels, MatchesReference) {
-  const DType type = GetParam();
-  const int64_t rows = 37, cols = 512, tokens = 5;
-  auto wf = random_vector(rows * cols, 3);
-  const int64_t rb = row_bytes(type, cols);
-  std::vector<uint8_t> w(static_cast<size_t>(rows * rb));
-  for (int64_t r = 0; r < rows; ++r) quantize_row(type, wf.data() + r * cols, w.data() + r * rb, cols);
-  MatrixView mv{type, w.data(), rows, cols};
-  auto x = random_vector(tokens * cols, 4);
-  std::vector<float> ref(tokens * rows), got(tokens * rows);
-  matmul_reference(mv, x.data(), tokens, ref.data());
-  matmul(mv, x.data(), tokens, got.data());
-  // Kernels may quantize activations to 8 bits (as llama.cpp does): 1% bound per row.
-  for (int64_t t = 0; t < tokens; ++t)
-    EXPECT_LT(test::rel_l2(got.data() + t * rows, ref.data() + t * rows, rows), 0.01) << dtype_name(type) << " token " << t;
-}
-
-INSTANTIATE_TEST_SUITE_P(AllTypes, MatmulKernels,
-                         ::testing::Values(DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1,
-                                           DType::Q5_0, DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K),
-                         [](const auto& info) { return std::string(dtype_name(info.param)); });

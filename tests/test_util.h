@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,15 @@ inline std::vector<float> read_f32(const std::string& path) {
   auto b = read_bytes(path);
   std::vector<float> v(b.size() / 4);
   std::memcpy(v.data(), b.data(), v.size() * 4);
+  return v;
+}
+
+// n standard-normal floats, deterministic per seed.
+inline std::vector<float> gaussian_vector(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
   return v;
 }
 

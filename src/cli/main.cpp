@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "cli/common.h"
+#include "tensor/cpu_features.h"
 #include "gguf/gguf_file.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -89,6 +90,7 @@ int main(int argc, char** argv) {
   kvsqueeze::add_eval_command(app);
   kvsqueeze::add_bench_command(app);
   try {
+    kvsqueeze::active_isa();  // an unknown KVSQUEEZE_ISA is reported here, like any other error
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // CLI11 reports a missing required option before an unknown one; the unknown

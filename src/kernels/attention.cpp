@@ -4,6 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "tensor/cpu_features.h"
 #include "tensor/quant.h"
 
 
@@ -24,9 +25,12 @@ inline const float* rows_f32(DType type, const uint8_t* base, int64_t stride, in
   return buf;
 }
 
-// Inlined into each ISA clone below (a dispatched call per row would cost more than the
-// 64-wide product itself).
-inline float dot_inline(const float* a, const float* b, int64_t n) {
+// Every helper below is forced inline into attend_group's body, which is compiled once
+// per instruction set (the wrappers at the end); a dispatched call per row would cost
+// more than the 64-wide product itself.
+#define KVS_INLINE inline __attribute__((always_inline))
+
+KVS_INLINE float dot_inline(const float* a, const float* b, int64_t n) {
   float acc[16] = {};
   int64_t d = 0;
   for (; d + 16 <= n; d += 16)
@@ -39,8 +43,7 @@ inline float dot_inline(const float* a, const float* b, int64_t n) {
 
 // scores[g * stride + j] = dot(q[g], key j) * scale for j < m: each key row is decoded
 // and loaded once for the whole group of query heads.
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static void score_rows(const float* q, int64_t q_stride, int G, const RowsView& v, int64_t m, int64_t hd, float scale,
+KVS_INLINE void score_rows(const float* q, int64_t q_stride, int G, const RowsView& v, int64_t m, int64_t hd, float scale,
                        float* scores, int64_t stride, float* buf) {
   for (int64_t j0 = 0; j0 < m; j0 += kRowChunk) {
     const int64_t count = std::min(kRowChunk, m - j0);
@@ -52,8 +55,7 @@ static void score_rows(const float* q, int64_t q_stride, int G, const RowsView& 
 }
 
 // out[g] += Σ_j p[g][j] * value j for g < G (p already normalised).
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static void mix_values(const float* p, int64_t stride, int G, const RowsView& v, int64_t m, int64_t hdv, float* out,
+KVS_INLINE void mix_values(const float* p, int64_t stride, int G, const RowsView& v, int64_t m, int64_t hdv, float* out,
                        int64_t out_stride, float* buf) {
   for (int64_t j0 = 0; j0 < m; j0 += kRowChunk) {
     const int64_t count = std::min(kRowChunk, m - j0);
@@ -72,8 +74,7 @@ static void mix_values(const float* p, int64_t stride, int G, const RowsView& v,
 // p[j] = exp(p[j] - mx) for j < n; returns the sum. exp is computed as 2^k * e^r with
 // |r| <= ln2/2 and a degree-6 polynomial (relative error ~2e-7), written so the compiler
 // vectorises it (a libm call per element would not be).
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static float exp_shifted(float* p, int64_t n, float mx) {
+KVS_INLINE float exp_shifted(float* p, int64_t n, float mx) {
   float sum = 0;
   for (int64_t j = 0; j < n; ++j) {
     float x = p[j] - mx;
@@ -96,9 +97,9 @@ static float exp_shifted(float* p, int64_t n, float mx) {
   return sum;
 }
 
-void attend_group(const float* q, int64_t q_stride, int G, const RowsView* views, int n_views, int64_t hd,
-                  int64_t hdv, int32_t q_pos, float scale, float* out, int64_t out_stride,
-                  std::vector<float>& scratch) {
+KVS_INLINE void attend_group_body(const float* q, int64_t q_stride, int G, const RowsView* views, int n_views,
+                                  int64_t hd, int64_t hdv, int32_t q_pos, float scale, float* out, int64_t out_stride,
+                                  std::vector<float>& scratch) {
   constexpr int kMaxViews = 4;
   if (n_views > kMaxViews) throw std::logic_error("attend_group: too many row views");
   int64_t visible[kMaxViews], total = 0;
@@ -123,6 +124,23 @@ void attend_group(const float* q, int64_t q_stride, int G, const RowsView* views
   }
   for (int64_t i = 0, off = 0; i < n_views; off += visible[i], ++i)
     mix_values(p + off, total, G, views[i], visible[i], hdv, out, out_stride, buf);
+}
+
+#define KVS_ATTEND_ARGS                                                                                       \
+  const float *q, int64_t q_stride, int G, const RowsView *views, int n_views, int64_t hd, int64_t hdv, int32_t q_pos, \
+      float scale, float *out, int64_t out_stride, std::vector<float> &scratch
+#define KVS_ATTEND_CALL attend_group_body(q, q_stride, G, views, n_views, hd, hdv, q_pos, scale, out, out_stride, scratch)
+
+static void attend_group_generic(KVS_ATTEND_ARGS) { KVS_ATTEND_CALL; }
+KVS_TARGET_AVX2 static void attend_group_avx2(KVS_ATTEND_ARGS) { KVS_ATTEND_CALL; }
+KVS_TARGET_AVX512 static void attend_group_avx512(KVS_ATTEND_ARGS) { KVS_ATTEND_CALL; }
+
+void attend_group(KVS_ATTEND_ARGS) {
+  switch (active_isa()) {
+    case Isa::Avx512: return attend_group_avx512(q, q_stride, G, views, n_views, hd, hdv, q_pos, scale, out, out_stride, scratch);
+    case Isa::Avx2: return attend_group_avx2(q, q_stride, G, views, n_views, hd, hdv, q_pos, scale, out, out_stride, scratch);
+    default: return attend_group_generic(q, q_stride, G, views, n_views, hd, hdv, q_pos, scale, out, out_stride, scratch);
+  }
 }
 
 }  // namespace kvsqueeze

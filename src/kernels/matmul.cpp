@@ -5,14 +5,17 @@
 #include <vector>
 
 #include "kernels/quant_dot.h"
+#include "tensor/cpu_features.h"
 #include "tensor/quant.h"
 
 namespace kvsqueeze {
 
-// Sixteen independent partial sums let the compiler vectorise without reassociating;
-// target_clones picks the widest ISA the CPU has at load time.
-__attribute__((target_clones("avx512f", "avx2", "default")))
-float dot_f32(const float* a, const float* b, int64_t n) {
+namespace {
+
+// Sixteen independent partial sums let the compiler vectorise without reassociating.
+// The body is compiled once per instruction set (it inlines into each wrapper) and
+// dot_f32 calls the one active_isa() selects.
+inline float dot_f32_body(const float* a, const float* b, int64_t n) {
   float acc[16] = {};
   int64_t i = 0;
   for (; i + 16 <= n; i += 16)
@@ -21,6 +24,19 @@ float dot_f32(const float* a, const float* b, int64_t n) {
   for (; i < n; ++i) s += a[i] * b[i];
   for (float v : acc) s += v;
   return s;
+}
+float dot_f32_generic(const float* a, const float* b, int64_t n) { return dot_f32_body(a, b, n); }
+KVS_TARGET_AVX2 float dot_f32_avx2(const float* a, const float* b, int64_t n) { return dot_f32_body(a, b, n); }
+KVS_TARGET_AVX512 float dot_f32_avx512(const float* a, const float* b, int64_t n) { return dot_f32_body(a, b, n); }
+
+}  // namespace
+
+float dot_f32(const float* a, const float* b, int64_t n) {
+  switch (active_isa()) {
+    case Isa::Avx512: return dot_f32_avx512(a, b, n);
+    case Isa::Avx2: return dot_f32_avx2(a, b, n);
+    default: return dot_f32_generic(a, b, n);
+  }
 }
 
 void matmul_reference(const MatrixView& w, const float* x, int64_t n_tokens, float* y) {

@@ -279,7 +279,7 @@ KVS_VNNI void dot_q8_0_vnni(const BlockQ8_0* const* w, const ActBlock32* const* 
 
 void quant_dot_tile(DType t, const void* const* w_rows, int n_rows, const void* const* act, int n_act, int64_t n,
                     float* out, int64_t out_stride) {
-  if (t == DType::Q8_0 && cpu_has_avx512_vnni()) {
+  if (t == DType::Q8_0 && use_avx512()) {
     const auto* const* wb = reinterpret_cast<const BlockQ8_0* const*>(w_rows);
     const auto* const* xb = reinterpret_cast<const ActBlock32* const*>(act);
     const int64_t nb = n / 32;
@@ -306,7 +306,7 @@ void quant_dot_tile(DType t, const void* const* w_rows, int n_rows, const void* 
 }
 
 bool has_quant_dot(DType t) {
-  if (!cpu_has_avx2_fma_f16c()) return false;
+  if (!use_avx2()) return false;
   switch (t) {
     case DType::Q8_0: case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1:
     case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:

@@ -2,27 +2,73 @@
 
 #include <cpuid.h>
 
+#include <atomic>
+#include <cstdlib>
+#include <stdexcept>
+
 namespace kvsqueeze {
+namespace {
 
 // F16C (leaf 1 ECX bit 29) and AVX-512 VNNI (leaf 7 ECX bit 11) are read from CPUID
 // directly: clang's __builtin_cpu_supports does not know their names.
-bool cpu_has_avx2_fma_f16c() {
-  static const bool ok = [] {
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    const bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
-    return f16c && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return ok;
+Isa detect() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  const bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+  if (!(f16c && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return Isa::Generic;
+  const bool vnni = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 11));
+  if (vnni && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+    return Isa::Avx512;
+  return Isa::Avx2;
 }
 
-bool cpu_has_avx512_vnni() {
-  static const bool ok = [] {
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    const bool vnni = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 11));
-    return vnni && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+std::atomic<int>& active_level() {
+  static std::atomic<int> level = [] {
+    Isa isa = cpu_isa();
+    if (const char* env = std::getenv("KVSQUEEZE_ISA"); env && *env) {
+      const Isa wanted = isa_from_name(env);  // an unknown name is a start-up error, not a silent default
+      if (wanted < isa) isa = wanted;
+    }
+    return static_cast<int>(isa);
   }();
-  return ok;
+  return level;
+}
+
+}  // namespace
+
+Isa cpu_isa() {
+  static const Isa best = detect();
+  return best;
+}
+
+Isa active_isa() { return static_cast<Isa>(active_level().load(std::memory_order_relaxed)); }
+
+void set_active_isa(Isa isa) {
+  if (isa > cpu_isa())
+    throw std::invalid_argument(std::string("this CPU cannot run the ") + isa_name(isa) + " kernels (best: " +
+                                isa_name(cpu_isa()) + ")");
+  active_level().store(static_cast<int>(isa), std::memory_order_relaxed);
+}
+
+std::vector<Isa> supported_isas() {
+  std::vector<Isa> out;
+  for (int i = 0; i <= static_cast<int>(cpu_isa()); ++i) out.push_back(static_cast<Isa>(i));
+  return out;
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Generic: return "generic";
+    case Isa::Avx2: return "avx2";
+    case Isa::Avx512: return "avx512";
+  }
+  return "?";
+}
+
+Isa isa_from_name(const std::string& name) {
+  for (Isa isa : {Isa::Generic, Isa::Avx2, Isa::Avx512})
+    if (name == isa_name(isa)) return isa;
+  throw std::invalid_argument("unknown instruction set '" + name + "' (known: generic, avx2, avx512)");
 }
 
 }  // namespace kvsqueeze

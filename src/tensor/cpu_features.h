@@ -1,9 +1,35 @@
-// Which SIMD extensions this CPU offers, checked once (kernels pick their path by it).
+// Which SIMD level the kernels run at. The CPU's best level is checked once; tests and
+// benchmarks may lower it (every level the CPU has must give correct results), and the
+// environment variable KVSQUEEZE_ISA=generic|avx2|avx512 does the same for a whole run.
 #pragma once
+
+#include <string>
+#include <vector>
 
 namespace kvsqueeze {
 
-bool cpu_has_avx2_fma_f16c();
-bool cpu_has_avx512_vnni();  // with AVX-512 F, BW, DQ and VL
+enum class Isa {
+  Generic = 0,  // portable C++, whatever the compiler's baseline allows
+  Avx2 = 1,     // AVX2 + FMA + F16C
+  Avx512 = 2,   // AVX-512 F/BW/DQ/VL + VNNI (on top of Avx2)
+};
+
+Isa cpu_isa();     // the best level this CPU runs
+Isa active_isa();  // the level kernels use now
+// Kernels use `isa` from now on. Throws std::invalid_argument when the CPU lacks it.
+void set_active_isa(Isa isa);
+// Every level this CPU runs, lowest first.
+std::vector<Isa> supported_isas();
+const char* isa_name(Isa isa);
+Isa isa_from_name(const std::string& name);  // throws on an unknown name
+
+// Shorthands for kernel dispatch.
+inline bool use_avx2() { return active_isa() >= Isa::Avx2; }
+inline bool use_avx512() { return active_isa() >= Isa::Avx512; }
 
 }  // namespace kvsqueeze
+
+// Function attributes that compile one function for a level (its body may inline
+// portable helpers, which are then vectorised for that level).
+#define KVS_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define KVS_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))

@@ -326,7 +326,7 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
     case DType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * 4); return;
     case DType::F16: {
       const auto* s = static_cast<const uint16_t*>(src);
-      if (cpu_has_avx2_fma_f16c()) return f16_to_f32_f16c(s, dst, n);
+      if (use_avx2()) return f16_to_f32_f16c(s, dst, n);
       for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(s[i]);
       return;
     }
@@ -354,7 +354,7 @@ void quantize_row(DType t, const float* src, void* dst, int64_t n) {
     case DType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * 4); return;
     case DType::F16: {
       auto* d = static_cast<uint16_t*>(dst);
-      if (cpu_has_avx2_fma_f16c()) return f32_to_f16_f16c(src, d, n);
+      if (use_avx2()) return f32_to_f16_f16c(src, d, n);
       for (int64_t i = 0; i < n; ++i) d[i] = fp32_to_fp16(src[i]);
       return;
     }

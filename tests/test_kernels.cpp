@@ -1,0 +1,263 @@
+// Every compute kernel against a scalar reference on random data, at every instruction
+// set this CPU runs (generic, AVX2, AVX-512), with sizes that are not multiples of the
+// block or vector width.
+#include <cmath>
+#include <string>
+#include <tuple>
+
+#include "kernels/attention.h"
+#include "kernels/matmul.h"
+#include "kernels/quant_dot.h"
+#include "tensor/cpu_features.h"
+#include "tensor/half.h"
+#include "tensor/quant.h"
+#include "test_util.h"
+
+using namespace kvsqueeze;
+
+namespace {
+
+// Runs a test body at one instruction set, restoring the CPU's best afterwards.
+class IsaScope {
+ public:
+  explicit IsaScope(Isa isa) { set_active_isa(isa); }
+  ~IsaScope() { set_active_isa(cpu_isa()); }
+  IsaScope(const IsaScope&) = delete;
+  IsaScope& operator=(const IsaScope&) = delete;
+};
+
+std::vector<Isa> all_isas() { return {Isa::Generic, Isa::Avx2, Isa::Avx512}; }
+
+// Skips (visibly) a level this CPU lacks.
+#define REQUIRE_ISA(isa)                                                                  \
+  do {                                                                                    \
+    if ((isa) > cpu_isa())                                                                \
+      GTEST_SKIP() << "this CPU has no " << isa_name(isa) << " (best: " << isa_name(cpu_isa()) << ")"; \
+  } while (0)
+
+std::vector<uint8_t> quantized_matrix(DType type, const std::vector<float>& w, int64_t rows, int64_t cols) {
+  const int64_t rb = row_bytes(type, cols);
+  std::vector<uint8_t> out(static_cast<size_t>(rows * rb));
+  for (int64_t r = 0; r < rows; ++r) quantize_row(type, w.data() + r * cols, out.data() + r * rb, cols);
+  return out;
+}
+
+}  // namespace
+
+TEST(Isa, NamesRoundTripAndUnsupportedLevelsAreRefused) {
+  for (Isa isa : all_isas()) EXPECT_EQ(isa_from_name(isa_name(isa)), isa);
+  EXPECT_THROW(isa_from_name("sse9"), std::invalid_argument);
+  EXPECT_EQ(supported_isas().front(), Isa::Generic);
+  EXPECT_EQ(supported_isas().back(), cpu_isa());
+  if (cpu_isa() < Isa::Avx512) {
+    EXPECT_THROW(set_active_isa(Isa::Avx512), std::invalid_argument);
+  }
+  {
+    IsaScope scope(Isa::Generic);
+    EXPECT_EQ(active_isa(), Isa::Generic);
+  }
+  EXPECT_EQ(active_isa(), cpu_isa());
+}
+
+// ---- matrix products ---------------------------------------------------------------
+
+using MatmulCase = std::tuple<Isa, DType>;
+class MatmulKernels : public ::testing::TestWithParam<MatmulCase> {};
+
+// What a kernel should compute exactly (up to float summation order): decoded weights
+// times the activations as the kernel sees them, i.e. after its 8-bit block quantization
+// when it quantizes them (llama.cpp's scheme), else as given.
+std::vector<float> activations_as_seen(DType type, const float* x, int64_t n) {
+  std::vector<float> out(x, x + n);
+  if (!has_quant_dot(type)) return out;
+  std::vector<uint8_t> q(static_cast<size_t>(act_row_bytes(type, n)));
+  quantize_activations(type, x, q.data(), n);
+  for (int64_t b = 0; b < n / act_block_elems(type); ++b) {
+    if (act_block_elems(type) == 256) {
+      const auto& blk = reinterpret_cast<const ActBlock256*>(q.data())[b];
+      for (int i = 0; i < 256; ++i) out[b * 256 + i] = blk.d * blk.qs[i];
+    } else {
+      const auto& blk = reinterpret_cast<const ActBlock32*>(q.data())[b];
+      for (int i = 0; i < 32; ++i) out[b * 32 + i] = blk.d * blk.qs[i];
+    }
+  }
+  return out;
+}
+
+double norm(const float* v, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(v[i]) * v[i];
+  return std::sqrt(s);
+}
+
+TEST_P(MatmulKernels, MatchReferenceAtOddSizes) {
+  const auto [isa, type] = GetParam();
+  REQUIRE_ISA(isa);
+  IsaScope scope(isa);
+  const int64_t block = traits(type).block_elems;
+  // Columns: an odd count of blocks (odd count of values for the float types).
+  const int64_t cols = block == 1 ? 67 : block * (block == 256 ? 3 : 7);
+  for (int64_t rows : {1, 5, 37, 70})
+    for (int64_t tokens : {1, 3, 4, 9}) {
+      const auto wf = test::gaussian_vector(static_cast<size_t>(rows * cols), 3);
+      auto w = quantized_matrix(type, wf, rows, cols);
+      const MatrixView mv{type, w.data(), rows, cols};
+      const auto x = test::gaussian_vector(static_cast<size_t>(tokens * cols), 4);
+      std::vector<float> got(static_cast<size_t>(tokens * rows)), exact(got.size()), wrow(cols);
+      matmul(mv, x.data(), tokens, got.data());
+      matmul_reference(mv, x.data(), tokens, exact.data());
+      for (int64_t t = 0; t < tokens; ++t) {
+        const auto xs = activations_as_seen(type, x.data() + t * cols, cols);
+        for (int64_t r = 0; r < rows; ++r) {
+          dequantize_row(type, mv.row(r), wrow.data(), cols);
+          double ref = 0;
+          for (int64_t c = 0; c < cols; ++c) ref += static_cast<double>(wrow[c]) * xs[c];
+          EXPECT_NEAR(got[t * rows + r], ref, 1e-5 * norm(wrow.data(), cols) * norm(xs.data(), cols))
+              << dtype_name(type) << " rows " << rows << " tokens " << tokens << " at " << t << "," << r;
+        }
+      }
+      // End to end against exact arithmetic: 8-bit activations cost ~1% (up to 3% on the
+      // smallest shapes here, where few products are averaged).
+      EXPECT_LT(test::rel_l2(got.data(), exact.data(), got.size()), block == 1 ? 1e-5 : 0.03)
+          << dtype_name(type) << " rows " << rows << " tokens " << tokens;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryIsaAndType, MatmulKernels,
+    ::testing::Combine(::testing::ValuesIn(all_isas()),
+                       ::testing::Values(DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1,
+                                         DType::Q5_0, DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K)),
+    [](const auto& info) {
+      return std::string(isa_name(std::get<0>(info.param))) + "_" + std::string(dtype_name(std::get<1>(info.param)));
+    });
+
+class DotF32 : public ::testing::TestWithParam<Isa> {};
+
+TEST_P(DotF32, MatchesDoubleSumAtEveryLength) {
+  REQUIRE_ISA(GetParam());
+  IsaScope scope(GetParam());
+  const auto a = test::gaussian_vector(300, 5), b = test::gaussian_vector(300, 6);
+  for (int64_t n : {0, 1, 15, 16, 17, 63, 64, 65, 300}) {
+    double ref = 0;
+    for (int64_t i = 0; i < n; ++i) ref += static_cast<double>(a[i]) * b[i];
+    EXPECT_NEAR(dot_f32(a.data(), b.data(), n), ref, 1e-5 * (1 + std::sqrt(static_cast<double>(n)))) << n;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryIsa, DotF32, ::testing::ValuesIn(all_isas()),
+                         [](const auto& info) { return std::string(isa_name(info.param)); });
+
+// ---- f16 conversion (KV rows) -------------------------------------------------------
+
+class HalfRows : public ::testing::TestWithParam<Isa> {};
+
+TEST_P(HalfRows, ConvertBitExactlyLikeTheScalarCode) {
+  REQUIRE_ISA(GetParam());
+  IsaScope scope(GetParam());
+  const int64_t n = 37;
+  const auto x = test::gaussian_vector(n, 8);
+  std::vector<uint16_t> h(n);
+  quantize_row(DType::F16, x.data(), h.data(), n);
+  std::vector<float> back(n);
+  dequantize_row(DType::F16, h.data(), back.data(), n);
+  for (int64_t i = 0; i < n; ++i) {
+    EXPECT_EQ(h[i], fp32_to_fp16(x[i])) << i;
+    EXPECT_EQ(back[i], fp16_to_fp32(h[i])) << i;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryIsa, HalfRows, ::testing::ValuesIn(all_isas()),
+                         [](const auto& info) { return std::string(isa_name(info.param)); });
+
+// ---- attention over ragged rows -------------------------------------------------------
+
+namespace {
+
+// Stored rows of one type: keys, values and positions, as the cache holds them.
+struct StoredRows {
+  std::vector<uint8_t> k, v;
+  std::vector<int32_t> pos;
+  std::vector<float> k_f32, v_f32;  // the decoded values, for the reference
+  RowsView view;
+};
+
+StoredRows make_rows(DType type, int64_t n, int64_t hd, int64_t hdv, int32_t first_pos, int32_t pos_step, uint32_t seed) {
+  StoredRows s;
+  const auto kf = test::gaussian_vector(static_cast<size_t>(n * hd), seed);
+  const auto vf = test::gaussian_vector(static_cast<size_t>(n * hdv), seed + 1);
+  const int64_t kb = row_bytes(type, hd), vb = row_bytes(type, hdv);
+  s.k.resize(static_cast<size_t>(n * kb));
+  s.v.resize(static_cast<size_t>(n * vb));
+  s.k_f32.resize(kf.size());
+  s.v_f32.resize(vf.size());
+  for (int64_t r = 0; r < n; ++r) {
+    quantize_row(type, kf.data() + r * hd, s.k.data() + r * kb, hd);
+    quantize_row(type, vf.data() + r * hdv, s.v.data() + r * vb, hdv);
+    dequantize_row(type, s.k.data() + r * kb, s.k_f32.data() + r * hd, hd);
+    dequantize_row(type, s.v.data() + r * vb, s.v_f32.data() + r * hdv, hdv);
+    s.pos.push_back(first_pos + static_cast<int32_t>(r) * pos_step);
+  }
+  s.view = RowsView{type, s.k.data(), s.v.data(), s.pos.data(), n, kb, vb};
+  return s;
+}
+
+// softmax(q·K^T * scale over rows with pos <= q_pos) · V in double precision.
+std::vector<double> reference_attention(const float* q, const std::vector<const StoredRows*>& parts, int64_t hd,
+                                        int64_t hdv, int32_t q_pos, double scale) {
+  std::vector<double> logits;
+  std::vector<const float*> values;
+  for (const auto* p : parts)
+    for (size_t r = 0; r < p->pos.size(); ++r) {
+      if (p->pos[r] > q_pos) continue;
+      double s = 0;
+      for (int64_t d = 0; d < hd; ++d) s += static_cast<double>(q[d]) * p->k_f32[r * hd + d];
+      logits.push_back(s * scale);
+      values.push_back(p->v_f32.data() + r * hdv);
+    }
+  std::vector<double> out(static_cast<size_t>(hdv), 0.0);
+  if (logits.empty()) return out;
+  const double mx = *std::max_element(logits.begin(), logits.end());
+  double sum = 0;
+  for (double& l : logits) sum += (l = std::exp(l - mx));
+  for (size_t j = 0; j < logits.size(); ++j)
+    for (int64_t i = 0; i < hdv; ++i) out[i] += logits[j] / sum * values[j][i];
+  return out;
+}
+
+}  // namespace
+
+using AttentionCase = std::tuple<Isa, DType>;
+class AttentionKernel : public ::testing::TestWithParam<AttentionCase> {};
+
+TEST_P(AttentionKernel, MatchesReferenceOverStoredAndFreshRows) {
+  const auto [isa, stored_type] = GetParam();
+  REQUIRE_ISA(isa);
+  IsaScope scope(isa);
+  // q8_0 rows need a multiple of 32; otherwise sizes off every vector width.
+  const int64_t hd = stored_type == DType::Q8_0 ? 96 : 40, hdv = stored_type == DType::Q8_0 ? 64 : 24;
+  const int G = 3;
+  // A compressed cache (sparse positions 0, 3, 6, ...) then this pass's fresh f32 rows.
+  const auto stored = make_rows(stored_type, 45, hd, hdv, 0, 3, 11);
+  const auto fresh = make_rows(DType::F32, 13, hd, hdv, 135, 1, 21);
+  const RowsView views[2] = {stored.view, fresh.view};
+  const auto q = test::gaussian_vector(static_cast<size_t>(G * hd), 31);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  std::vector<float> scratch;
+  for (int32_t q_pos : {-1, 0, 50, 134, 140, 147}) {
+    std::vector<float> out(static_cast<size_t>(G * hdv), 99.0f);
+    attend_group(q.data(), hd, G, views, 2, hd, hdv, q_pos, static_cast<float>(scale), out.data(), hdv, scratch);
+    for (int g = 0; g < G; ++g) {
+      const auto ref = reference_attention(q.data() + g * hd, {&stored, &fresh}, hd, hdv, q_pos, scale);
+      for (int64_t i = 0; i < hdv; ++i)
+        EXPECT_NEAR(out[g * hdv + i], ref[i], 2e-5) << "q_pos " << q_pos << " head " << g << " dim " << i;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryIsaAndKvType, AttentionKernel,
+                         ::testing::Combine(::testing::ValuesIn(all_isas()),
+                                            ::testing::Values(DType::F32, DType::F16, DType::Q8_0)),
+                         [](const auto& info) {
+                           return std::string(isa_name(std::get<0>(info.param))) + "_" + std::string(dtype_name(std::get<1>(info.param)));
+                         });
