@@ -1,0 +1,225 @@
+// Google Benchmark microbenchmarks of every compute kernel, at every instruction set the
+// CPU runs. Each reports GB/s (bytes the kernel must read) and GFLOP/s, and `of_bw`: its
+// GB/s as a fraction of this machine's memory bandwidth, measured first (a streaming
+// read of a buffer far larger than the caches).
+//
+//   build/release/bench/kvsqueeze_microbench [--benchmark_filter=matvec] [-t N via OMP_NUM_THREADS]
+#include <benchmark/benchmark.h>
+#include <omp.h>
+
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cache/kv_cache.h"
+#include "kernels/attention.h"
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+#include "kernels/quant_dot.h"
+#include "tensor/cpu_features.h"
+#include "tensor/quant.h"
+
+using namespace kvsqueeze;
+
+namespace {
+
+double g_bandwidth = 0;  // bytes/s, measured in main
+
+std::vector<float> random_floats(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// Streams 512 MiB with all threads a few times and keeps the best rate.
+double measure_bandwidth() {
+  const size_t n = (size_t{512} << 20) / sizeof(int64_t);
+  std::vector<int64_t> buf(n, 1);
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    int64_t sum = 0;
+#pragma omp parallel for reduction(+ : sum) schedule(static)
+    for (size_t i = 0; i < n; ++i) sum += buf[i];
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    benchmark::DoNotOptimize(sum);
+    best = std::max(best, static_cast<double>(n * sizeof(int64_t)) / s);
+  }
+  return best;
+}
+
+// Rates from the loop's own wall time (the benchmarks use real time), so `of_bw` is a
+// plain fraction rather than a per-second counter.
+class Rates {
+ public:
+  Rates() : t0_(std::chrono::steady_clock::now()) {}
+  void report(benchmark::State& state, double bytes, double flops) const {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+    const double iters = static_cast<double>(state.iterations());
+    state.counters["GB/s"] = bytes * iters / s / 1e9;
+    state.counters["GFLOP/s"] = flops * iters / s / 1e9;
+    state.counters["of_bw"] = bytes * iters / s / g_bandwidth;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point t0_;
+};
+
+class IsaScope {
+ public:
+  explicit IsaScope(Isa isa) { set_active_isa(isa); }
+  ~IsaScope() { set_active_isa(cpu_isa()); }
+};
+
+// Weights [rows x cols] of `type` times `tokens` activation rows: matrix-vector when
+// tokens = 1 (decode), matrix-matrix otherwise (prompt).
+void bm_matmul(benchmark::State& state, DType type, Isa isa, int64_t rows, int64_t cols, int64_t tokens) {
+  IsaScope scope(isa);
+  const auto wf = random_floats(static_cast<size_t>(rows * cols), 1);
+  const int64_t rb = row_bytes(type, cols);
+  std::vector<uint8_t> w(static_cast<size_t>(rows * rb));
+  for (int64_t r = 0; r < rows; ++r) quantize_row(type, wf.data() + r * cols, w.data() + r * rb, cols);
+  const MatrixView mv{type, w.data(), rows, cols};
+  const auto x = random_floats(static_cast<size_t>(tokens * cols), 2);
+  std::vector<float> y(static_cast<size_t>(tokens * rows));
+  const Rates rates;
+  for (auto _ : state) {
+    matmul(mv, x.data(), tokens, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  rates.report(state, static_cast<double>(rows * rb), 2.0 * static_cast<double>(rows * cols * tokens));
+}
+
+// One decode step's attention: G query heads over `ctx` stored rows of one KV head.
+void bm_attention(benchmark::State& state, DType kv_type, Isa isa, int64_t ctx) {
+  IsaScope scope(isa);
+  const int64_t hd = 64, G = 3;
+  const auto kf = random_floats(static_cast<size_t>(ctx * hd), 3), vf = random_floats(static_cast<size_t>(ctx * hd), 4);
+  const int64_t rb = row_bytes(kv_type, hd);
+  std::vector<uint8_t> k(static_cast<size_t>(ctx * rb)), v(k.size());
+  std::vector<int32_t> pos(static_cast<size_t>(ctx));
+  for (int64_t r = 0; r < ctx; ++r) {
+    quantize_row(kv_type, kf.data() + r * hd, k.data() + r * rb, hd);
+    quantize_row(kv_type, vf.data() + r * hd, v.data() + r * rb, hd);
+    pos[static_cast<size_t>(r)] = static_cast<int32_t>(r);
+  }
+  const RowsView view{kv_type, k.data(), v.data(), pos.data(), ctx, rb, rb};
+  const auto q = random_floats(static_cast<size_t>(G * hd), 5);
+  std::vector<float> out(static_cast<size_t>(G * hd)), scratch;
+  const Rates rates;
+  for (auto _ : state) {
+    attend_group(q.data(), hd, G, &view, 1, hd, hd, static_cast<int32_t>(ctx), 0.125f, out.data(), hd, scratch);
+    benchmark::DoNotOptimize(out.data());
+  }
+  rates.report(state, 2.0 * static_cast<double>(ctx * rb), 4.0 * static_cast<double>(G * ctx * hd));
+}
+
+void bm_dequantize(benchmark::State& state, DType type, Isa isa) {
+  IsaScope scope(isa);
+  const int64_t n = 256 * 64;
+  const auto xf = random_floats(static_cast<size_t>(n), 6);
+  std::vector<uint8_t> q(static_cast<size_t>(row_bytes(type, n)));
+  quantize_row(type, xf.data(), q.data(), n);
+  std::vector<float> out(static_cast<size_t>(n));
+  const Rates rates;
+  for (auto _ : state) {
+    dequantize_row(type, q.data(), out.data(), n);
+    benchmark::DoNotOptimize(out.data());
+  }
+  rates.report(state, static_cast<double>(q.size()), static_cast<double>(n));
+}
+
+void bm_quantize_activations(benchmark::State& state, DType weight_type) {
+  const int64_t n = 4096;
+  const auto x = random_floats(static_cast<size_t>(n), 7);
+  std::vector<uint8_t> out(static_cast<size_t>(act_row_bytes(weight_type, n)));
+  const Rates rates;
+  for (auto _ : state) {
+    quantize_activations(weight_type, x.data(), out.data(), n);
+    benchmark::DoNotOptimize(out.data());
+  }
+  rates.report(state, static_cast<double>(n * 4), 3.0 * static_cast<double>(n));
+}
+
+void bm_rms_norm(benchmark::State& state) {
+  const int64_t n = 4096;
+  const auto x = random_floats(static_cast<size_t>(n), 8), w = random_floats(static_cast<size_t>(n), 9);
+  std::vector<float> y(static_cast<size_t>(n));
+  const Rates rates;
+  for (auto _ : state) {
+    rms_norm(x.data(), w.data(), y.data(), n, 1e-5f);
+    benchmark::DoNotOptimize(y.data());
+  }
+  rates.report(state, static_cast<double>(n * 8), 4.0 * static_cast<double>(n));
+}
+
+void bm_rope(benchmark::State& state) {
+  const int64_t hd = 128, heads = 32;
+  std::vector<float> c(hd / 2), s(hd / 2);
+  rope_angles(hd, 1000, 10000.0f, nullptr, c.data(), s.data());
+  auto v = random_floats(static_cast<size_t>(hd * heads), 10);
+  const Rates rates;
+  for (auto _ : state) {
+    for (int64_t h = 0; h < heads; ++h) rope_apply(v.data() + h * hd, hd, true, c.data(), s.data());
+    benchmark::DoNotOptimize(v.data());
+  }
+  rates.report(state, static_cast<double>(hd * heads * 4), 3.0 * static_cast<double>(hd * heads));
+}
+
+void bm_silu_mul(benchmark::State& state) {
+  const int64_t n = 8192;
+  auto g = random_floats(static_cast<size_t>(n), 11);
+  const auto u = random_floats(static_cast<size_t>(n), 12);
+  const Rates rates;
+  for (auto _ : state) {
+    silu_mul(g.data(), u.data(), n);
+    benchmark::DoNotOptimize(g.data());
+  }
+  rates.report(state, static_cast<double>(n * 8), 5.0 * static_cast<double>(n));
+}
+
+void register_all() {
+  const DType weight_types[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1,
+                                DType::Q5_0, DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+  for (Isa isa : supported_isas()) {
+    const std::string tag = isa_name(isa);
+    for (DType t : weight_types) {
+      const std::string name(dtype_name(t));
+      // A 1536 x 2048 projection (both divisible by 256): decode, and a 256-token prompt tile.
+      benchmark::RegisterBenchmark(("matvec/" + tag + "/" + name).c_str(), bm_matmul, t, isa, 1536, 2048, 1)
+          ->Unit(benchmark::kMicrosecond)->UseRealTime();
+      benchmark::RegisterBenchmark(("matmul256/" + tag + "/" + name).c_str(), bm_matmul, t, isa, 1536, 2048, 256)
+          ->Unit(benchmark::kMillisecond)->UseRealTime();
+      if (t != DType::F32) benchmark::RegisterBenchmark(("dequantize/" + tag + "/" + name).c_str(), bm_dequantize, t, isa);
+    }
+    for (DType kv : {DType::F16, DType::Q8_0, DType::F32})
+      for (int64_t ctx : {1024, 16384})
+        benchmark::RegisterBenchmark(("attention_decode/" + tag + "/" + std::string(dtype_name(kv)) + "/" + std::to_string(ctx)).c_str(),
+                                     bm_attention, kv, isa, ctx)
+            ->Unit(benchmark::kMicrosecond)->UseRealTime();
+  }
+  benchmark::RegisterBenchmark("quantize_activations/32", bm_quantize_activations, DType::Q8_0);
+  benchmark::RegisterBenchmark("quantize_activations/256", bm_quantize_activations, DType::Q4_K);
+  benchmark::RegisterBenchmark("rms_norm", bm_rms_norm);
+  benchmark::RegisterBenchmark("rope", bm_rope);
+  benchmark::RegisterBenchmark("silu_mul", bm_silu_mul);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  g_bandwidth = measure_bandwidth();
+  std::printf("memory bandwidth (streaming read, %d threads): %.1f GB/s; best instruction set: %s\n",
+              omp_get_max_threads(), g_bandwidth / 1e9, isa_name(cpu_isa()));
+  benchmark::AddCustomContext("memory_bandwidth_GBps", std::to_string(g_bandwidth / 1e9));
+  register_all();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
