@@ -6,7 +6,9 @@
 #include <tuple>
 
 #include "kernels/attention.h"
+#include "kernels/fast_exp.h"
 #include "kernels/matmul.h"
+#include "kernels/ops.h"
 #include "kernels/quant_dot.h"
 #include "tensor/cpu_features.h"
 #include "tensor/half.h"
@@ -261,3 +263,42 @@ INSTANTIATE_TEST_SUITE_P(EveryIsaAndKvType, AttentionKernel,
                          [](const auto& info) {
                            return std::string(isa_name(std::get<0>(info.param))) + "_" + std::string(dtype_name(std::get<1>(info.param)));
                          });
+
+// ---- element-wise and row-wise ops ------------------------------------------------------
+
+class RowOps : public ::testing::TestWithParam<Isa> {};
+
+TEST_P(RowOps, RmsNormAndSiluMatchDoubleReferences) {
+  REQUIRE_ISA(GetParam());
+  IsaScope scope(GetParam());
+  for (int64_t n : {1, 7, 67, 576}) {
+    auto x = test::gaussian_vector(static_cast<size_t>(n), 41);
+    const auto w = test::gaussian_vector(static_cast<size_t>(n), 42);
+    for (auto& v : x) v *= 30.0f;  // a wide range: the gate's tails and large activations
+    std::vector<float> y(static_cast<size_t>(n));
+    rms_norm(x.data(), w.data(), y.data(), n, 1e-5f);
+    double ss = 0;
+    for (float v : x) ss += static_cast<double>(v) * v;
+    const double scale = 1.0 / std::sqrt(ss / static_cast<double>(n) + 1e-5);
+    for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y[i], x[i] * scale * w[i], 1e-5 * (1 + std::fabs(x[i] * scale * w[i])));
+    auto gate = x;
+    silu_mul(gate.data(), w.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      const double ref = x[i] / (1.0 + std::exp(-static_cast<double>(x[i]))) * w[i];
+      EXPECT_NEAR(gate[i], ref, 1e-6 * (1 + std::fabs(ref))) << "x = " << x[i];
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryIsa, RowOps, ::testing::ValuesIn(all_isas()),
+                         [](const auto& info) { return std::string(isa_name(info.param)); });
+
+TEST(FastExp, RelativeErrorBelow1e6AndSaturatesSafely) {
+  for (float x = -80.0f; x <= 80.0f; x += 0.37f) {
+    const double ref = std::exp(static_cast<double>(x));
+    EXPECT_NEAR(fast_exp(x) / ref, 1.0, 1e-6) << x;
+  }
+  EXPECT_GE(fast_exp(-1000.0f), 0.0f);
+  EXPECT_LT(fast_exp(-1000.0f), 1e-37f);
+  EXPECT_TRUE(std::isfinite(fast_exp(1000.0f)));
+}

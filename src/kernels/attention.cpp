@@ -4,6 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "kernels/fast_exp.h"
 #include "tensor/cpu_features.h"
 #include "tensor/quant.h"
 
@@ -71,29 +72,17 @@ KVS_INLINE void mix_values(const float* p, int64_t stride, int G, const RowsView
   }
 }
 
-// p[j] = exp(p[j] - mx) for j < n; returns the sum. exp is computed as 2^k * e^r with
-// |r| <= ln2/2 and a degree-6 polynomial (relative error ~2e-7), written so the compiler
-// vectorises it (a libm call per element would not be).
+// p[j] = exp(p[j] - mx) for j < n; returns the sum.
+// Two loops: an in-order float sum inside the first would stop it vectorising.
 KVS_INLINE float exp_shifted(float* p, int64_t n, float mx) {
+  for (int64_t j = 0; j < n; ++j) p[j] = fast_exp(p[j] - mx);
+  float acc[16] = {};
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16)
+    for (int u = 0; u < 16; ++u) acc[u] += p[j + u];
   float sum = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    float x = p[j] - mx;
-    x = x < -87.0f ? -87.0f : x;  // below this the result underflows to ~0 anyway
-    const float kf = __builtin_rintf(x * 1.44269504088896341f);
-    const float r = x - kf * 0.693359375f + kf * 2.12194440e-4f;
-    float y = 1.0f / 720 ;
-    y = y * r + 1.0f / 120;
-    y = y * r + 1.0f / 24;
-    y = y * r + 1.0f / 6;
-    y = y * r + 0.5f;
-    y = y * r + 1.0f;
-    y = y * r + 1.0f;
-    const int32_t bits = (static_cast<int32_t>(kf) + 127) << 23;
-    float scale;
-    __builtin_memcpy(&scale, &bits, 4);
-    p[j] = y * scale;
-    sum += p[j];
-  }
+  for (; j < n; ++j) sum += p[j];
+  for (float a : acc) sum += a;
   return sum;
 }
 

@@ -3,13 +3,50 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/fast_exp.h"
+#include "tensor/cpu_features.h"
+
 namespace kvsqueeze {
+namespace {
+
+#define KVS_INLINE inline __attribute__((always_inline))
+
+// The bodies are compiled once per instruction set through the wrappers below.
+KVS_INLINE void rms_norm_body(const float* x, const float* w, float* y, int64_t n, float eps) {
+  double acc[8] = {};  // double partial sums: long rows of large activations stay exact enough
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int u = 0; u < 8; ++u) acc[u] += static_cast<double>(x[i + u]) * x[i + u];
+  double ss = 0;
+  for (; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  for (double a : acc) ss += a;
+  const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
+  for (int64_t j = 0; j < n; ++j) y[j] = x[j] * scale * w[j];
+}
+
+KVS_INLINE void silu_mul_body(float* gate, const float* up, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + fast_exp(-gate[i])) * up[i];
+}
+
+void rms_norm_generic(const float* x, const float* w, float* y, int64_t n, float eps) { rms_norm_body(x, w, y, n, eps); }
+KVS_TARGET_AVX2 void rms_norm_avx2(const float* x, const float* w, float* y, int64_t n, float eps) {
+  rms_norm_body(x, w, y, n, eps);
+}
+KVS_TARGET_AVX512 void rms_norm_avx512(const float* x, const float* w, float* y, int64_t n, float eps) {
+  rms_norm_body(x, w, y, n, eps);
+}
+void silu_mul_generic(float* gate, const float* up, int64_t n) { silu_mul_body(gate, up, n); }
+KVS_TARGET_AVX2 void silu_mul_avx2(float* gate, const float* up, int64_t n) { silu_mul_body(gate, up, n); }
+KVS_TARGET_AVX512 void silu_mul_avx512(float* gate, const float* up, int64_t n) { silu_mul_body(gate, up, n); }
+
+}  // namespace
 
 void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
-  double ss = 0;
-  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
-  const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale * w[i];
+  switch (active_isa()) {
+    case Isa::Avx512: return rms_norm_avx512(x, w, y, n, eps);
+    case Isa::Avx2: return rms_norm_avx2(x, w, y, n, eps);
+    default: return rms_norm_generic(x, w, y, n, eps);
+  }
 }
 
 void rope_angles(int64_t n_rot, int64_t pos, float base, const float* freq_factors, float* cos_out, float* sin_out) {
@@ -34,7 +71,11 @@ void rope_apply(float* v, int64_t n_rot, bool neox, const float* cos_v, const fl
 }
 
 void silu_mul(float* gate, const float* up, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+  switch (active_isa()) {
+    case Isa::Avx512: return silu_mul_avx512(gate, up, n);
+    case Isa::Avx2: return silu_mul_avx2(gate, up, n);
+    default: return silu_mul_generic(gate, up, n);
+  }
 }
 
 }  // namespace kvsqueeze

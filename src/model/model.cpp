@@ -174,6 +174,8 @@ void Model::forward(KvCache& cache, const int32_t* tokens, int64_t n, float* log
       float* xt = &x[t0 * dim];
       float* kt = &fresh_k[t0 * k_w];
       float* vt = &fresh_v[t0 * v_w];
+      // Per-token work runs in parallel over a prompt tile (one token: serial, no fork).
+#pragma omp parallel for schedule(static) if (nt > 1)
       for (int64_t t = 0; t < nt; ++t) rms_norm(&xt[t * dim], w.attn_norm.data(), &xn[t * dim], dim, c.rms_eps);
       matmul(w.wq, xn.data(), nt, q.data());
       matmul(w.wk, xn.data(), nt, kt);
@@ -181,6 +183,7 @@ void Model::forward(KvCache& cache, const int32_t* tokens, int64_t n, float* log
       add_bias(q.data(), w.bq, nt, q_w);
       add_bias(kt, w.bk, nt, k_w);
       add_bias(vt, w.bv, nt, v_w);
+#pragma omp parallel for schedule(static) if (nt > 1)
       for (int64_t t = 0; t < nt; ++t) {
         const float* rc = &rope_cos[(t0 + t) * half_rot];
         const float* rs = &rope_sin[(t0 + t) * half_rot];
@@ -217,12 +220,17 @@ void Model::forward(KvCache& cache, const int32_t* tokens, int64_t n, float* log
       }
       matmul(w.wo, att.data(), nt, proj.data());
       if (tap) tap->attention_output(l, t0, nt, proj.data());
-      for (int64_t i = 0; i < nt * dim; ++i) xt[i] += proj[static_cast<size_t>(i)];
-      for (int64_t t = 0; t < nt; ++t) rms_norm(&xt[t * dim], w.ffn_norm.data(), &xn[t * dim], dim, c.rms_eps);
+#pragma omp parallel for schedule(static) if (nt > 1)
+      for (int64_t t = 0; t < nt; ++t) {
+        for (int64_t i = t * dim; i < (t + 1) * dim; ++i) xt[i] += proj[static_cast<size_t>(i)];
+        rms_norm(&xt[t * dim], w.ffn_norm.data(), &xn[t * dim], dim, c.rms_eps);
+      }
       matmul(w.gate, xn.data(), nt, g.data());
       matmul(w.up, xn.data(), nt, u.data());
-      silu_mul(g.data(), u.data(), nt * c.ffn);
+#pragma omp parallel for schedule(static) if (nt > 1)
+      for (int64_t t = 0; t < nt; ++t) silu_mul(&g[t * c.ffn], &u[t * c.ffn], c.ffn);
       matmul(w.down, g.data(), nt, proj.data());
+#pragma omp parallel for schedule(static) if (nt > 1)
       for (int64_t i = 0; i < nt * dim; ++i) xt[i] += proj[static_cast<size_t>(i)];
     }
 
