@@ -7,6 +7,7 @@
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <random>
@@ -172,10 +173,12 @@ void bm_rope(benchmark::State& state) {
 
 void bm_silu_mul(benchmark::State& state) {
   const int64_t n = 8192;
-  auto g = random_floats(static_cast<size_t>(n), 11);
-  const auto u = random_floats(static_cast<size_t>(n), 12);
+  const auto g0 = random_floats(static_cast<size_t>(n), 11), u = random_floats(static_cast<size_t>(n), 12);
+  auto g = g0;
   const Rates rates;
   for (auto _ : state) {
+    // Fresh gates each time: applied in place over and over they would decay to denormals.
+    std::copy(g0.begin(), g0.end(), g.begin());
     silu_mul(g.data(), u.data(), n);
     benchmark::DoNotOptimize(g.data());
   }
