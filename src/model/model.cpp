@@ -1,6 +1,7 @@
 #include "model/model.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <stdexcept>
 
@@ -9,6 +10,7 @@
 #include "cache/kv_cache.h"
 #include "gguf/gguf_file.h"
 #include "kernels/attention.h"
+#include "kernels/flash_attention.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "press/press.h"
@@ -128,6 +130,7 @@ void add_bias(float* x, const std::vector<float>& b, int64_t n_tok, int64_t widt
     for (int64_t i = 0; i < width; ++i) x[t * width + i] += b[static_cast<size_t>(i)];
 }
 constexpr int64_t kTile = 256;  // tokens per step inside a layer: bounds activation memory
+constexpr int64_t kQueryBlock = 32;  // query tokens per flash-attention work item
 }  // namespace
 
 void Model::forward(KvCache& cache, const int32_t* tokens, int64_t n, float* logits, bool all_logits,
@@ -202,21 +205,43 @@ void Model::forward(KvCache& cache, const int32_t* tokens, int64_t n, float* log
         if (!q_all.empty()) std::copy_n(&q[t * q_w], q_w, &q_all[gt * q_w]);
       }
       // Attention: the G query heads of a group read the cached rows of their KV head
-      // (whatever subset survived compression) and then this pass's fresh rows.
+      // (whatever subset survived compression) and then this pass's fresh rows. One token
+      // (decode) takes the row-at-a-time kernel; a prompt tile goes in blocks of query
+      // tokens through the tiled flash kernel, so each key tile is loaded once per block.
+      const auto views_for = [&](int kh, std::array<RowsView, 2>& views) {
+        views[0] = cache.view(l, kh);
+        views[1] = RowsView{DType::F32, reinterpret_cast<const uint8_t*>(&fresh_k[kh * hd]),
+                            reinterpret_cast<const uint8_t*>(&fresh_v[kh * hdv]), positions.data(), t0 + nt,
+                            k_w * static_cast<int64_t>(sizeof(float)), v_w * static_cast<int64_t>(sizeof(float))};
+      };
+      if (nt == 1) {
 #pragma omp parallel
-      {
-        std::vector<float> scratch;
-#pragma omp for collapse(2) schedule(dynamic, 2)
-        for (int64_t t = 0; t < nt; ++t)
+        {
+          std::vector<float> scratch;
+#pragma omp for schedule(dynamic, 1)
           for (int kh = 0; kh < c.n_head_kv; ++kh) {
-            const RowsView views[2] = {
-                cache.view(l, kh),
-                RowsView{DType::F32, reinterpret_cast<const uint8_t*>(&fresh_k[kh * hd]),
-                         reinterpret_cast<const uint8_t*>(&fresh_v[kh * hdv]), positions.data(), t0 + nt,
-                         k_w * static_cast<int64_t>(sizeof(float)), v_w * static_cast<int64_t>(sizeof(float))}};
-            attend_group(&q[t * q_w + kh * G * hd], hd, static_cast<int>(G), views, 2, hd, hdv, pos0 + static_cast<int32_t>(t0 + t),
-                         scale, &att[t * o_w + kh * G * hdv], hdv, scratch);
+            std::array<RowsView, 2> views;
+            views_for(kh, views);
+            attend_group(&q[kh * G * hd], hd, static_cast<int>(G), views.data(), 2, hd, hdv,
+                         pos0 + static_cast<int32_t>(t0), scale, &att[kh * G * hdv], hdv, scratch);
           }
+        }
+      } else {
+        const int64_t n_blocks = (nt + kQueryBlock - 1) / kQueryBlock;
+#pragma omp parallel
+        {
+          FlashScratch scratch;
+#pragma omp for collapse(2) schedule(dynamic, 1)
+          for (int64_t blk = n_blocks - 1; blk >= 0; --blk)  // later blocks see more keys: start them first
+            for (int kh = 0; kh < c.n_head_kv; ++kh) {
+              const int64_t tb = blk * kQueryBlock, nb = std::min(kQueryBlock, nt - tb);
+              std::array<RowsView, 2> views;
+              views_for(kh, views);
+              flash_attend(&q[tb * q_w + kh * G * hd], q_w, static_cast<int>(G), static_cast<int>(nb),
+                           &positions[static_cast<size_t>(t0 + tb)], views.data(), 2, hd, hdv, scale,
+                           &att[tb * o_w + kh * G * hdv], o_w, scratch);
+            }
+        }
       }
       matmul(w.wo, att.data(), nt, proj.data());
       if (tap) tap->attention_output(l, t0, nt, proj.data());
