@@ -197,6 +197,10 @@ void register_all() {
           ->Unit(benchmark::kMicrosecond)->UseRealTime();
       benchmark::RegisterBenchmark(("matmul256/" + tag + "/" + name).c_str(), bm_matmul, t, isa, 1536, 2048, 256)
           ->Unit(benchmark::kMillisecond)->UseRealTime();
+      // smollm2-135m's gate/up shape (1536 x 576): short rows, where per-tile overheads show.
+      if (t == DType::Q8_0)
+        benchmark::RegisterBenchmark(("matmul256_k576/" + tag + "/" + name).c_str(), bm_matmul, t, isa, 1536, 576, 256)
+            ->Unit(benchmark::kMillisecond)->UseRealTime();
       if (t != DType::F32) benchmark::RegisterBenchmark(("dequantize/" + tag + "/" + name).c_str(), bm_dequantize, t, isa);
     }
     for (DType kv : {DType::F16, DType::Q8_0, DType::F32})

@@ -294,6 +294,42 @@ TEST_P(RowOps, RmsNormAndSiluMatchDoubleReferences) {
 INSTANTIATE_TEST_SUITE_P(EveryIsa, RowOps, ::testing::ValuesIn(all_isas()),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
 
+// ---- activation quantization ---------------------------------------------------------
+
+class ActivationQuantization : public ::testing::TestWithParam<Isa> {};
+
+// The SIMD quantizers must write exactly the bytes of the portable one (same products,
+// same round-half-to-even), including ties, an all-zero block and odd block counts.
+TEST_P(ActivationQuantization, BitIdenticalToPortableVersion) {
+  const Isa isa = GetParam();
+  REQUIRE_ISA(isa);
+  for (DType type : {DType::Q8_0, DType::Q4_K}) {
+    const int64_t block = act_block_elems(type), n = block * (block == 256 ? 3 : 7);
+    auto x = test::gaussian_vector(static_cast<size_t>(n), 11);
+    for (int64_t i = 0; i < block; ++i) x[static_cast<size_t>(block + i)] = 0.0f;  // block 1: all zero
+    // Block 2: amax 127, so the scale is 1 and these values sit exactly on ties.
+    for (int64_t i = 0; i < block; ++i) x[static_cast<size_t>(2 * block + i)] = static_cast<float>(i % 9) - 4.5f;
+    x[static_cast<size_t>(2 * block)] = 127.0f;
+    std::vector<uint8_t> want(static_cast<size_t>(act_row_bytes(type, n))), got(want.size());
+    {
+      IsaScope scope(Isa::Generic);
+      quantize_activations(type, x.data(), want.data(), n);
+    }
+    IsaScope scope(isa);
+    quantize_activations(type, x.data(), got.data(), n);
+    EXPECT_EQ(got, want) << dtype_name(type);
+    if (block == 32) {  // ties went to even: -3.5 -> -4, -2.5 -> -2, 0.5 -> 0
+      const auto& tie = reinterpret_cast<const ActBlock32*>(got.data())[2];
+      EXPECT_EQ(tie.qs[1], -4);
+      EXPECT_EQ(tie.qs[2], -2);
+      EXPECT_EQ(tie.qs[5], 0);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryIsa, ActivationQuantization, ::testing::ValuesIn(all_isas()),
+                         [](const auto& info) { return std::string(isa_name(info.param)); });
+
 TEST(FastExp, RelativeErrorBelow1e6AndSaturatesSafely) {
   for (float x = -80.0f; x <= 80.0f; x += 0.37f) {
     const double ref = std::exp(static_cast<double>(x));

@@ -2,8 +2,10 @@
 
 #include <omp.h>
 
+#include <stdexcept>
 #include <vector>
 
+#include "kernels/gemm_q8_0.h"
 #include "kernels/quant_dot.h"
 #include "tensor/cpu_features.h"
 #include "tensor/quant.h"
@@ -53,47 +55,93 @@ void matmul_reference(const MatrixView& w, const float* x, int64_t n_tokens, flo
 
 namespace {
 
-// Quantized weights: activations go to 8-bit blocks once, then integer dot products.
-void matmul_quantized(const MatrixView& w, const float* x, int64_t n_tokens, float* y) {
-  const int64_t arb = act_row_bytes(w.type, w.cols);
-  std::vector<uint8_t> act(static_cast<size_t>(n_tokens * arb));
-#pragma omp parallel for schedule(static) if (n_tokens > 1)
-  for (int64_t t = 0; t < n_tokens; ++t) quantize_activations(w.type, x + t * w.cols, act.data() + t * arb, w.cols);
-  // Rows in blocks so a block's weights stay in L1 while every token passes over them;
-  // inside a block, register tiles of kRows x kTokens (4 x 1 when decoding one token).
-  constexpr int64_t kRowBlock = 16;
+constexpr int64_t kRowBlock = 16;  // rows whose weights stay in L1 while every token passes over them
+
+// One block of rows of a quantized product, for every token, from quantized activations:
+// register tiles of 4 rows x 4 tokens (4 x 1 when decoding one token).
+void quantized_row_block(const MatrixView& w, const uint8_t* act, int64_t arb, int64_t n_tokens, float* y,
+                         int64_t blk) {
   const int kRows = 4, kTokens = n_tokens < 4 ? 1 : 4;
-  const int64_t n_blocks = (w.rows + kRowBlock - 1) / kRowBlock;
   const int64_t stride = w.row_stride();
-#pragma omp parallel for schedule(static)
-  for (int64_t blk = 0; blk < n_blocks; ++blk) {
-    const int64_t r0 = blk * kRowBlock, r1 = std::min(w.rows, r0 + kRowBlock);
-    for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokens) {
-      const int nt = static_cast<int>(std::min<int64_t>(kTokens, n_tokens - t0));
-      const void* a[4];
-      for (int k = 0; k < nt; ++k) a[k] = act.data() + (t0 + k) * arb;
-      for (int64_t r = r0; r < r1; r += kRows) {
-        const int nr = static_cast<int>(std::min<int64_t>(kRows, r1 - r));
-        const void* rows[4];
-        for (int k = 0; k < nr; ++k) rows[k] = w.data + (r + k) * stride;
-        // Decoding streams each weight once: fetch the next tile's rows ahead of use.
-        if (n_tokens < 4 && r + 2 * kRows <= w.rows) {
-          const char* next = reinterpret_cast<const char*>(w.data + (r + kRows) * stride);
-          for (int64_t off = 0; off < kRows * stride; off += 64) __builtin_prefetch(next + off);
-        }
-        quant_dot_tile(w.type, rows, nr, a, nt, w.cols, y + t0 * w.rows + r, w.rows);
+  const int64_t r0 = blk * kRowBlock, r1 = std::min(w.rows, r0 + kRowBlock);
+  for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokens) {
+    const int nt = static_cast<int>(std::min<int64_t>(kTokens, n_tokens - t0));
+    const void* a[4];
+    for (int k = 0; k < nt; ++k) a[k] = act + (t0 + k) * arb;
+    for (int64_t r = r0; r < r1; r += kRows) {
+      const int nr = static_cast<int>(std::min<int64_t>(kRows, r1 - r));
+      const void* rows[4];
+      for (int k = 0; k < nr; ++k) rows[k] = w.data + (r + k) * stride;
+      // Decoding streams each weight once: fetch the next tile's rows ahead of use.
+      if (n_tokens < 4 && r + 2 * kRows <= w.rows) {
+        const char* next = reinterpret_cast<const char*>(w.data + (r + kRows) * stride);
+        for (int64_t off = 0; off < kRows * stride; off += 64) __builtin_prefetch(next + off);
+      }
+      quant_dot_tile(w.type, rows, nr, a, nt, w.cols, y + t0 * w.rows + r, w.rows);
+    }
+  }
+}
+
+// Activations in the layout one kind of product reads: 8-bit blocks of 32 or 256
+// (quant_dot), or the packed rows of the Q8_0 prompt kernel.
+int activation_layout(DType t, int64_t n_tokens) { return use_q8_0_gemm(t, n_tokens) ? 0 : act_block_elems(t); }
+
+int64_t activation_row_bytes(DType t, int64_t n_tokens, int64_t cols) {
+  return use_q8_0_gemm(t, n_tokens) ? q8_0_gemm_act_bytes(cols) : act_row_bytes(t, cols);
+}
+
+// Products with quantized weights: each distinct activation layout is made once, then
+// one parallel loop runs over the row blocks of every product.
+void matmul_quantized(const MatmulOut* products, size_t n_products, const float* x, int64_t n_tokens) {
+  const int64_t cols = products[0].w->cols;
+  struct Layout {
+    DType type;  // any weight type that reads this layout
+    std::vector<uint8_t> act;
+  };
+  std::vector<Layout> layouts;
+  std::vector<size_t> layout_of(n_products);
+  std::vector<int64_t> first_block(n_products + 1, 0);
+  for (size_t p = 0; p < n_products; ++p) {
+    const DType t = products[p].w->type;
+    size_t k = 0;
+    while (k < layouts.size() && activation_layout(layouts[k].type, n_tokens) != activation_layout(t, n_tokens)) ++k;
+    if (k == layouts.size())
+      layouts.push_back({t, std::vector<uint8_t>(static_cast<size_t>(n_tokens * activation_row_bytes(t, n_tokens, cols)))});
+    layout_of[p] = k;
+    first_block[p + 1] = first_block[p] + (products[p].w->rows + kRowBlock - 1) / kRowBlock;
+  }
+  for (Layout& lay : layouts) {
+    const int64_t arb = activation_row_bytes(lay.type, n_tokens, cols);
+    const bool packed = use_q8_0_gemm(lay.type, n_tokens);
+#pragma omp parallel for schedule(static) if (n_tokens > 1)
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      if (packed) q8_0_gemm_pack_activations(x + t * cols, lay.act.data() + t * arb, cols);
+      else quantize_activations(lay.type, x + t * cols, lay.act.data() + t * arb, cols);
+    }
+  }
+  const int64_t n_blocks = first_block[n_products];
+#pragma omp parallel
+  {
+    std::vector<uint8_t> packed_weights;  // per thread, reused across row blocks
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      size_t p = 0;
+      while (first_block[p + 1] <= b) ++p;
+      const MatrixView& w = *products[p].w;
+      const uint8_t* act = layouts[layout_of[p]].act.data();
+      const int64_t blk = b - first_block[p];
+      if (use_q8_0_gemm(w.type, n_tokens)) {
+        const int64_t r0 = blk * kRowBlock;
+        q8_0_gemm_rows(w.data + r0 * w.row_stride(), w.row_stride(), static_cast<int>(std::min(kRowBlock, w.rows - r0)),
+                       act, n_tokens, cols, products[p].y + r0, w.rows, packed_weights);
+      } else {
+        quantized_row_block(w, act, act_row_bytes(w.type, cols), n_tokens, products[p].y, blk);
       }
     }
   }
 }
 
-}  // namespace
-
-void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y) {
-  if (has_quant_dot(w.type)) {
-    matmul_quantized(w, x, n_tokens, y);
-    return;
-  }
+void matmul_dequantized(const MatrixView& w, const float* x, int64_t n_tokens, float* y) {
   constexpr int64_t kRowBlock = 8;
   const int64_t n_blocks = (w.rows + kRowBlock - 1) / kRowBlock;
 #pragma omp parallel
@@ -108,6 +156,22 @@ void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y) {
           y[t * w.rows + r] = dot_f32(rows.data() + (r - r0) * w.cols, x + t * w.cols, w.cols);
     }
   }
+}
+
+}  // namespace
+
+void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y) {
+  matmul_shared_input({MatmulOut{&w, y}}, x, n_tokens);
+}
+
+void matmul_shared_input(std::initializer_list<MatmulOut> products, const float* x, int64_t n_tokens) {
+  std::vector<MatmulOut> quantized;
+  for (const MatmulOut& p : products) {
+    if (p.w->cols != products.begin()->w->cols) throw std::invalid_argument("products of one input need equal widths");
+    if (has_quant_dot(p.w->type)) quantized.push_back(p);
+    else matmul_dequantized(*p.w, x, n_tokens, p.y);
+  }
+  if (!quantized.empty()) matmul_quantized(quantized.data(), quantized.size(), x, n_tokens);
 }
 
 }  // namespace kvsqueeze

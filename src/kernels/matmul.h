@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 
 #include "tensor/tensor_view.h"
 
@@ -11,6 +12,15 @@ namespace kvsqueeze {
 // X is [n_tokens][W.cols], Y is [n_tokens][W.rows]; both row-major float32.
 // Parallel over output rows with the current OpenMP thread count.
 void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y);
+
+// Several products of the same activations (Q, K and V; gate and up): the activations
+// are quantized once per block format and all row blocks of all products share one
+// parallel loop, so short products do not each pay a fork and a barrier.
+struct MatmulOut {
+  const MatrixView* w;
+  float* y;  // [n_tokens][w->rows]
+};
+void matmul_shared_input(std::initializer_list<MatmulOut> products, const float* x, int64_t n_tokens);
 
 // The same product computed by decoding each weight row to float32 first: slow, exact
 // with respect to the stored weights. The reference the fast kernels are tested against.

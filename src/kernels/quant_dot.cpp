@@ -59,6 +59,90 @@ void quantize_act256(const float* x, ActBlock256* y, int64_t nb) {
   }
 }
 
+// ---- activation quantization (SIMD) ----------------------------------------------
+// Bit-identical to the portable versions: the same float products, and conversion in
+// the default rounding mode (nearest, ties to even) is what std::nearbyint does.
+
+// 32 int32 values (four vectors of eight) to 32 int8 in order.
+KVS_AVX2 inline __m256i pack_i32_to_i8(__m256i a, __m256i b, __m256i c, __m256i d) {
+  const __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
+  // The packs work per 128-bit lane: restore the order of the eight 4-byte groups.
+  return _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+KVS_AVX2 inline float amax_avx2(const float* x, int n) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 m = _mm256_setzero_ps();
+  for (int j = 0; j < n; j += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_max_ss(h, _mm_movehdup_ps(h));
+  return _mm_cvtss_f32(h);
+}
+
+KVS_AVX2 inline int hsum_i32_avx2(__m256i v) {
+  __m128i h = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+  h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+  return _mm_cvtsi128_si32(h);
+}
+
+KVS_AVX2 void quantize_act32_avx2(const float* x, ActBlock32* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, x += 32) {
+    const float d = amax_avx2(x, 32) / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+    const __m256 vid = _mm256_set1_ps(id);
+    __m256i q[4];
+    for (int k = 0; k < 4; ++k) q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), vid));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs), pack_i32_to_i8(q[0], q[1], q[2], q[3]));
+    const int sum = hsum_i32_avx2(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+    y[i].d = d;
+    y[i].sum = d * static_cast<float>(sum);
+  }
+}
+
+KVS_AVX2 void quantize_act256_avx2(const float* x, ActBlock256* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, x += 256) {
+    const float d = amax_avx2(x, 256) / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+    const __m256 vid = _mm256_set1_ps(id);
+    for (int g = 0; g < 16; g += 2) {
+      __m256i q[4];
+      for (int k = 0; k < 4; ++k) q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 16 * g + 8 * k), vid));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs + 16 * g), pack_i32_to_i8(q[0], q[1], q[2], q[3]));
+      y[i].bsums[g] = static_cast<int16_t>(hsum_i32_avx2(_mm256_add_epi32(q[0], q[1])));
+      y[i].bsums[g + 1] = static_cast<int16_t>(hsum_i32_avx2(_mm256_add_epi32(q[2], q[3])));
+    }
+    y[i].d = d;
+  }
+}
+
+KVS_VNNI void quantize_act32_avx512(const float* x, ActBlock32* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, x += 32) {
+    const __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
+    const float d = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b))) / 127.0f;
+    const __m512 vid = _mm512_set1_ps(d > 0 ? 1.0f / d : 0.0f);
+    const __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, vid)), qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, vid));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y[i].qs), _mm512_cvtepi32_epi8(qa));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y[i].qs + 16), _mm512_cvtepi32_epi8(qb));
+    y[i].d = d;
+    y[i].sum = d * static_cast<float>(_mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb)));
+  }
+}
+
+KVS_VNNI void quantize_act256_avx512(const float* x, ActBlock256* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, x += 256) {
+    __m512 m = _mm512_setzero_ps();
+    for (int g = 0; g < 16; ++g) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + 16 * g)));
+    const float d = _mm512_reduce_max_ps(m) / 127.0f;
+    const __m512 vid = _mm512_set1_ps(d > 0 ? 1.0f / d : 0.0f);
+    for (int g = 0; g < 16; ++g) {
+      const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * g), vid));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(y[i].qs + 16 * g), _mm512_cvtepi32_epi8(q));
+      y[i].bsums[g] = static_cast<int16_t>(_mm512_reduce_add_epi32(q));
+    }
+    y[i].d = d;
+  }
+}
+
 // ---- AVX2 helpers -----------------------------------------------------------------
 
 KVS_AVX2 inline float hsum(__m256 v) {
@@ -234,22 +318,27 @@ KVS_AVX2 float dot_q6_k(const BlockQ6_K* w, const ActBlock256* x, int64_t nb) {
 }
 
 // AVX-512 VNNI micro-kernel: R weight rows x T activation rows. Two 32-value blocks fill
-// one 512-bit register; each weight block is loaded and sign-split once for T tokens and
-// each activation block once for R rows.
+// one 512-bit register; each weight block is loaded once for T tokens and each
+// activation block once for R rows. vpdpbusd multiplies unsigned by signed bytes: the
+// activations go in offset by 128 (x ^ 0x80 = x + 128 as u8), and each weight row's
+// accumulator starts at -128 * (its sum of weights), so the sum comes out exact.
 template <int R, int T>
 KVS_VNNI void dot_q8_0_vnni(const BlockQ8_0* const* w, const ActBlock32* const* x, int64_t nb, float* out,
                             int64_t out_stride) {
   __m512 acc[R][T];
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  const __m512i ones = _mm512_set1_epi8(1), bias = _mm512_set1_epi8(static_cast<char>(0x80));
   int64_t i = 0;
   for (; i + 2 <= nb; i += 2) {
-    __m512i xv[T];
+    __m512i xu[T];
     __m512 dx[T];  // lanes 0-7: first block's scale, 8-15: second block's
     for (int t = 0; t < T; ++t) {
       const ActBlock32* a = x[t] + i;
-      xv[t] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[0].qs))),
-                                 _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[1].qs)), 1);
+      const __m512i xv =
+          _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[0].qs))),
+                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[1].qs)), 1);
+      xu[t] = _mm512_xor_si512(xv, bias);
       dx[t] = _mm512_insertf32x8(_mm512_set1_ps(a[0].d), _mm256_set1_ps(a[1].d), 1);
     }
     for (int r = 0; r < R; ++r) {
@@ -257,12 +346,11 @@ KVS_VNNI void dot_q8_0_vnni(const BlockQ8_0* const* w, const ActBlock32* const* 
       const __m512i wv =
           _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[0].qs))),
                              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[1].qs)), 1);
-      const __m512i aw = _mm512_abs_epi8(wv);
-      const __mmask64 neg = _mm512_movepi8_mask(wv);
+      const __m512i start =
+          _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, wv), 7));
       const __m512 dw = _mm512_insertf32x8(_mm512_set1_ps(_cvtsh_ss(b[0].d)), _mm256_set1_ps(_cvtsh_ss(b[1].d)), 1);
       for (int t = 0; t < T; ++t) {
-        const __m512i sx = _mm512_mask_sub_epi8(xv[t], neg, _mm512_setzero_si512(), xv[t]);
-        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw, sx);
+        const __m512i p = _mm512_dpbusd_epi32(start, xu[t], wv);
         acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, dx[t]), acc[r][t]);
       }
     }
@@ -324,8 +412,14 @@ int64_t act_row_bytes(DType t, int64_t n) {
 }
 
 void quantize_activations(DType t, const float* x, void* out, int64_t n) {
-  if (act_block_elems(t) == 256) quantize_act256(x, static_cast<ActBlock256*>(out), n / 256);
-  else quantize_act32(x, static_cast<ActBlock32*>(out), n / 32);
+  const bool wide = act_block_elems(t) == 256;
+  auto* y256 = static_cast<ActBlock256*>(out);
+  auto* y32 = static_cast<ActBlock32*>(out);
+  switch (active_isa()) {
+    case Isa::Avx512: return wide ? quantize_act256_avx512(x, y256, n / 256) : quantize_act32_avx512(x, y32, n / 32);
+    case Isa::Avx2: return wide ? quantize_act256_avx2(x, y256, n / 256) : quantize_act32_avx2(x, y32, n / 32);
+    default: return wide ? quantize_act256(x, y256, n / 256) : quantize_act32(x, y32, n / 32);
+  }
 }
 
 float quant_dot(DType t, const void* w, const void* a, int64_t n) {

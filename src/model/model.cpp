@@ -180,9 +180,7 @@ void Model::forward(KvCache& cache, const int32_t* tokens, int64_t n, float* log
       // Per-token work runs in parallel over a prompt tile (one token: serial, no fork).
 #pragma omp parallel for schedule(static) if (nt > 1)
       for (int64_t t = 0; t < nt; ++t) rms_norm(&xt[t * dim], w.attn_norm.data(), &xn[t * dim], dim, c.rms_eps);
-      matmul(w.wq, xn.data(), nt, q.data());
-      matmul(w.wk, xn.data(), nt, kt);
-      matmul(w.wv, xn.data(), nt, vt);
+      matmul_shared_input({{&w.wq, q.data()}, {&w.wk, kt}, {&w.wv, vt}}, xn.data(), nt);
       add_bias(q.data(), w.bq, nt, q_w);
       add_bias(kt, w.bk, nt, k_w);
       add_bias(vt, w.bv, nt, v_w);
@@ -250,8 +248,7 @@ void Model::forward(KvCache& cache, const int32_t* tokens, int64_t n, float* log
         for (int64_t i = t * dim; i < (t + 1) * dim; ++i) xt[i] += proj[static_cast<size_t>(i)];
         rms_norm(&xt[t * dim], w.ffn_norm.data(), &xn[t * dim], dim, c.rms_eps);
       }
-      matmul(w.gate, xn.data(), nt, g.data());
-      matmul(w.up, xn.data(), nt, u.data());
+      matmul_shared_input({{&w.gate, g.data()}, {&w.up, u.data()}}, xn.data(), nt);
 #pragma omp parallel for schedule(static) if (nt > 1)
       for (int64_t t = 0; t < nt; ++t) silu_mul(&g[t * c.ffn], &u[t * c.ffn], c.ffn);
       matmul(w.down, g.data(), nt, proj.data());
