@@ -8,6 +8,7 @@
 #include "kernels/attention.h"
 #include "kernels/fast_exp.h"
 #include "kernels/flash_attention.h"
+#include "kernels/gemm_packed.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "kernels/quant_dot.h"
@@ -69,10 +70,12 @@ class MatmulKernels : public ::testing::TestWithParam<MatmulCase> {};
 
 // What a kernel should compute exactly (up to float summation order): decoded weights
 // times the activations as the kernel sees them, i.e. after its 8-bit block quantization
-// when it quantizes them (llama.cpp's scheme), else as given.
-std::vector<float> activations_as_seen(DType type, const float* x, int64_t n) {
+// when it quantizes them (llama.cpp's scheme), else as given. The packed prompt kernel
+// quantizes in blocks of 32 whatever the weight format.
+std::vector<float> activations_as_seen(DType type, int64_t n_tokens, const float* x, int64_t n) {
   std::vector<float> out(x, x + n);
-  if (!has_quant_dot(type)) return out;
+  if (use_packed_gemm(type, n_tokens)) type = DType::Q8_0;
+  else if (!has_quant_dot(type)) return out;
   std::vector<uint8_t> q(static_cast<size_t>(act_row_bytes(type, n)));
   quantize_activations(type, x, q.data(), n);
   for (int64_t b = 0; b < n / act_block_elems(type); ++b) {
@@ -101,7 +104,7 @@ TEST_P(MatmulKernels, MatchReferenceAtOddSizes) {
   // Columns: an odd count of blocks (odd count of values for the float types).
   const int64_t cols = block == 1 ? 67 : block * (block == 256 ? 3 : 7);
   for (int64_t rows : {1, 5, 37, 70})
-    for (int64_t tokens : {1, 3, 4, 9}) {
+    for (int64_t tokens : {1, 3, 4, 9, 11, 14}) {
       const auto wf = test::gaussian_vector(static_cast<size_t>(rows * cols), 3);
       auto w = quantized_matrix(type, wf, rows, cols);
       const MatrixView mv{type, w.data(), rows, cols};
@@ -110,7 +113,7 @@ TEST_P(MatmulKernels, MatchReferenceAtOddSizes) {
       matmul(mv, x.data(), tokens, got.data());
       matmul_reference(mv, x.data(), tokens, exact.data());
       for (int64_t t = 0; t < tokens; ++t) {
-        const auto xs = activations_as_seen(type, x.data() + t * cols, cols);
+        const auto xs = activations_as_seen(type, tokens, x.data() + t * cols, cols);
         for (int64_t r = 0; r < rows; ++r) {
           dequantize_row(type, mv.row(r), wrow.data(), cols);
           double ref = 0;

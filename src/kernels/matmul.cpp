@@ -5,7 +5,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "kernels/gemm_q8_0.h"
+#include "kernels/gemm_packed.h"
 #include "kernels/quant_dot.h"
 #include "tensor/cpu_features.h"
 #include "tensor/quant.h"
@@ -83,11 +83,11 @@ void quantized_row_block(const MatrixView& w, const uint8_t* act, int64_t arb, i
 }
 
 // Activations in the layout one kind of product reads: 8-bit blocks of 32 or 256
-// (quant_dot), or the packed rows of the Q8_0 prompt kernel.
-int activation_layout(DType t, int64_t n_tokens) { return use_q8_0_gemm(t, n_tokens) ? 0 : act_block_elems(t); }
+// (quant_dot), or the packed rows of the prompt kernel.
+int activation_layout(DType t, int64_t n_tokens) { return use_packed_gemm(t, n_tokens) ? 0 : act_block_elems(t); }
 
 int64_t activation_row_bytes(DType t, int64_t n_tokens, int64_t cols) {
-  return use_q8_0_gemm(t, n_tokens) ? q8_0_gemm_act_bytes(cols) : act_row_bytes(t, cols);
+  return use_packed_gemm(t, n_tokens) ? packed_gemm_act_bytes(cols) : act_row_bytes(t, cols);
 }
 
 // Products with quantized weights: each distinct activation layout is made once, then
@@ -96,8 +96,11 @@ void matmul_quantized(const MatmulOut* products, size_t n_products, const float*
   const int64_t cols = products[0].w->cols;
   struct Layout {
     DType type;  // any weight type that reads this layout
-    std::vector<uint8_t> act;
+    uint8_t* act;
   };
+  // The buffers are kept between calls: freeing and re-faulting their pages on every
+  // product was a measurable share of a prompt (the heap gives large blocks back).
+  thread_local std::vector<std::vector<uint8_t>> buffers;
   std::vector<Layout> layouts;
   std::vector<size_t> layout_of(n_products);
   std::vector<int64_t> first_block(n_products + 1, 0);
@@ -105,18 +108,21 @@ void matmul_quantized(const MatmulOut* products, size_t n_products, const float*
     const DType t = products[p].w->type;
     size_t k = 0;
     while (k < layouts.size() && activation_layout(layouts[k].type, n_tokens) != activation_layout(t, n_tokens)) ++k;
-    if (k == layouts.size())
-      layouts.push_back({t, std::vector<uint8_t>(static_cast<size_t>(n_tokens * activation_row_bytes(t, n_tokens, cols)))});
+    if (k == layouts.size()) {
+      if (buffers.size() <= k) buffers.resize(k + 1);
+      buffers[k].resize(static_cast<size_t>(n_tokens * activation_row_bytes(t, n_tokens, cols)));
+      layouts.push_back({t, buffers[k].data()});
+    }
     layout_of[p] = k;
     first_block[p + 1] = first_block[p] + (products[p].w->rows + kRowBlock - 1) / kRowBlock;
   }
   for (Layout& lay : layouts) {
     const int64_t arb = activation_row_bytes(lay.type, n_tokens, cols);
-    const bool packed = use_q8_0_gemm(lay.type, n_tokens);
+    const bool packed = use_packed_gemm(lay.type, n_tokens);
 #pragma omp parallel for schedule(static) if (n_tokens > 1)
     for (int64_t t = 0; t < n_tokens; ++t) {
-      if (packed) q8_0_gemm_pack_activations(x + t * cols, lay.act.data() + t * arb, cols);
-      else quantize_activations(lay.type, x + t * cols, lay.act.data() + t * arb, cols);
+      if (packed) packed_gemm_pack_activations(x + t * cols, lay.act + t * arb, cols);
+      else quantize_activations(lay.type, x + t * cols, lay.act + t * arb, cols);
     }
   }
   const int64_t n_blocks = first_block[n_products];
@@ -128,11 +134,11 @@ void matmul_quantized(const MatmulOut* products, size_t n_products, const float*
       size_t p = 0;
       while (first_block[p + 1] <= b) ++p;
       const MatrixView& w = *products[p].w;
-      const uint8_t* act = layouts[layout_of[p]].act.data();
+      const uint8_t* act = layouts[layout_of[p]].act;
       const int64_t blk = b - first_block[p];
-      if (use_q8_0_gemm(w.type, n_tokens)) {
+      if (use_packed_gemm(w.type, n_tokens)) {
         const int64_t r0 = blk * kRowBlock;
-        q8_0_gemm_rows(w.data + r0 * w.row_stride(), w.row_stride(), static_cast<int>(std::min(kRowBlock, w.rows - r0)),
+        packed_gemm_rows(w.type, w.data + r0 * w.row_stride(), w.row_stride(), static_cast<int>(std::min(kRowBlock, w.rows - r0)),
                        act, n_tokens, cols, products[p].y + r0, w.rows, packed_weights);
       } else {
         quantized_row_block(w, act, act_row_bytes(w.type, cols), n_tokens, products[p].y, blk);
