@@ -362,8 +362,9 @@ TEST_P(FlashAttention, MatchesReferenceForEveryQueryToken) {
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   FlashScratch scratch;
   // Query blocks: one token, an odd block crossing tiles, a block that sees only the cache
-  // (and a token that sees nothing).
-  const std::vector<std::vector<int32_t>> blocks = {{140}, {135, 150, 199, 200, 201, 250, 284}, {-1, 0, 60, 134}};
+  // (and a token that sees nothing), and 40 consecutive tokens (120 rows: several row vectors).
+  std::vector<std::vector<int32_t>> blocks = {{140}, {135, 150, 199, 200, 201, 250, 284}, {-1, 0, 60, 134}, {}};
+  for (int32_t p = 200; p < 240; ++p) blocks.back().push_back(p);
   for (const auto& q_pos : blocks) {
     const int nq = static_cast<int>(q_pos.size());
     const auto q = test::gaussian_vector(static_cast<size_t>(nq * G * hd), 31 + nq);

@@ -11,149 +11,227 @@
 namespace kvsqueeze {
 namespace {
 
+// The kernel works on 16-float vectors in GCC's vector extension: one 512-bit register
+// under AVX-512, two under AVX2, four SSE registers otherwise, from one source. All
+// helpers inline into the per-ISA wrappers, so no vector crosses a call (hence -Wpsabi).
+#pragma GCC diagnostic ignored "-Wpsabi"
+using v16 = float __attribute__((vector_size(64)));
+using vi16 = int32_t __attribute__((vector_size(64)));
+constexpr int64_t kLanes = 16;
+
 #define KVS_INLINE inline __attribute__((always_inline))
 
-constexpr int64_t kKeyTile = 64;  // key rows per tile: one tile of scores per query row fits in L1
-constexpr int64_t kRowGroup = 4;  // query rows sharing each loaded key / value vector
+constexpr int64_t kKeyTile = 64;  // key rows per tile
 constexpr float kMasked = -std::numeric_limits<float>::infinity();
 
-// The pieces of one call's scratch memory.
+KVS_INLINE v16 load(const float* p) {
+  v16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+KVS_INLINE void store(float* p, v16 v) { std::memcpy(p, &v, sizeof v); }
+KVS_INLINE v16 splat(float f) { return v16{} + f; }
+KVS_INLINE v16 vmax(v16 a, v16 b) { return a > b ? a : b; }
+
+// fast_exp (kernels/fast_exp.h) on 16 lanes; rounding by the 1.5·2^23 trick.
+KVS_INLINE v16 vexp(v16 x) {
+  x = x < -87.0f ? splat(-87.0f) : x;
+  x = x > 88.0f ? splat(88.0f) : x;
+  const v16 kf = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const v16 r = x - kf * 0.693359375f + kf * 2.12194440e-4f;
+  v16 y = splat(1.0f / 720);
+  y = y * r + 1.0f / 120;
+  y = y * r + 1.0f / 24;
+  y = y * r + 1.0f / 6;
+  y = y * r + 0.5f;
+  y = y * r + 1.0f;
+  y = y * r + 1.0f;
+  const vi16 bits = (__builtin_convertvector(kf, vi16) + 127) << 23;
+  return y * (v16)bits;  // same-size vector cast: reinterprets the bits
+}
+
+// The pieces of one call's scratch memory. Rows m = i * G + g (token i, head g) run
+// along the vectors: Mp rows, padded to whole vectors.
 struct Buffers {
-  float* qs;    // [Mp][hd] queries, pre-scaled, padded with zero rows to a multiple of kRowGroup
-  float* kt;    // [hd][kKeyTile] the key tile, transposed so scores vectorise along keys
-  float* kbuf;  // [kKeyTile][hd] decoded key rows
-  float* vbuf;  // [kKeyTile][hdv] decoded value rows
-  float* s;     // [Mp][kKeyTile] scores, then probabilities
-  float* o;     // [Mp][hdv] unnormalised outputs
+  float* qt;    // [hd][Mp] queries, transposed and pre-scaled
+  int32_t* qp;  // [Mp] each row's position
+  float* st;    // [kKeyTile][Mp] scores, then probabilities (key-major)
+  float* kbuf;  // [kKeyTile][hd] decoded key rows (+ one zero row for padding)
+  float* vbuf;  // [kKeyTile][hdvp] decoded value rows, padded to whole vectors
+  float* o;     // [Mp][hdvp] unnormalised outputs
   float* mx;    // [Mp] running maxima
   float* l;     // [Mp] running sums
+  float* fac;   // [Mp] this tile's rescaling factors
 };
 
-// Rows j0 .. j0+count of a stored view as float32 (pointer into the view for f32 rows,
-// else decoded into buf; stored rows are contiguous). Returns the row stride in floats.
-KVS_INLINE const float* rows_as_f32(DType type, const uint8_t* base, int64_t stride, int64_t j0, int64_t count,
-                                    int64_t width, float* buf, int64_t& row_stride) {
-  if (type == DType::F32) {
-    row_stride = stride / static_cast<int64_t>(sizeof(float));
-    return reinterpret_cast<const float*>(base + j0 * stride);
-  }
-  dequantize_row(type, base + j0 * stride, buf, count * width);
-  row_stride = width;
-  return buf;
-}
-
-// s[m][j] = qs[m] · kt[:, j] for kRowGroup rows at once.
-KVS_INLINE void score_group(const float* qs, const float* kt, int64_t hd, float* s) {
-  float acc[kRowGroup][kKeyTile] = {};
+// st[j][m] = Σ_d k[j][d] · qt[d][m] for keys j0..j0+3 and NV vectors of rows from v0.
+template <int NV>
+KVS_INLINE void score_block(const float* const* k, const float* qt, int64_t Mp, int64_t hd, int64_t v0, float* st,
+                            int64_t j0) {
+  v16 acc[4][NV] = {};
   for (int64_t d = 0; d < hd; ++d) {
-    const float* k = kt + d * kKeyTile;
-    for (int64_t r = 0; r < kRowGroup; ++r) {
-      const float qv = qs[r * hd + d];
-      for (int64_t j = 0; j < kKeyTile; ++j) acc[r][j] += qv * k[j];
+    v16 qv[NV];
+    for (int v = 0; v < NV; ++v) qv[v] = load(qt + d * Mp + (v0 + v) * kLanes);
+    for (int jj = 0; jj < 4; ++jj) {
+      const float kd = k[jj][d];
+      for (int v = 0; v < NV; ++v) acc[jj][v] += qv[v] * kd;
     }
   }
-  std::memcpy(s, acc, sizeof acc);
+  for (int jj = 0; jj < 4; ++jj)
+    for (int v = 0; v < NV; ++v) store(st + (j0 + jj) * Mp + (v0 + v) * kLanes, acc[jj][v]);
 }
 
-// o[m] += Σ_j p[m][j] · v[j] for kRowGroup rows at once.
-KVS_INLINE void mix_group(const float* p, const float* v, int64_t v_stride, int64_t count, int64_t hdv, float* o) {
-  for (int64_t j = 0; j < count; ++j) {
-    const float* vj = v + j * v_stride;
-    for (int64_t r = 0; r < kRowGroup; ++r) {
-      const float w = p[r * kKeyTile + j];
-      if (w == 0.0f) continue;  // masked (future) keys: common on the causal diagonal
-      float* orow = o + r * hdv;
-      for (int64_t c = 0; c < hdv; ++c) orow[c] += w * vj[c];
+// o[m][c0 ..] += Σ_j st[j][m] · v[j][c0 ..] for rows m0..m0+3, NV vectors of columns.
+template <int NV>
+KVS_INLINE void mix_block(const float* st, int64_t Mp, const float* vals, int64_t vs, int64_t cnt, float* o,
+                          int64_t hdvp, int64_t m0, int64_t c0) {
+  v16 acc[4][NV];
+  for (int r = 0; r < 4; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = load(o + (m0 + r) * hdvp + c0 + v * kLanes);
+  for (int64_t j = 0; j < cnt; ++j) {
+    v16 vj[NV];
+    for (int v = 0; v < NV; ++v) vj[v] = load(vals + j * vs + c0 + v * kLanes);
+    for (int r = 0; r < 4; ++r) {
+      const float p = st[j * Mp + m0 + r];
+      for (int v = 0; v < NV; ++v) acc[r][v] += vj[v] * p;
     }
   }
+  for (int r = 0; r < 4; ++r)
+    for (int v = 0; v < NV; ++v) store(o + (m0 + r) * hdvp + c0 + v * kLanes, acc[r][v]);
 }
 
 KVS_INLINE void flash_body(const float* q, int64_t q_stride, int G, int nq, const int32_t* q_pos, const RowsView* views,
                            int n_views, int64_t hd, int64_t hdv, float scale, float* out, int64_t out_stride,
                            FlashScratch& scratch) {
-  const int64_t M = int64_t{G} * nq, Mp = (M + kRowGroup - 1) / kRowGroup * kRowGroup;
-  scratch.buf.resize(static_cast<size_t>(Mp * hd + hd * kKeyTile + kKeyTile * hd + kKeyTile * hdv + Mp * kKeyTile +
-                                         Mp * hdv + 2 * Mp));
+  const int64_t M = int64_t{G} * nq, Mv = (M + kLanes - 1) / kLanes, Mp = Mv * kLanes;
+  const int64_t hdvp = (hdv + kLanes - 1) / kLanes * kLanes;
+  scratch.buf.resize(static_cast<size_t>(hd * Mp + Mp + kKeyTile * Mp + (kKeyTile + 1) * hd + kKeyTile * hdvp +
+                                         Mp * hdvp + 3 * Mp));
   Buffers b;
-  b.qs = scratch.buf.data();
-  b.kt = b.qs + Mp * hd;
-  b.kbuf = b.kt + hd * kKeyTile;
-  b.vbuf = b.kbuf + kKeyTile * hd;
-  b.s = b.vbuf + kKeyTile * hdv;
-  b.o = b.s + Mp * kKeyTile;
-  b.mx = b.o + Mp * hdv;
+  b.qt = scratch.buf.data();
+  b.qp = reinterpret_cast<int32_t*>(b.qt + hd * Mp);
+  b.st = b.qt + hd * Mp + Mp;
+  b.kbuf = b.st + kKeyTile * Mp;
+  b.vbuf = b.kbuf + (kKeyTile + 1) * hd;
+  b.o = b.vbuf + kKeyTile * hdvp;
+  b.mx = b.o + Mp * hdvp;
   b.l = b.mx + Mp;
-  // Row m = i * G + g: token i, head g.
-  for (int64_t m = 0; m < Mp; ++m) {
-    float* dst = b.qs + m * hd;
-    if (m < M) {
-      const float* src = q + (m / G) * q_stride + (m % G) * hd;
-      for (int64_t d = 0; d < hd; ++d) dst[d] = src[d] * scale;
-    } else {
-      std::fill(dst, dst + hd, 0.0f);
-    }
-  }
-  std::fill(b.o, b.o + Mp * hdv, 0.0f);
-  std::fill(b.mx, b.mx + Mp, kMasked);
-  std::fill(b.l, b.l + Mp, 0.0f);
+  b.fac = b.l + Mp;
   int32_t q_min = q_pos[0], q_max = q_pos[0];
   for (int i = 1; i < nq; ++i) {
     q_min = std::min(q_min, q_pos[i]);
     q_max = std::max(q_max, q_pos[i]);
   }
+  for (int64_t m = 0; m < Mp; ++m) {
+    const bool real = m < M;
+    const float* src = real ? q + (m / G) * q_stride + (m % G) * hd : nullptr;
+    for (int64_t d = 0; d < hd; ++d) b.qt[d * Mp + m] = real ? src[d] * scale : 0.0f;
+    b.qp[m] = real ? q_pos[m / G] : q_max;  // padding rows: harmless, never written out
+  }
+  const float* zero_row = b.kbuf + kKeyTile * hd;
+  std::fill(b.kbuf + kKeyTile * hd, b.kbuf + (kKeyTile + 1) * hd, 0.0f);
+  std::fill(b.o, b.o + Mp * hdvp, 0.0f);
+  std::fill(b.mx, b.mx + Mp, kMasked);
+  std::fill(b.l, b.l + Mp, 0.0f);
 
   for (int vi = 0; vi < n_views; ++vi) {
-    const RowsView& v = views[vi];
-    const int64_t n_vis = std::upper_bound(v.pos, v.pos + v.n, q_max) - v.pos;
+    const RowsView& view = views[vi];
+    const int64_t n_vis = std::upper_bound(view.pos, view.pos + view.n, q_max) - view.pos;
     for (int64_t j0 = 0; j0 < n_vis; j0 += kKeyTile) {
       const int64_t cnt = std::min(kKeyTile, n_vis - j0);
-      const int32_t* pos = v.pos + j0;
-      int64_t ks = 0;
-      const float* k = rows_as_f32(v.type, v.k, v.k_stride, j0, cnt, hd, b.kbuf, ks);
-      for (int64_t d = 0; d < hd; ++d) {
-        float* kt = b.kt + d * kKeyTile;
-        for (int64_t j = 0; j < cnt; ++j) kt[j] = k[j * ks + d];
-        for (int64_t j = cnt; j < kKeyTile; ++j) kt[j] = 0.0f;
+      const int32_t* pos = view.pos + j0;
+      // Key rows as float32: in place for f32 views, else decoded.
+      const float* keys;
+      int64_t ks;
+      if (view.type == DType::F32) {
+        keys = reinterpret_cast<const float*>(view.k + j0 * view.k_stride);
+        ks = view.k_stride / static_cast<int64_t>(sizeof(float));
+      } else {
+        dequantize_row(view.type, view.k + j0 * view.k_stride, b.kbuf, cnt * hd);
+        keys = b.kbuf;
+        ks = hd;
       }
-      for (int64_t m0 = 0; m0 < Mp; m0 += kRowGroup) score_group(b.qs + m0 * hd, b.kt, hd, b.s + m0 * kKeyTile);
-
-      // Online softmax: rescale what was accumulated when a row's maximum grows.
-      const bool all_visible = cnt == kKeyTile && pos[cnt - 1] <= q_min;
-      for (int64_t m = 0; m < M; ++m) {
-        float* s = b.s + m * kKeyTile;
-        if (!all_visible) {
-          const int32_t limit = q_pos[m / G];
-          for (int64_t j = 0; j < kKeyTile; ++j)
-            if (j >= cnt || pos[j] > limit) s[j] = kMasked;
+      // Scores, key-major: four keys at a time (missing keys read a zero row).
+      for (int64_t jq = 0; jq < cnt; jq += 4) {
+        const float* krow[4];
+        for (int jj = 0; jj < 4; ++jj) krow[jj] = jq + jj < cnt ? keys + (jq + jj) * ks : zero_row;
+        for (int64_t v0 = 0; v0 < Mv; v0 += 4) {
+          switch (std::min<int64_t>(4, Mv - v0)) {
+            case 4: score_block<4>(krow, b.qt, Mp, hd, v0, b.st, jq); break;
+            case 3: score_block<3>(krow, b.qt, Mp, hd, v0, b.st, jq); break;
+            case 2: score_block<2>(krow, b.qt, Mp, hd, v0, b.st, jq); break;
+            default: score_block<1>(krow, b.qt, Mp, hd, v0, b.st, jq); break;
+          }
         }
-        float tile_max = kMasked;
-        for (int64_t j = 0; j < kKeyTile; ++j) tile_max = std::max(tile_max, s[j]);
-        if (tile_max == kMasked) {  // nothing visible to this row in this tile
-          std::fill(s, s + kKeyTile, 0.0f);
-          continue;
-        }
-        const float new_max = std::max(b.mx[m], tile_max);
-        const float factor = b.mx[m] == kMasked ? 0.0f : fast_exp(b.mx[m] - new_max);
-        for (int64_t j = 0; j < kKeyTile; ++j) s[j] = s[j] == kMasked ? 0.0f : fast_exp(s[j] - new_max);
-        float sum = 0;
-        for (int64_t j = 0; j < kKeyTile; ++j) sum += s[j];
-        b.l[m] = b.l[m] * factor + sum;
-        b.mx[m] = new_max;
-        if (factor != 1.0f)
-          for (int64_t c = 0; c < hdv; ++c) b.o[m * hdv + c] *= factor;
       }
-      for (int64_t m = M; m < Mp; ++m) std::fill(b.s + m * kKeyTile, b.s + (m + 1) * kKeyTile, 0.0f);
-
-      int64_t vs = 0;
-      const float* vals = rows_as_f32(v.type, v.v, v.v_stride, j0, cnt, hdv, b.vbuf, vs);
-      for (int64_t m0 = 0; m0 < Mp; m0 += kRowGroup) mix_group(b.s + m0 * kKeyTile, vals, vs, cnt, hdv, b.o + m0 * hdv);
+      // Causal mask and online softmax, 16 rows at a time.
+      const bool all_visible = pos[cnt - 1] <= q_min;
+      for (int64_t v = 0; v < Mv; ++v) {
+        vi16 qp;
+        std::memcpy(&qp, b.qp + v * kLanes, sizeof qp);
+        v16 tile_max = splat(kMasked);
+        for (int64_t j = 0; j < cnt; ++j) {
+          float* sp = b.st + j * Mp + v * kLanes;
+          v16 sv = load(sp);
+          if (!all_visible) {
+            sv = (vi16{} + pos[j]) > qp ? splat(kMasked) : sv;
+            store(sp, sv);
+          }
+          tile_max = vmax(tile_max, sv);
+        }
+        const v16 old_max = load(b.mx + v * kLanes);
+        const v16 new_max = vmax(old_max, tile_max);
+        const v16 seen = new_max > kMasked ? new_max : splat(0.0f);  // a finite reference
+        v16 sum = {};
+        for (int64_t j = 0; j < cnt; ++j) {
+          float* sp = b.st + j * Mp + v * kLanes;
+          const v16 sv = load(sp);
+          const v16 p = sv > kMasked ? vexp(sv - seen) : splat(0.0f);
+          store(sp, p);
+          sum += p;
+        }
+        const v16 fac = old_max > kMasked ? vexp(old_max - seen) : splat(0.0f);
+        store(b.l + v * kLanes, load(b.l + v * kLanes) * fac + sum);
+        store(b.mx + v * kLanes, new_max);
+        store(b.fac + v * kLanes, fac);
+      }
+      for (int64_t m = 0; m < Mp; ++m) {
+        const float f = b.fac[m];
+        if (f != 1.0f)
+          for (int64_t c = 0; c < hdvp; ++c) b.o[m * hdvp + c] *= f;
+      }
+      // Value rows as float32, padded to whole vectors when hdv needs it.
+      const float* vals;
+      int64_t vs;
+      if (view.type == DType::F32 && hdv == hdvp) {
+        vals = reinterpret_cast<const float*>(view.v + j0 * view.v_stride);
+        vs = view.v_stride / static_cast<int64_t>(sizeof(float));
+      } else {
+        for (int64_t j = 0; j < cnt; ++j) {
+          float* dst = b.vbuf + j * hdvp;
+          if (view.type == DType::F32) std::memcpy(dst, view.v + (j0 + j) * view.v_stride, static_cast<size_t>(hdv) * 4);
+          else dequantize_row(view.type, view.v + (j0 + j) * view.v_stride, dst, hdv);
+          std::fill(dst + hdv, dst + hdvp, 0.0f);
+        }
+        vals = b.vbuf;
+        vs = hdvp;
+      }
+      for (int64_t c0 = 0; c0 < hdvp; c0 += 4 * kLanes)
+        for (int64_t m0 = 0; m0 < Mp; m0 += 4) {
+          switch (std::min<int64_t>(4, (hdvp - c0) / kLanes)) {
+            case 4: mix_block<4>(b.st, Mp, vals, vs, cnt, b.o, hdvp, m0, c0); break;
+            case 3: mix_block<3>(b.st, Mp, vals, vs, cnt, b.o, hdvp, m0, c0); break;
+            case 2: mix_block<2>(b.st, Mp, vals, vs, cnt, b.o, hdvp, m0, c0); break;
+            default: mix_block<1>(b.st, Mp, vals, vs, cnt, b.o, hdvp, m0, c0); break;
+          }
+        }
     }
   }
 
   for (int64_t m = 0; m < M; ++m) {
     float* dst = out + (m / G) * out_stride + (m % G) * hdv;
     const float inv = b.l[m] > 0 ? 1.0f / b.l[m] : 0.0f;
-    for (int64_t c = 0; c < hdv; ++c) dst[c] = b.o[m * hdv + c] * inv;
+    for (int64_t c = 0; c < hdv; ++c) dst[c] = b.o[m * hdvp + c] * inv;
   }
 }
 
