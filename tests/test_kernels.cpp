@@ -240,23 +240,36 @@ TEST_P(AttentionKernel, MatchesReferenceOverStoredAndFreshRows) {
   const auto [isa, stored_type] = GetParam();
   REQUIRE_ISA(isa);
   IsaScope scope(isa);
-  // q8_0 rows need a multiple of 32; otherwise sizes off every vector width.
-  const int64_t hd = stored_type == DType::Q8_0 ? 96 : 40, hdv = stored_type == DType::Q8_0 ? 64 : 24;
-  const int G = 3;
-  // A compressed cache (sparse positions 0, 3, 6, ...) then this pass's fresh f32 rows.
-  const auto stored = make_rows(stored_type, 45, hd, hdv, 0, 3, 11);
-  const auto fresh = make_rows(DType::F32, 13, hd, hdv, 135, 1, 21);
-  const RowsView views[2] = {stored.view, fresh.view};
-  const auto q = test::gaussian_vector(static_cast<size_t>(G * hd), 31);
-  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-  std::vector<float> scratch;
-  for (int32_t q_pos : {-1, 0, 50, 134, 140, 147}) {
-    std::vector<float> out(static_cast<size_t>(G * hdv), 99.0f);
-    attend_group(q.data(), hd, G, views, 2, hd, hdv, q_pos, static_cast<float>(scale), out.data(), hdv, scratch);
-    for (int g = 0; g < G; ++g) {
-      const auto ref = reference_attention(q.data() + g * hd, {&stored, &fresh}, hd, hdv, q_pos, scale);
-      for (int64_t i = 0; i < hdv; ++i)
-        EXPECT_NEAR(out[g * hdv + i], ref[i], 2e-5) << "q_pos " << q_pos << " head " << g << " dim " << i;
+  struct Shape {
+    int64_t hd, hdv;
+    int G;
+  };
+  // Head sizes off every vector width (the row-at-a-time path), whole vectors with one
+  // and two groups of heads (the vectorised path: hdv 64 mixes 4 heads at once, 128 two);
+  // q8_0 rows need multiples of 32.
+  const std::vector<Shape> shapes = stored_type == DType::Q8_0
+                                        ? std::vector<Shape>{{96, 64, 3}, {64, 64, 7}, {128, 128, 3}}
+                                        : std::vector<Shape>{{40, 24, 3}, {64, 64, 7}, {96, 128, 3}, {48, 80, 5}};
+  for (const Shape& sh : shapes) {
+    const int64_t hd = sh.hd, hdv = sh.hdv;
+    const int G = sh.G;
+    // A compressed cache (sparse positions 0, 3, 6, ...) then this pass's fresh f32 rows:
+    // 45 and 13 rows, neither a multiple of 16 or 32.
+    const auto stored = make_rows(stored_type, 45, hd, hdv, 0, 3, 11);
+    const auto fresh = make_rows(DType::F32, 13, hd, hdv, 135, 1, 21);
+    const RowsView views[2] = {stored.view, fresh.view};
+    const auto q = test::gaussian_vector(static_cast<size_t>(G * hd), 31);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+    std::vector<float> scratch;
+    for (int32_t q_pos : {-1, 0, 50, 134, 140, 147}) {
+      std::vector<float> out(static_cast<size_t>(G * hdv), 99.0f);
+      attend_group(q.data(), hd, G, views, 2, hd, hdv, q_pos, static_cast<float>(scale), out.data(), hdv, scratch);
+      for (int g = 0; g < G; ++g) {
+        const auto ref = reference_attention(q.data() + g * hd, {&stored, &fresh}, hd, hdv, q_pos, scale);
+        for (int64_t i = 0; i < hdv; ++i)
+          ASSERT_NEAR(out[g * hdv + i], ref[i], 2e-5)
+              << "hd " << hd << " hdv " << hdv << " q_pos " << q_pos << " head " << g << " dim " << i;
+      }
     }
   }
 }

@@ -1,12 +1,20 @@
 #include "kernels/attention.h"
 
+#include <immintrin.h>
+
+// GCC 12 flags its own AVX-512 conversion intrinsics as reading uninitialised data (false positive).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 
 #include "kernels/fast_exp.h"
+#include "kernels/vec16.h"
 #include "tensor/cpu_features.h"
 #include "tensor/quant.h"
+#include "tensor/quant_blocks.h"
 
 
 namespace kvsqueeze {
@@ -86,6 +94,169 @@ KVS_INLINE float exp_shifted(float* p, int64_t n, float mx) {
   return sum;
 }
 
+// ---- the vectorised path: hd and hdv whole 16-float vectors, hdv <= 128 ----------------
+// Compiled for AVX-512 only: it leans on two-input 16-lane shuffles (sum16) and 16-wide
+// half conversion, which narrower targets would emulate slowly.
+
+using namespace vec16;
+
+#define KVS_AVX512_INLINE KVS_TARGET_AVX512 inline __attribute__((always_inline))
+
+// 16 IEEE halves to floats: one vcvtph2ps.
+KVS_AVX512_INLINE v16 load_f16(const uint16_t* p) {
+  return (v16)_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+// Values c .. c+15 (c a multiple of 16) of a Q8_0 row: half of one block, scaled.
+KVS_AVX512_INLINE v16 load_q8_0(const uint8_t* row, int64_t c) {
+  const auto* blk = reinterpret_cast<const BlockQ8_0*>(row) + c / 32;
+  const __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->qs + c % 32))));
+  return (v16)q * _cvtsh_ss(blk->d);
+}
+
+// Values c .. c+15 of a stored row of an in-register type (F16, Q8_0).
+KVS_AVX512_INLINE v16 load_stored(DType type, const uint8_t* row, int64_t c) {
+  return type == DType::F16 ? load_f16(reinterpret_cast<const uint16_t*>(row) + c) : load_q8_0(row, c);
+}
+
+inline bool use_vector_path(int64_t hd, int64_t hdv) {
+  return active_isa() == Isa::Avx512 && hd % kLanes == 0 && hdv % kLanes == 0 && hdv <= 8 * kLanes;
+}
+
+// One view's scores for head g: p[j] = qs · key j for j < m, sixteen keys per sum16.
+// Writes up to 15 floats past p + m (the caller's padding).
+KVS_AVX512_INLINE void score_view(const float* qs, const RowsView& v, int64_t m, int64_t hd, float* p, float* buf) {
+  if (v.type == DType::F16 || v.type == DType::Q8_0) {  // the cache's rows: converted in registers
+    for (int64_t jb = 0; jb < m; jb += kLanes) {
+      v16 part[kLanes];
+      for (int64_t jj = 0; jj < kLanes; ++jj) {
+        v16 acc = {};
+        if (jb + jj < m) {
+          const uint8_t* row = v.k + (jb + jj) * v.k_stride;
+          for (int64_t c = 0; c < hd; c += kLanes) acc += load_stored(v.type, row, c) * load(qs + c);
+        }
+        part[jj] = acc;
+      }
+      store(p + jb, sum16(part));
+    }
+    return;
+  }
+  for (int64_t j0 = 0; j0 < m; j0 += kRowChunk) {
+    const int64_t count = std::min(kRowChunk, m - j0);
+    int64_t rs = 0;
+    const float* k = rows_f32(v.type, v.k, v.k_stride, j0, count, hd, buf, rs);
+    for (int64_t jb = 0; jb < count; jb += kLanes) {
+      v16 part[kLanes];
+      for (int64_t jj = 0; jj < kLanes; ++jj) {
+        v16 acc = {};
+        if (jb + jj < count) {
+          const float* row = k + (jb + jj) * rs;
+          for (int64_t c = 0; c < hd; c += kLanes) acc += load(row + c) * load(qs + c);
+        }
+        part[jj] = acc;
+      }
+      store(p + j0 + jb, sum16(part));
+    }
+  }
+}
+
+// out[g0 + g] = Σ_j p[g0 + g][j] · value j over every view, for up to G_MAX heads at once:
+// G_MAX x NV accumulators stay in registers while the value rows stream past once.
+template <int NV>
+KVS_AVX512_INLINE void mix_heads(const float* p, int64_t p_stride, int g0, int ng, const RowsView* views, const int64_t* visible,
+                          int n_views, float* out, int64_t out_stride, float* buf) {
+  constexpr int kMaxG = NV <= 4 ? 4 : 2;
+  v16 acc[kMaxG][NV] = {};
+  for (int i = 0, off = 0; i < n_views; off += static_cast<int>(visible[i]), ++i) {
+    const RowsView& v = views[i];
+    if (v.type == DType::F16 || v.type == DType::Q8_0) {
+      for (int64_t r = 0; r < visible[i]; ++r) {
+        const uint8_t* row = v.v + r * v.v_stride;
+        v16 vr[NV];
+        for (int c = 0; c < NV; ++c) vr[c] = load_stored(v.type, row, c * kLanes);
+        for (int g = 0; g < kMaxG; ++g) {
+          if (g >= ng) break;
+          const float w = p[(g0 + g) * p_stride + off + r];
+          for (int c = 0; c < NV; ++c) acc[g][c] += vr[c] * w;
+        }
+      }
+      continue;
+    }
+    for (int64_t j0 = 0; j0 < visible[i]; j0 += kRowChunk) {
+      const int64_t count = std::min(kRowChunk, visible[i] - j0);
+      int64_t rs = 0;
+      const float* vals = rows_f32(v.type, v.v, v.v_stride, j0, count, NV * kLanes, buf, rs);
+      for (int64_t r = 0; r < count; ++r) {
+        v16 vr[NV];
+        for (int c = 0; c < NV; ++c) vr[c] = load(vals + r * rs + c * kLanes);
+        for (int g = 0; g < kMaxG; ++g) {
+          if (g >= ng) break;
+          const float w = p[(g0 + g) * p_stride + off + j0 + r];
+          for (int c = 0; c < NV; ++c) acc[g][c] += vr[c] * w;
+        }
+      }
+    }
+  }
+  for (int g = 0; g < ng; ++g)
+    for (int c = 0; c < NV; ++c) store(out + (g0 + g) * out_stride + c * kLanes, acc[g][c]);
+}
+
+template <int NV>
+KVS_AVX512_INLINE void mix_all_heads(const float* p, int64_t p_stride, int G, const RowsView* views, const int64_t* visible,
+                              int n_views, float* out, int64_t out_stride, float* buf) {
+  constexpr int kMaxG = NV <= 4 ? 4 : 2;
+  for (int g0 = 0; g0 < G; g0 += kMaxG)
+    mix_heads<NV>(p, p_stride, g0, std::min(kMaxG, G - g0), views, visible, n_views, out, out_stride, buf);
+}
+
+KVS_TARGET_AVX512 void attend_group_vec(const float* q, int64_t q_stride, int G, const RowsView* views, int n_views,
+                                 const int64_t* visible, int64_t total, int64_t hd, int64_t hdv, float scale,
+                                 float* out, int64_t out_stride, std::vector<float>& scratch) {
+  const int64_t stride = (total + kLanes - 1) / kLanes * kLanes + kLanes;  // room for sum16's last store
+  scratch.resize(static_cast<size_t>(G * stride + G * hd + kRowChunk * std::max(hd, hdv)));
+  float* p = scratch.data();
+  float* qs = p + G * stride;
+  float* buf = qs + G * hd;
+  for (int g = 0; g < G; ++g)
+    for (int64_t c = 0; c < hd; ++c) qs[g * hd + c] = q[g * q_stride + c] * scale;
+  for (int g = 0; g < G; ++g) {
+    float* pg = p + g * stride;
+    for (int64_t i = 0, off = 0; i < n_views; off += visible[i], ++i)
+      score_view(qs + g * hd, views[i], visible[i], hd, pg + off, buf);
+    // Softmax over the total scores; the lanes past `total` count as -inf.
+    const int64_t whole = total / kLanes * kLanes;
+    const float neg_inf = -std::numeric_limits<float>::infinity();
+    for (int64_t j = total; j < whole + kLanes; ++j) pg[j] = neg_inf;
+    v16 mv = splat(neg_inf);
+    for (int64_t j = 0; j < total; j += kLanes) mv = vmax(mv, load(pg + j));
+    float mx = mv[0];
+    for (int l = 1; l < kLanes; ++l) mx = std::max(mx, mv[l]);
+    v16 sum = {};
+    for (int64_t j = 0; j < total; j += kLanes) {
+      const v16 e = vexp(load(pg + j) - mx);
+      const v16 kept = load(pg + j) > neg_inf ? e : splat(0.0f);
+      store(pg + j, kept);
+      sum += kept;
+    }
+    float total_sum = 0;
+    for (int l = 0; l < kLanes; ++l) total_sum += sum[l];
+    const float inv = 1.0f / total_sum;
+    for (int64_t j = 0; j < total; j += kLanes) store(pg + j, load(pg + j) * inv);
+  }
+  switch (hdv / kLanes) {
+    case 1: return mix_all_heads<1>(p, stride, G, views, visible, n_views, out, out_stride, buf);
+    case 2: return mix_all_heads<2>(p, stride, G, views, visible, n_views, out, out_stride, buf);
+    case 3: return mix_all_heads<3>(p, stride, G, views, visible, n_views, out, out_stride, buf);
+    case 4: return mix_all_heads<4>(p, stride, G, views, visible, n_views, out, out_stride, buf);
+    case 5: return mix_all_heads<5>(p, stride, G, views, visible, n_views, out, out_stride, buf);
+    case 6: return mix_all_heads<6>(p, stride, G, views, visible, n_views, out, out_stride, buf);
+    case 7: return mix_all_heads<7>(p, stride, G, views, visible, n_views, out, out_stride, buf);
+    default: return mix_all_heads<8>(p, stride, G, views, visible, n_views, out, out_stride, buf);
+  }
+}
+
+// ---- entry -------------------------------------------------------------------------
+
 KVS_INLINE void attend_group_body(const float* q, int64_t q_stride, int G, const RowsView* views, int n_views,
                                   int64_t hd, int64_t hdv, int32_t q_pos, float scale, float* out, int64_t out_stride,
                                   std::vector<float>& scratch) {
@@ -99,6 +270,8 @@ KVS_INLINE void attend_group_body(const float* q, int64_t q_stride, int G, const
   for (int g = 0; g < G; ++g)
     for (int64_t i = 0; i < hdv; ++i) out[g * out_stride + i] = 0.0f;
   if (total == 0) return;
+  if (use_vector_path(hd, hdv))
+    return attend_group_vec(q, q_stride, G, views, n_views, visible, total, hd, hdv, scale, out, out_stride, scratch);
   const int64_t width = kRowChunk * std::max(hd, hdv);
   scratch.resize(static_cast<size_t>(G * total + width));
   float* p = scratch.data();

@@ -4,51 +4,19 @@
 #include <cstring>
 #include <limits>
 
-#include "kernels/fast_exp.h"
+#include "kernels/vec16.h"
 #include "tensor/cpu_features.h"
 #include "tensor/quant.h"
 
 namespace kvsqueeze {
 namespace {
 
-// The kernel works on 16-float vectors in GCC's vector extension: one 512-bit register
-// under AVX-512, two under AVX2, four SSE registers otherwise, from one source. All
-// helpers inline into the per-ISA wrappers, so no vector crosses a call (hence -Wpsabi).
-#pragma GCC diagnostic ignored "-Wpsabi"
-using v16 = float __attribute__((vector_size(64)));
-using vi16 = int32_t __attribute__((vector_size(64)));
-constexpr int64_t kLanes = 16;
+using namespace vec16;
 
 #define KVS_INLINE inline __attribute__((always_inline))
 
 constexpr int64_t kKeyTile = 64;  // key rows per tile
 constexpr float kMasked = -std::numeric_limits<float>::infinity();
-
-KVS_INLINE v16 load(const float* p) {
-  v16 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-KVS_INLINE void store(float* p, v16 v) { std::memcpy(p, &v, sizeof v); }
-KVS_INLINE v16 splat(float f) { return v16{} + f; }
-KVS_INLINE v16 vmax(v16 a, v16 b) { return a > b ? a : b; }
-
-// fast_exp (kernels/fast_exp.h) on 16 lanes; rounding by the 1.5·2^23 trick.
-KVS_INLINE v16 vexp(v16 x) {
-  x = x < -87.0f ? splat(-87.0f) : x;
-  x = x > 88.0f ? splat(88.0f) : x;
-  const v16 kf = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  const v16 r = x - kf * 0.693359375f + kf * 2.12194440e-4f;
-  v16 y = splat(1.0f / 720);
-  y = y * r + 1.0f / 120;
-  y = y * r + 1.0f / 24;
-  y = y * r + 1.0f / 6;
-  y = y * r + 0.5f;
-  y = y * r + 1.0f;
-  y = y * r + 1.0f;
-  const vi16 bits = (__builtin_convertvector(kf, vi16) + 127) << 23;
-  return y * (v16)bits;  // same-size vector cast: reinterprets the bits
-}
 
 // The pieces of one call's scratch memory. Rows m = i * G + g (token i, head g) run
 // along the vectors: Mp rows, padded to whole vectors.
