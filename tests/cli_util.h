@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 
 #include "test_util.h"
@@ -39,6 +40,33 @@ inline void expect_clean_failure(const CliResult& r, const std::string& needle) 
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr was: " << r.err;
   EXPECT_LE(std::count(r.err.begin(), r.err.end(), '\n'), 3) << r.err;
+}
+
+// A fresh folder under the test temp dir.
+inline std::string fresh_dir(const std::string& name) {
+  const std::string d = temp_path(name);
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  return d;
+}
+
+// Exit status of a shell command (-1 when it did not exit normally).
+inline int shell(const std::string& cmd) {
+  const int st = std::system(cmd.c_str());
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// A plot script's output must be real images: a PNG signature and IHDR, an SVG document.
+inline void expect_images(const std::string& dir, const std::string& stem) {
+  const auto png = read_bytes(dir + "/" + stem + ".png");
+  ASSERT_GT(png.size(), 1000u) << stem;
+  const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  EXPECT_TRUE(std::equal(sig, sig + 8, png.begin())) << stem;
+  EXPECT_EQ(std::string(png.begin() + 12, png.begin() + 16), "IHDR");
+  const auto svg = read_bytes(dir + "/" + stem + ".svg");
+  const std::string text(svg.begin(), svg.end());
+  EXPECT_NE(text.find("<svg"), std::string::npos) << stem;
+  EXPECT_NE(text.find("</svg>"), std::string::npos) << stem;
 }
 
 }  // namespace kvsqueeze::test

@@ -102,3 +102,34 @@ TEST(BenchCli, BadInputGetsOneClearError) {
   expect_clean_failure(run("bench -m " + model + " --prompt-lengths 16 --decode 1 -r 1 --no-warmup --json /nonexistent-dir/x.json"),
                        "cannot write");
 }
+
+TEST(PlotBench, DrawsSpeedAndMemoryAgainstContextAndRefusesMalformedRecords) {
+  const std::string dir = test::fresh_dir("plot-bench");
+  // Two engines' records as the bench commands write them: none and a compressed preset.
+  nlohmann::json records = nlohmann::json::array();
+  for (int n : {1024, 2048, 4096})
+    for (const char* preset : {"none", "ada-snapkv"}) {
+      const bool full = std::string(preset) == "none";
+      records.push_back({{"engine", "kvsqueeze"}, {"preset", preset}, {"budget", full ? nlohmann::json() : nlohmann::json(256)},
+                         {"prompt_tokens", n}, {"prompt_tps", 500.0 - n / 20.0}, {"decode_tps", full ? 8e4 / n : 60.0},
+                         {"compress_seconds", 0.1}, {"kv_bytes", (full ? n : 256) * 6144}, {"peak_rss_bytes", 2e8 + n * 6144},
+                         {"threads", 2}});
+    }
+  const std::string good = dir + "/records.json", bad = dir + "/bad.json", incomplete = dir + "/incomplete.json";
+  std::ofstream(good) << records.dump();
+  std::ofstream(bad) << "{\"not\": \"a list\"}";
+  std::ofstream(incomplete) << R"([{"preset": "none", "prompt_tokens": 16}])";
+  const std::string script = "/usr/bin/python3 " KVSQUEEZE_SOURCE_DIR "/tools/plot_bench.py ";
+  ASSERT_EQ(test::shell(script + good + " --out " + dir + "/plots --title smoke > " + dir + "/log 2>&1"), 0);
+  test::expect_images(dir + "/plots", "bench_context");
+  // Malformed input: a non-zero exit and an error naming the problem, no traceback.
+  for (const auto& [path, needle] : {std::pair{bad, "JSON list"}, std::pair{incomplete, "lacks"},
+                                     std::pair{dir + "/missing.json", "No such file"}}) {
+    const std::string log = dir + "/err.log";
+    EXPECT_NE(test::shell(script + path + " --out " + dir + "/x 2> " + log), 0) << path;
+    const auto err = test::read_bytes(log);
+    const std::string text(err.begin(), err.end());
+    EXPECT_NE(text.find(needle), std::string::npos) << text;
+    EXPECT_EQ(text.find("Traceback"), std::string::npos) << text;
+  }
+}

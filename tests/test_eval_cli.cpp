@@ -12,6 +12,9 @@ using namespace kvsqueeze;
 using kvsqueeze::test::CliResult;
 using kvsqueeze::test::expect_clean_failure;
 using kvsqueeze::test::run;
+using kvsqueeze::test::expect_images;
+using kvsqueeze::test::fresh_dir;
+using kvsqueeze::test::shell;
 
 namespace {
 const std::string kStories = "models/stories260K/stories260K.gguf";
@@ -23,32 +26,6 @@ std::vector<nlohmann::json> read_results(const std::string& path) {
   std::ifstream in(path);
   for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
   return out;
-}
-
-// A fresh folder under the test temp dir.
-std::string fresh_dir(const std::string& name) {
-  const std::string d = test::temp_path(name);
-  std::filesystem::remove_all(d);
-  std::filesystem::create_directories(d);
-  return d;
-}
-
-int shell(const std::string& cmd) {
-  const int st = std::system(cmd.c_str());
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-// The plot script's output must be real images: a PNG signature and IHDR, an SVG document.
-void expect_images(const std::string& dir, const std::string& stem) {
-  const auto png = test::read_bytes(dir + "/" + stem + ".png");
-  ASSERT_GT(png.size(), 1000u) << stem;
-  const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  EXPECT_TRUE(std::equal(sig, sig + 8, png.begin())) << stem;
-  EXPECT_EQ(std::string(png.begin() + 12, png.begin() + 16), "IHDR");
-  const auto svg = test::read_bytes(dir + "/" + stem + ".svg");
-  const std::string text(svg.begin(), svg.end());
-  EXPECT_NE(text.find("<svg"), std::string::npos) << stem;
-  EXPECT_NE(text.find("</svg>"), std::string::npos) << stem;
 }
 
 std::string plot_command(const std::string& results, const std::string& out) {
