@@ -363,6 +363,72 @@ KVS_VNNI void dot_q8_0_vnni(const BlockQ8_0* const* w, const ActBlock32* const* 
     }
 }
 
+// Decode (one token) for Q4_0 / Q5_0 on AVX-512 VNNI, R rows at once. The weights go in
+// unsigned, as stored (0..15 / 0..31): vpdpbusd takes them as the unsigned operand and
+// the activations as signed, and the stored offset (8 / 16) comes off afterwards as
+// offset · Σ_blocks d_w · (d_x · Σ x_q), the block sums quantize_act32 keeps.
+template <bool Five, int R>
+KVS_VNNI void dot_q4q5_vnni(const void* const* w, const ActBlock32* x, int64_t nb, float* out, int64_t out_stride) {
+  using Block = std::conditional_t<Five, BlockQ5_0, BlockQ4_0>;
+  __m512 acc[R];
+  float corr[R];
+  for (int r = 0; r < R; ++r) {
+    acc[r] = _mm512_setzero_ps();
+    corr[r] = 0.0f;
+  }
+  const __m512i low4 = _mm512_set1_epi8(0x0F), bit5 = _mm512_set1_epi8(0x10);
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    const __m512i xv =
+        _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs))),
+                           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i + 1].qs)), 1);
+    const __m512 dx = _mm512_insertf32x8(_mm512_set1_ps(x[i].d), _mm256_set1_ps(x[i + 1].d), 1);
+    for (int r = 0; r < R; ++r) {
+      const Block* b = static_cast<const Block*>(w[r]) + i;
+      // [block0 bytes | block1 bytes] -> lanes [b0 low nibbles, b0 high, b1 low, b1 high].
+      const __m256i packed = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[1].qs)),
+                                              _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[0].qs)));
+      const __m256i lo = _mm256_and_si256(packed, _mm512_castsi512_si256(low4));
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), _mm512_castsi512_si256(low4));
+      __m512i q = _mm512_shuffle_i64x2(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1),
+                                       _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), _MM_SHUFFLE(3, 1, 2, 0));
+      if constexpr (Five) {
+        uint32_t h0, h1;
+        std::memcpy(&h0, b[0].qh, 4);
+        std::memcpy(&h1, b[1].qh, 4);
+        q = _mm512_or_si512(q, _mm512_maskz_mov_epi8(static_cast<__mmask64>(h0) | (static_cast<__mmask64>(h1) << 32), bit5));
+      }
+      const float d0 = _cvtsh_ss(b[0].d), d1 = _cvtsh_ss(b[1].d);
+      const __m512 dw = _mm512_insertf32x8(_mm512_set1_ps(d0), _mm256_set1_ps(d1), 1);
+      const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, xv);
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, dx), acc[r]);
+      corr[r] += d0 * x[i].sum + d1 * x[i + 1].sum;
+    }
+  }
+  constexpr float kOffset = Five ? 16.0f : 8.0f;
+  for (int r = 0; r < R; ++r) {
+    float s = _mm512_reduce_add_ps(acc[r]) - kOffset * corr[r];
+    if (i < nb) {
+      const Block* b = static_cast<const Block*>(w[r]) + i;
+      if constexpr (Five) s += dot_q5_0(b, x + i, nb - i);
+      else s += dot_q4_0(b, x + i, nb - i);
+    }
+    out[r * out_stride] = s;
+  }
+}
+
+template <bool Five>
+KVS_VNNI void tile_q4q5_vnni(const void* const* w_rows, int n_rows, const void* const* act, int n_act, int64_t nb,
+                             float* out, int64_t out_stride) {
+  for (int k = 0; k < n_act; ++k) {
+    const auto* x = static_cast<const ActBlock32*>(act[k]);
+    float* o = out + k * out_stride;
+    int r = 0;
+    for (; r + 4 <= n_rows; r += 4) dot_q4q5_vnni<Five, 4>(w_rows + r, x, nb, o + r, 1);
+    for (; r < n_rows; ++r) dot_q4q5_vnni<Five, 1>(w_rows + r, x, nb, o + r, 1);
+  }
+}
+
 }  // namespace
 
 void quant_dot_tile(DType t, const void* const* w_rows, int n_rows, const void* const* act, int n_act, int64_t n,
@@ -388,6 +454,10 @@ void quant_dot_tile(DType t, const void* const* w_rows, int n_rows, const void* 
       }
     }
     return;
+  }
+  if ((t == DType::Q4_0 || t == DType::Q5_0) && use_avx512()) {
+    if (t == DType::Q5_0) return tile_q4q5_vnni<true>(w_rows, n_rows, act, n_act, n / 32, out, out_stride);
+    return tile_q4q5_vnni<false>(w_rows, n_rows, act, n_act, n / 32, out, out_stride);
   }
   for (int r = 0; r < n_rows; ++r)
     for (int k = 0; k < n_act; ++k) out[k * out_stride + r] = quant_dot(t, w_rows[r], act[k], n);
