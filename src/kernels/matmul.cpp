@@ -7,6 +7,7 @@
 
 #include "kernels/gemm_packed.h"
 #include "kernels/quant_dot.h"
+#include "kernels/vec16.h"
 #include "tensor/cpu_features.h"
 #include "tensor/quant.h"
 
@@ -17,7 +18,7 @@ namespace {
 // Sixteen independent partial sums let the compiler vectorise without reassociating.
 // The body is compiled once per instruction set (it inlines into each wrapper) and
 // dot_f32 calls the one active_isa() selects.
-inline float dot_f32_body(const float* a, const float* b, int64_t n) {
+inline __attribute__((always_inline)) float dot_f32_body(const float* a, const float* b, int64_t n) {
   float acc[16] = {};
   int64_t i = 0;
   for (; i + 16 <= n; i += 16)
@@ -30,6 +31,44 @@ inline float dot_f32_body(const float* a, const float* b, int64_t n) {
 float dot_f32_generic(const float* a, const float* b, int64_t n) { return dot_f32_body(a, b, n); }
 KVS_TARGET_AVX2 float dot_f32_avx2(const float* a, const float* b, int64_t n) { return dot_f32_body(a, b, n); }
 KVS_TARGET_AVX512 float dot_f32_avx512(const float* a, const float* b, int64_t n) { return dot_f32_body(a, b, n); }
+
+// Four weight rows times four tokens: sixteen vector accumulators, summed at the end by
+// one shuffle tree; every loaded row and token vector serves four products.
+// With `add`, the products are added to y (a later slice of the columns).
+inline __attribute__((always_inline)) void dot_tile4x4_body(const float* w, int64_t w_stride, const float* x, int64_t x_stride, int64_t n, float* y,
+                             int64_t y_stride, bool add) {
+  using namespace vec16;
+  v16 acc[16] = {};
+  int64_t c = 0;
+  for (; c + kLanes <= n; c += kLanes) {
+    v16 wv[4], xv[4];
+    for (int r = 0; r < 4; ++r) wv[r] = load(w + r * w_stride + c);
+    for (int t = 0; t < 4; ++t) xv[t] = load(x + t * x_stride + c);
+    for (int r = 0; r < 4; ++r)
+      for (int t = 0; t < 4; ++t) acc[r * 4 + t] += wv[r] * xv[t];
+  }
+  const v16 sums = sum16(acc);
+  for (int r = 0; r < 4; ++r)
+    for (int t = 0; t < 4; ++t) {
+      float v = sums[r * 4 + t];
+      for (int64_t k = c; k < n; ++k) v += w[r * w_stride + k] * x[t * x_stride + k];
+      y[t * y_stride + r] = add ? y[t * y_stride + r] + v : v;
+    }
+}
+#define KVS_TILE_ARGS \
+  const float *w, int64_t w_stride, const float *x, int64_t x_stride, int64_t n, float *y, int64_t y_stride, bool add
+void dot_tile4x4_generic(KVS_TILE_ARGS) { dot_tile4x4_body(w, w_stride, x, x_stride, n, y, y_stride, add); }
+KVS_TARGET_AVX2 void dot_tile4x4_avx2(KVS_TILE_ARGS) { dot_tile4x4_body(w, w_stride, x, x_stride, n, y, y_stride, add); }
+KVS_TARGET_AVX512 void dot_tile4x4_avx512(KVS_TILE_ARGS) { dot_tile4x4_body(w, w_stride, x, x_stride, n, y, y_stride, add); }
+
+void dot_tile4x4(KVS_TILE_ARGS) {
+  switch (active_isa()) {
+    case Isa::Avx512: return dot_tile4x4_avx512(w, w_stride, x, x_stride, n, y, y_stride, add);
+    case Isa::Avx2: return dot_tile4x4_avx2(w, w_stride, x, x_stride, n, y, y_stride, add);
+    default: return dot_tile4x4_generic(w, w_stride, x, x_stride, n, y, y_stride, add);
+  }
+}
+#undef KVS_TILE_ARGS
 
 }  // namespace
 
@@ -148,7 +187,9 @@ void matmul_quantized(const MatmulOut* products, size_t n_products, const float*
 }
 
 void matmul_dequantized(const MatrixView& w, const float* x, int64_t n_tokens, float* y) {
-  constexpr int64_t kRowBlock = 8;
+  // 16 decoded rows at a time; the columns in slices of kSlice so four rows and four
+  // tokens of a slice stay in L1 while the 4 x 4 register tiles run over them.
+  constexpr int64_t kRowBlock = 16, kSlice = 256;
   const int64_t n_blocks = (w.rows + kRowBlock - 1) / kRowBlock;
 #pragma omp parallel
   {
@@ -157,8 +198,18 @@ void matmul_dequantized(const MatrixView& w, const float* x, int64_t n_tokens, f
     for (int64_t blk = 0; blk < n_blocks; ++blk) {
       const int64_t r0 = blk * kRowBlock, r1 = std::min(w.rows, r0 + kRowBlock);
       for (int64_t r = r0; r < r1; ++r) dequantize_row(w.type, w.row(r), rows.data() + (r - r0) * w.cols, w.cols);
+      // Tiles on AVX-512 only: narrower targets emulate sum16's 16-lane shuffles slowly.
+      const int64_t t4 = active_isa() == Isa::Avx512 ? n_tokens / 4 * 4 : 0, r4 = r0 + (r1 - r0) / 4 * 4;
+      for (int64_t c0 = 0; c0 < w.cols; c0 += kSlice) {
+        const int64_t nc = std::min(kSlice, w.cols - c0);
+        for (int64_t t = 0; t < t4; t += 4)
+          for (int64_t r = r0; r < r4; r += 4)
+            dot_tile4x4(rows.data() + (r - r0) * w.cols + c0, w.cols, x + t * w.cols + c0, w.cols, nc,
+                        y + t * w.rows + r, w.rows, c0 > 0);
+      }
+      // The ragged edges, one product at a time.
       for (int64_t t = 0; t < n_tokens; ++t)
-        for (int64_t r = r0; r < r1; ++r)
+        for (int64_t r = (t < t4 ? r4 : r0); r < r1; ++r)
           y[t * w.rows + r] = dot_f32(rows.data() + (r - r0) * w.cols, x + t * w.cols, w.cols);
     }
   }
