@@ -59,6 +59,20 @@ void quantize_act256(const float* x, ActBlock256* y, int64_t nb) {
   }
 }
 
+KVS_AVX2 inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+KVS_AVX2 inline int hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
 // ---- activation quantization (SIMD) ----------------------------------------------
 // Bit-identical to the portable versions: the same float products, and conversion in
 // the default rounding mode (nearest, ties to even) is what std::nearbyint does.
@@ -80,13 +94,6 @@ KVS_AVX2 inline float amax_avx2(const float* x, int n) {
   return _mm_cvtss_f32(h);
 }
 
-KVS_AVX2 inline int hsum_i32_avx2(__m256i v) {
-  __m128i h = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
-  h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
-  return _mm_cvtsi128_si32(h);
-}
-
 KVS_AVX2 void quantize_act32_avx2(const float* x, ActBlock32* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, x += 32) {
     const float d = amax_avx2(x, 32) / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
@@ -94,7 +101,7 @@ KVS_AVX2 void quantize_act32_avx2(const float* x, ActBlock32* y, int64_t nb) {
     __m256i q[4];
     for (int k = 0; k < 4; ++k) q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), vid));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs), pack_i32_to_i8(q[0], q[1], q[2], q[3]));
-    const int sum = hsum_i32_avx2(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+    const int sum = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
     y[i].d = d;
     y[i].sum = d * static_cast<float>(sum);
   }
@@ -108,8 +115,8 @@ KVS_AVX2 void quantize_act256_avx2(const float* x, ActBlock256* y, int64_t nb) {
       __m256i q[4];
       for (int k = 0; k < 4; ++k) q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 16 * g + 8 * k), vid));
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs + 16 * g), pack_i32_to_i8(q[0], q[1], q[2], q[3]));
-      y[i].bsums[g] = static_cast<int16_t>(hsum_i32_avx2(_mm256_add_epi32(q[0], q[1])));
-      y[i].bsums[g + 1] = static_cast<int16_t>(hsum_i32_avx2(_mm256_add_epi32(q[2], q[3])));
+      y[i].bsums[g] = static_cast<int16_t>(hsum_i32(_mm256_add_epi32(q[0], q[1])));
+      y[i].bsums[g + 1] = static_cast<int16_t>(hsum_i32(_mm256_add_epi32(q[2], q[3])));
     }
     y[i].d = d;
   }
@@ -144,20 +151,6 @@ KVS_VNNI void quantize_act256_avx512(const float* x, ActBlock256* y, int64_t nb)
 }
 
 // ---- AVX2 helpers -----------------------------------------------------------------
-
-KVS_AVX2 inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-KVS_AVX2 inline int hsum_i32(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-  return _mm_cvtsi128_si32(s);
-}
 
 // 8 int32 sums of products of signed bytes a and b (maddubs needs one unsigned side,
 // so move a's sign onto b).

@@ -9,6 +9,8 @@
 
 #pragma GCC diagnostic ignored "-Wpsabi"
 
+#include "kernels/fast_exp.h"
+
 namespace kvsqueeze::vec16 {
 
 using v16 = float __attribute__((vector_size(64)));
@@ -32,14 +34,7 @@ KVS_VEC_INLINE v16 vexp(v16 x) {
   x = x < -87.0f ? splat(-87.0f) : x;
   x = x > 88.0f ? splat(88.0f) : x;
   const v16 kf = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  const v16 r = x - kf * 0.693359375f + kf * 2.12194440e-4f;
-  v16 y = splat(1.0f / 720);
-  y = y * r + 1.0f / 120;
-  y = y * r + 1.0f / 24;
-  y = y * r + 1.0f / 6;
-  y = y * r + 0.5f;
-  y = y * r + 1.0f;
-  y = y * r + 1.0f;
+  const v16 y = exp_poly(exp_reduce(x, kf));
   const vi16 bits = (__builtin_convertvector(kf, vi16) + 127) << 23;
   return y * (v16)bits;  // same-size vector cast: reinterprets the bits
 }
