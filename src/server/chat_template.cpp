@@ -1,0 +1,98 @@
+#include "server/chat_template.h"
+
+#include <stdexcept>
+
+namespace kvsqueeze {
+
+namespace {
+
+bool contains(const std::string& s, const char* needle) { return s.find(needle) != std::string::npos; }
+
+// Qwen-style templates write a literal system turn for conversations without one:
+// "<|im_start|>system\nYou are ...<|im_end|>". Take that text from the template.
+std::string default_system_prompt(const std::string& t) {
+  const std::string open = "<|im_start|>system\\n";  // inside the template's string literal
+  for (size_t at = t.find(open); at != std::string::npos; at = t.find(open, at + 1)) {
+    const size_t start = at + open.size();
+    const size_t end = t.find("<|im_end|>", start);
+    if (end == std::string::npos) break;
+    const std::string text = t.substr(start, end - start);
+    if (!text.empty() && text.find('{') == std::string::npos && text.find('\'') == std::string::npos) return text;
+  }
+  return "";
+}
+
+std::string trim(const std::string& s) {
+  const size_t a = s.find_first_not_of(" \t\n\r"), b = s.find_last_not_of(" \t\n\r");
+  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
+}
+
+void check_role(const std::string& role) {
+  if (role != "system" && role != "user" && role != "assistant")
+    throw std::invalid_argument("message role must be system, user or assistant, not '" + role + "'");
+}
+
+}  // namespace
+
+std::string ChatTemplate::name() const {
+  switch (format) {
+    case ChatFormat::Llama3: return "llama3";
+    case ChatFormat::Mistral: return "mistral";
+    default: return "chatml";
+  }
+}
+
+ChatTemplate chat_template_from(const std::string& text) {
+  ChatTemplate t;
+  if (text.empty()) return t;
+  if (contains(text, "<|start_header_id|>") && contains(text, "<|eot_id|>")) {
+    t.format = ChatFormat::Llama3;
+  } else if (contains(text, "<|im_start|>")) {
+    t.format = ChatFormat::ChatML;
+    t.default_system = default_system_prompt(text);
+  } else if (contains(text, "[INST]") && contains(text, "[/INST]")) {
+    t.format = ChatFormat::Mistral;
+  } else {
+    throw std::invalid_argument("this model's chat template is not one kvsqueeze can render (supported families: "
+                                "llama3, chatml/qwen2, mistral); use /v1/completions with your own prompt");
+  }
+  return t;
+}
+
+std::string render_chat(const ChatTemplate& t, const std::vector<ChatMessage>& messages, bool add_generation_prompt) {
+  if (messages.empty()) throw std::invalid_argument("messages must not be empty");
+  for (const ChatMessage& m : messages) check_role(m.role);
+  std::string out;
+  switch (t.format) {
+    case ChatFormat::Llama3:
+      for (const ChatMessage& m : messages)
+        out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + trim(m.content) + "<|eot_id|>";
+      return add_generation_prompt ? out + "<|start_header_id|>assistant<|end_header_id|>\n\n" : out;
+    case ChatFormat::ChatML:
+      if (messages.front().role != "system" && !t.default_system.empty())
+        out += "<|im_start|>system\n" + t.default_system + "<|im_end|>\n";
+      for (const ChatMessage& m : messages) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+      return add_generation_prompt ? out + "<|im_start|>assistant\n" : out;
+    case ChatFormat::Mistral: {
+      // [INST] user [/INST]assistant</s>[INST] ... ; a system message joins the first user turn.
+      std::string system;
+      bool first_user = true;
+      for (const ChatMessage& m : messages) {
+        if (m.role == "system") {
+          system = trim(m.content);
+        } else if (m.role == "user") {
+          std::string content = trim(m.content);
+          if (first_user && !system.empty()) content = system + "\n\n" + content;
+          first_user = false;
+          out += "[INST] " + content + " [/INST]";
+        } else {
+          out += trim(m.content) + "</s>";
+        }
+      }
+      return out;
+    }
+  }
+  return out;
+}
+
+}  // namespace kvsqueeze

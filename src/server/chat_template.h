@@ -1,0 +1,38 @@
+// Chat prompts for the common model families. kvsqueeze does not run Jinja: it recognises
+// the family from the GGUF's tokenizer.chat_template and renders that family's format
+// (what the template would produce for plain text messages). A template it does not
+// recognise is refused with a clear error rather than guessed at.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kvsqueeze {
+
+enum class ChatFormat { Llama3, ChatML, Mistral };
+
+struct ChatMessage {
+  std::string role;  // system | user | assistant
+  std::string content;
+};
+
+struct ChatTemplate {
+  ChatFormat format = ChatFormat::ChatML;
+  std::string default_system;  // ChatML templates that add a system turn when none is given
+  std::string name() const;
+};
+
+// The family of a template text; a model without a template gets ChatML (what llama.cpp
+// falls back to as well). Throws std::invalid_argument naming the supported families
+// when the text is none of them.
+ChatTemplate chat_template_from(const std::string& template_text);
+
+// The prompt for `messages` followed (add_generation_prompt) by the opening of the
+// assistant's turn. BOS is not included: the tokenizer adds it when the model wants one.
+// A rendering of the first k messages is a prefix of the rendering of all of them.
+// Throws std::invalid_argument for an unknown role or an empty conversation.
+std::string render_chat(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
+                        bool add_generation_prompt = true);
+
+}  // namespace kvsqueeze

@@ -1,0 +1,42 @@
+// Server counters in the Prometheus text exposition format (GET /metrics).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+
+namespace kvsqueeze {
+
+class Metrics {
+ public:
+  void request_done(const std::string& endpoint, int status, double seconds);
+  void tokens(int64_t prompt, int64_t generated);
+  // KV bytes a generation or saved context starts holding / stops holding, and what
+  // compression evicted from it.
+  void kv_acquired(int64_t bytes);
+  void kv_released(int64_t bytes);
+  void kv_evicted(int64_t bytes);
+  void first_token(double seconds);
+  void session_started();
+  void session_ended();
+  std::string render() const;
+
+ private:
+  static constexpr std::array<double, 11> kBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  struct Histogram {
+    std::array<int64_t, kBuckets.size()> counts{};
+    int64_t count = 0;
+    double sum = 0;
+    void observe(double v);
+  };
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, int>, int64_t> requests_;
+  std::map<std::string, Histogram> latency_;
+  Histogram first_token_;
+  int64_t prompt_tokens_ = 0, generated_tokens_ = 0;
+  int64_t kv_held_ = 0, kv_evicted_ = 0, active_sessions_ = 0;
+};
+
+}  // namespace kvsqueeze

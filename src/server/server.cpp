@@ -1,0 +1,507 @@
+#include "server/server.h"
+
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <numeric>
+#include <optional>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "model/model.h"
+#include "press/compression_press.h"
+#include "press/press_config.h"
+#include "runtime/generator.h"
+#include "server/api_request.h"
+#include "server/chat_template.h"
+#include "server/metrics.h"
+#include "server/stream_text.h"
+#include "tokenizer/tokenizer.h"
+
+namespace kvsqueeze {
+
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+// One forward pass at a time, handed out in arrival order: sessions take turns token by
+// token, so N admitted sessions all make progress and each pass gets every core.
+class FairLock {
+ public:
+  void lock() {
+    std::unique_lock l(m_);
+    const uint64_t ticket = next_++;
+    cv_.wait(l, [&] { return serving_ == ticket; });
+  }
+  void unlock() {
+    {
+      std::lock_guard l(m_);
+      ++serving_;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  uint64_t next_ = 0, serving_ = 0;
+};
+
+// Holds a FairLock turn; released on scope exit whatever happens.
+class Turn {
+ public:
+  explicit Turn(FairLock& l) : l_(l) { acquire(); }
+  ~Turn() {
+    if (held_) l_.unlock();
+  }
+  void acquire() {
+    l_.lock();
+    held_ = true;
+  }
+  void release() {
+    held_ = false;
+    l_.unlock();
+  }
+
+ private:
+  FairLock& l_;
+  bool held_ = false;
+};
+
+// Admits `limit` sessions; up to `max_wait` more wait for a slot, the rest are refused.
+class SessionGate {
+ public:
+  SessionGate(int limit, int max_wait) : limit_(limit), max_wait_(max_wait) {}
+  bool enter() {
+    std::unique_lock l(m_);
+    if (active_ >= limit_) {
+      if (waiting_ >= max_wait_) return false;
+      ++waiting_;
+      cv_.wait(l, [&] { return active_ < limit_; });
+      --waiting_;
+    }
+    ++active_;
+    return true;
+  }
+  void leave() {
+    {
+      std::lock_guard l(m_);
+      --active_;
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  int limit_, max_wait_, active_ = 0, waiting_ = 0;
+};
+
+// A request checked and tokenized, ready to run.
+struct Prepared {
+  std::vector<int32_t> first;   // read first (compressed by the press)
+  std::vector<int32_t> second;  // question-agnostic: read afterwards, uncompressed
+  std::unique_ptr<CompressionPress> press;
+  std::string preset = "none";
+  GenerationOptions gen;
+  std::vector<std::string> stop;
+  int64_t prompt_tokens() const { return static_cast<int64_t>(first.size() + second.size()); }
+};
+
+struct Outcome {
+  std::string text;
+  int64_t completion_tokens = 0;
+  std::string finish_reason = "length";
+  bool cancelled = false;
+  size_t kv_uncompressed = 0, kv_after_prompt = 0, kv_end = 0;
+  json layers = json::array();
+};
+
+struct StopGeneration {};
+
+}  // namespace
+
+struct ApiServer::State {
+  State(const Model& m, const Tokenizer& t, const std::string& chat_text, ServerOptions o)
+      : model(m), tok(t), opt(std::move(o)), gate(opt.parallel, opt.max_queue) {
+    try {
+      chat = chat_template_from(chat_text);
+    } catch (const std::invalid_argument& e) {
+      chat_error = e.what();
+    }
+    max_context = opt.max_context > 0 ? std::min<int64_t>(opt.max_context, m.config().context) : m.config().context;
+  }
+
+  const Model& model;
+  const Tokenizer& tok;
+  ServerOptions opt;
+  std::optional<ChatTemplate> chat;
+  std::string chat_error;
+  int64_t max_context = 0;
+  httplib::Server http;
+  Metrics metrics;
+  FairLock compute;
+  SessionGate gate;
+  std::atomic<uint64_t> next_id{1};
+
+  std::vector<int32_t> encode(const std::string& text, bool bos) const { return tok.encode(text, bos, true); }
+
+  Prepared prepare(const CompletionRequest& r) const {
+    Prepared p;
+    const PressRequest pr = r.press ? *r.press : PressRequest{opt.default_press, opt.default_budget};
+    if (r.chat) {
+      if (!chat) throw ApiError(400, "invalid_request_error", chat_error, "messages");
+      const std::string full = render_chat(*chat, r.messages);
+      if (pr.question_agnostic) {
+        // The conversation before the last user message is the context, compressed alone.
+        size_t last_user = r.messages.size();
+        while (last_user > 0 && r.messages[last_user - 1].role != "user") --last_user;
+        if (last_user <= 1)
+          throw ApiError(400, "invalid_request_error", "question_agnostic needs messages before the last user message",
+                         "kv_press.question_agnostic");
+        const std::vector<ChatMessage> context(r.messages.begin(), r.messages.begin() + static_cast<long>(last_user - 1));
+        const std::string prefix = render_chat(*chat, context, false);
+        p.first = encode(prefix, true);
+        p.second = encode(full.substr(prefix.size()), false);
+      } else {
+        p.first = encode(full, true);
+      }
+    } else {
+      if (!r.prompt_ids.empty()) {
+        for (int32_t id : r.prompt_ids)
+          if (id >= tok.n_vocab())
+            throw ApiError(400, "invalid_request_error", fmt::format("token id {} is outside the vocabulary", id), "prompt");
+        p.first = r.prompt_ids;
+      } else {
+        p.first = encode(r.prompt, true);
+      }
+      if (pr.question_agnostic && r.question.empty())
+        throw ApiError(400, "invalid_request_error",
+                       "question_agnostic compresses the prompt alone and then reads 'question': give a 'question'",
+                       "question");
+      if (!r.question.empty()) p.second = encode(r.question, false);
+    }
+    if (p.first.empty()) throw ApiError(400, "invalid_request_error", "the prompt tokenizes to nothing", r.chat ? "messages" : "prompt");
+    if (p.prompt_tokens() >= max_context)
+      throw ApiError(413, "context_length_exceeded",
+                     fmt::format("the prompt has {} tokens; this server's context is {}", p.prompt_tokens(), max_context));
+    const int64_t room = max_context - p.prompt_tokens();
+    p.gen.n_predict = static_cast<int>(r.max_tokens < 0 ? room : std::min<int64_t>(r.max_tokens, room));
+    p.gen.sampling = r.sampling;
+    p.stop = r.stop;
+    p.press = make_press(pr);
+    p.preset = pr.preset;
+    return p;
+  }
+
+  static std::unique_ptr<CompressionPress> make_press(const PressRequest& pr) {
+    PressConfig c;
+    try {
+      c = PressConfig::from_preset(pr.preset);
+    } catch (const std::exception& e) {
+      throw ApiError(400, "invalid_request_error", e.what(), "kv_press.preset");
+    }
+    if (!c.enabled()) return nullptr;
+    c.budget = pr.budget;
+    c.ratio = pr.ratio;
+    c.window = pr.window;
+    c.alpha = pr.alpha;
+    try {
+      c.validate();
+      return make_compression_press(c);
+    } catch (const std::exception& e) {
+      throw ApiError(400, "invalid_request_error", e.what(), "kv_press");
+    }
+  }
+
+  // Runs a prepared request; emit(text) gets the text as it becomes final and returns
+  // false once the client is gone (the generation then stops).
+  Outcome run(Prepared& p, const std::function<bool(const std::string&)>& emit) {
+    const auto t0 = Clock::now();
+    Outcome out;
+    Generator gen(model, &tok, opt.kv_type);
+    StreamText text(p.stop);
+    // The metrics see this session and its cache until the end, whatever ends it.
+    struct Session {
+      Metrics& m;
+      int64_t held = 0;
+      explicit Session(Metrics& metrics) : m(metrics) { m.session_started(); }
+      void hold(int64_t bytes) {
+        m.kv_acquired(bytes - held);
+        held = bytes;
+      }
+      ~Session() {
+        m.kv_released(held);
+        m.session_ended();
+      }
+    } session(metrics);
+    Turn turn(compute);
+    std::vector<float> logits = gen.prefill(p.first, p.press.get());
+    out.kv_uncompressed = gen.stats().kv_bytes_uncompressed;
+    out.kv_after_prompt = gen.cache().bytes_used();
+    if (!p.second.empty()) logits = gen.prefill(p.second);
+    session.hold(static_cast<int64_t>(gen.cache().bytes_used()));
+    if (p.press) metrics.kv_evicted(static_cast<int64_t>(out.kv_uncompressed) - static_cast<int64_t>(out.kv_after_prompt));
+    try {
+      gen.decode(std::move(logits), p.gen, [&](int32_t id) {
+        turn.release();  // others take their turn while this token is handled
+        if (out.completion_tokens == 0) metrics.first_token(seconds_since(t0));
+        ++out.completion_tokens;
+        if (tok.is_end_of_generation(id)) {
+          out.finish_reason = "stop";
+        } else {
+          const std::string ready = text.add(tok.piece(id));
+          out.text += ready;
+          if (!ready.empty() && !emit(ready)) {
+            out.cancelled = true;
+            throw StopGeneration{};
+          }
+          if (text.stopped()) {
+            out.finish_reason = "stop";
+            throw StopGeneration{};
+          }
+        }
+        turn.acquire();
+      });
+    } catch (const StopGeneration&) {
+    }
+    if (!out.cancelled) {
+      const std::string rest = text.flush();
+      out.text += rest;
+      if (!rest.empty() && !emit(rest)) out.cancelled = true;
+    }
+    out.kv_end = gen.cache().bytes_used();
+    metrics.tokens(p.prompt_tokens(), out.completion_tokens);
+    if (p.press) {
+      const auto& all = p.press->head_budgets();
+      for (size_t l = 0; l < all.size(); ++l) {
+        const auto& b = all[l];
+        if (b.empty()) continue;
+        const auto [lo, hi] = std::minmax_element(b.begin(), b.end());
+        const double mean = static_cast<double>(std::accumulate(b.begin(), b.end(), int64_t{0})) / static_cast<double>(b.size());
+        out.layers.push_back({{"layer", l}, {"min", *lo}, {"mean", mean}, {"max", *hi}});
+      }
+    }
+    return out;
+  }
+
+  json usage(const Prepared& p, const Outcome& o) const {
+    return {{"prompt_tokens", p.prompt_tokens()},
+            {"completion_tokens", o.completion_tokens},
+            {"total_tokens", p.prompt_tokens() + o.completion_tokens}};
+  }
+
+  json kv_report(const Prepared& p, const Outcome& o) const {
+    json k = {{"preset", p.preset},
+              {"bytes_before", o.kv_uncompressed},
+              {"bytes_after", o.kv_after_prompt},
+              {"bytes_end", o.kv_end}};
+    if (p.press) {
+      k["budget"] = p.press->config().budget;
+      k["layers"] = o.layers;
+    }
+    return k;
+  }
+
+  std::string new_id(bool chat_request) { return fmt::format("{}-{}", chat_request ? "chatcmpl" : "cmpl", next_id++); }
+
+  static int64_t unix_time() {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  }
+
+  // One streamed or whole completion (both endpoints).
+  // Sets `streamed` when the answer is a stream (which counts itself when it ends).
+  void complete(const httplib::Request& req, httplib::Response& res, bool chat_request, const std::string& endpoint,
+                Clock::time_point t0, bool& streamed) {
+    json body;
+    try {
+      body = json::parse(req.body);
+    } catch (const json::parse_error& e) {
+      throw ApiError(400, "invalid_request_error", std::string("malformed JSON: ") + e.what());
+    }
+    const CompletionRequest r = parse_completion_request(body, chat_request);
+    auto p = std::make_shared<Prepared>(prepare(r));
+    if (!gate.enter())
+      throw ApiError(429, "rate_limit_error", "the server is busy: too many requests are waiting; retry later");
+    const std::string id = new_id(chat_request);
+    const int64_t created = unix_time();
+    const std::string object = chat_request ? "chat.completion" : "text_completion";
+    if (!r.stream) {
+      Outcome o;
+      try {
+        o = run(*p, [](const std::string&) { return true; });
+      } catch (...) {
+        gate.leave();
+        throw;
+      }
+      gate.leave();
+      json choice = {{"index", 0}, {"finish_reason", o.finish_reason}};
+      if (chat_request) choice["message"] = {{"role", "assistant"}, {"content", o.text}};
+      else choice["text"] = o.text, choice["logprobs"] = nullptr;
+      json out = {{"id", id},       {"object", object},          {"created", created},
+                  {"model", opt.model_id}, {"choices", json::array({choice})}, {"usage", usage(*p, o)},
+                  {"kv_cache", kv_report(*p, o)}};
+      res.set_content(dump(out), "application/json");
+      return;
+    }
+    const bool include_usage = r.include_usage_in_stream;
+    auto status = std::make_shared<int>(200);
+    res.set_header("Cache-Control", "no-cache");
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [this, p, id, created, chat_request, include_usage, status](size_t, httplib::DataSink& sink) {
+          const std::string chunk_object = chat_request ? "chat.completion.chunk" : "text_completion";
+          auto chunk = [&](const json& delta_or_text, const json& finish) {
+            json choice = {{"index", 0}, {"finish_reason", finish}};
+            if (chat_request) choice["delta"] = delta_or_text;
+            else choice["text"] = delta_or_text;
+            return json{{"id", id}, {"object", chunk_object}, {"created", created}, {"model", opt.model_id},
+                        {"choices", json::array({choice})}};
+          };
+          auto send = [&](const json& j) {
+            const std::string event = "data: " + dump(j) + "\n\n";
+            return sink.is_writable() && sink.write(event.data(), event.size());
+          };
+          try {
+            if (chat_request) send(chunk(json{{"role", "assistant"}, {"content", ""}}, nullptr));
+            Outcome o = run(*p, [&](const std::string& piece) {
+              return send(chunk(chat_request ? json{{"content", piece}} : json(piece), nullptr));
+            });
+            if (!o.cancelled) {
+              json last = chunk(chat_request ? json::object() : json(""), o.finish_reason);
+              last["usage"] = usage(*p, o);
+              last["kv_cache"] = kv_report(*p, o);
+              send(last);
+              if (include_usage) {
+                json u = {{"id", id}, {"object", chunk_object}, {"created", created}, {"model", opt.model_id},
+                          {"choices", json::array()}, {"usage", usage(*p, o)}};
+                send(u);
+              }
+              const std::string done = "data: [DONE]\n\n";
+              if (sink.is_writable()) sink.write(done.data(), done.size());
+            } else {
+              *status = 499;  // the client closed the connection
+            }
+          } catch (const std::exception& e) {
+            *status = 500;
+            send(ApiError(500, "server_error", e.what()).body());
+          }
+          sink.done();
+          return true;
+        },
+        // Runs once when the response is finished or dropped (even if the client left
+        // before the first byte): the session slot is given back here.
+        [this, status, endpoint, t0](bool success) {
+          if (!success && *status == 200) *status = 499;
+          gate.leave();
+          metrics.request_done(endpoint, *status, seconds_since(t0));
+        });
+    streamed = true;
+  }
+
+  // Runs a handler, turning errors into JSON answers and counting the request.
+  void guarded(const std::string& endpoint, httplib::Response& res, const std::function<void(Clock::time_point, bool&)>& fn) {
+    const auto t0 = Clock::now();
+    bool streamed = false;
+    try {
+      fn(t0, streamed);
+    } catch (const ApiError& e) {
+      res.status = e.status;
+      res.set_content(dump(e.body()), "application/json");
+    } catch (const std::invalid_argument& e) {
+      res.status = 400;
+      res.set_content(dump(ApiError(400, "invalid_request_error", e.what()).body()), "application/json");
+    } catch (const std::exception& e) {
+      res.status = 500;
+      res.set_content(dump(ApiError(500, "server_error", e.what()).body()), "application/json");
+    }
+    if (!streamed) metrics.request_done(endpoint, res.status < 0 ? 200 : res.status, seconds_since(t0));
+  }
+
+  void routes() {
+    http.set_payload_max_length(opt.max_body_bytes);
+    const int threads = opt.parallel + 16;
+    http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+    http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      if (opt.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
+      if (req.get_header_value("Authorization") == "Bearer " + opt.api_key) return httplib::Server::HandlerResponse::Unhandled;
+      res.status = 401;
+      res.set_header("WWW-Authenticate", "Bearer");
+      res.set_content(dump(ApiError(401, "authentication_error", "missing or wrong API key (Authorization: Bearer KEY)").body()),
+                      "application/json");
+      metrics.request_done(req.path, 401, 0);
+      return httplib::Server::HandlerResponse::Handled;
+    });
+    http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
+      if (!res.body.empty()) return;
+      std::string message = fmt::format("no such endpoint: {} {}", req.method, req.path);
+      std::string type = "not_found_error";
+      if (res.status == 413) {
+        message = fmt::format("the request body is larger than {} bytes", opt.max_body_bytes);
+        type = "invalid_request_error";
+      } else if (res.status != 404) {
+        message = fmt::format("HTTP {}", res.status);
+        type = "invalid_request_error";
+      }
+      res.set_content(dump(ApiError(res.status, type, message).body()), "application/json");
+    });
+    http.Get("/health", [this](const httplib::Request& req, httplib::Response& res) {
+      (void)req;
+      guarded("/health", res, [&](Clock::time_point, bool&) { res.set_content(R"({"status":"ok"})", "application/json"); });
+    });
+    http.Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
+      (void)req;
+      guarded("/v1/models", res, [&](Clock::time_point, bool&) {
+        json m = {{"id", opt.model_id}, {"object", "model"}, {"created", 0}, {"owned_by", "kvsqueeze"}};
+        m["meta"] = {{"context", max_context}, {"vocab", tok.n_vocab()},
+                     {"chat_template", chat ? json(chat->name()) : json(nullptr)}};
+        res.set_content(dump(json{{"object", "list"}, {"data", json::array({m})}}), "application/json");
+      });
+    });
+    http.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
+      (void)req;
+      guarded("/metrics", res, [&](Clock::time_point, bool&) { res.set_content(metrics.render(), "text/plain; version=0.0.4"); });
+    });
+    http.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+      guarded("/v1/completions", res,
+              [&](Clock::time_point t0, bool& streamed) { complete(req, res, false, "/v1/completions", t0, streamed); });
+    });
+    http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+      guarded("/v1/chat/completions", res, [&](Clock::time_point t0, bool& streamed) {
+        complete(req, res, true, "/v1/chat/completions", t0, streamed);
+      });
+    });
+  }
+};
+
+ApiServer::ApiServer(const Model& model, const Tokenizer& tokenizer, const std::string& chat_template, ServerOptions options)
+    : s_(std::make_unique<State>(model, tokenizer, chat_template, std::move(options))) {
+  if (s_->opt.parallel < 1) throw std::invalid_argument("--parallel must be at least 1");
+  // The default press must be valid before anyone asks for it.
+  State::make_press(PressRequest{s_->opt.default_press, s_->opt.default_budget});
+  s_->routes();
+}
+
+ApiServer::~ApiServer() = default;
+
+int ApiServer::bind() {
+  const int port = s_->opt.port == 0 ? s_->http.bind_to_any_port(s_->opt.host)
+                                     : (s_->http.bind_to_port(s_->opt.host, s_->opt.port) ? s_->opt.port : -1);
+  if (port < 0) throw std::runtime_error(fmt::format("cannot listen on {}:{}", s_->opt.host, s_->opt.port));
+  return port;
+}
+
+void ApiServer::run() { s_->http.listen_after_bind(); }
+
+void ApiServer::stop() { s_->http.stop(); }
+
+}  // namespace kvsqueeze
