@@ -406,7 +406,13 @@ TEST(ServerApi, ConcurrentClientsAllSucceedAndMemoryReturnsToBaseline) {
   EXPECT_EQ(same.load(), kClients * kRequests);  // greedy: every answer identical, streamed ones complete
   malloc_trim(0);
   const double grown_mib = (static_cast<double>(resident_bytes()) - static_cast<double>(baseline)) / (1 << 20);
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer keeps freed memory in quarantine: resident size says nothing here
+  // (its leak checker covers this build instead).
+  (void)grown_mib;
+#else
   EXPECT_LT(grown_mib, 16.0) << "resident memory grew by " << grown_mib << " MiB over 200 requests";
+#endif
   const auto metrics = s.client()->Get("/metrics");
   ASSERT_TRUE(metrics);
   EXPECT_NE(metrics->body.find("kvsqueeze_kv_bytes_held 0\n"), std::string::npos) << metrics->body;
