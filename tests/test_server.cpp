@@ -4,6 +4,7 @@
 #include <malloc.h>
 
 #include <atomic>
+#include <fstream>
 #include <filesystem>
 #include <memory>
 #include <thread>
@@ -417,4 +418,85 @@ TEST(ServerApi, ConcurrentClientsAllSucceedAndMemoryReturnsToBaseline) {
   ASSERT_TRUE(metrics);
   EXPECT_NE(metrics->body.find("kvsqueeze_kv_bytes_held 0\n"), std::string::npos) << metrics->body;
   EXPECT_NE(metrics->body.find("kvsqueeze_active_sessions 0\n"), std::string::npos);
+}
+
+TEST(ServerContexts, CompressOnceAskThreeQuestionsEachEqualToOneShotQuestionAgnosticGenerate) {
+  REQUIRE_FIXTURE(kStories);
+  const Served s(test::shared_path(kStories));
+  std::string context;
+  for (int i = 0; i < 6; ++i) context += "Lily had a red ball and a big dog named Max. They played in the park every day. ";
+  const json saved = post(s, "/v1/contexts",
+                          {{"text", context}, {"kv_press", {{"preset", "ada-snapkv"}, {"budget", 40}, {"window", 8}}}});
+  const std::string id = saved["id"];
+  EXPECT_EQ(id.rfind("ctx-", 0), 0u);
+  EXPECT_EQ(saved["tokens"], s.tok().encode(context, true, true).size());
+  EXPECT_LT(saved["kv_cache"]["bytes_after"].get<size_t>(), saved["kv_cache"]["bytes_before"].get<size_t>() / 2);
+  const std::string context_file = test::temp_path("server-context.txt");
+  std::ofstream(context_file) << context;
+  for (const std::string q : {" What did Lily have?", " Who is Max?", " Where did they play?"}) {
+    const json a = post(s, "/v1/completions", {{"context_id", id}, {"prompt", q}, {"max_tokens", 12}, {"temperature", 0}});
+    const auto cli = test::run("generate -m " + test::shared_path(kStories) + " --context " + context_file + " --question \"" + q +
+                               "\" --press ada-snapkv --budget 40 --window 8 -n 12 --greedy -t 1");
+    ASSERT_EQ(cli.exit_code, 0) << cli.err;
+    EXPECT_EQ(cli.out, q + a["choices"][0]["text"].get<std::string>() + "\n") << q;
+    EXPECT_EQ(a["usage"]["prompt_tokens"], s.tok().encode(q, false, true).size());
+  }
+  // The saved cache is untouched by the questions: asking again gives the same answer.
+  const json again = post(s, "/v1/completions", {{"context_id", id}, {"prompt", " Who is Max?"}, {"max_tokens", 12}, {"temperature", 0}});
+  const json first = post(s, "/v1/completions", {{"context_id", id}, {"prompt", " Who is Max?"}, {"max_tokens", 12}, {"temperature", 0}});
+  EXPECT_EQ(again["choices"][0]["text"], first["choices"][0]["text"]);
+  EXPECT_EQ(post(s, "/v1/completions", {{"context_id", "ctx-nope"}, {"prompt", "x"}}, 404)["error"]["param"], "context_id");
+  auto c = s.client();
+  const auto listed = c->Get("/v1/contexts");
+  ASSERT_TRUE(listed);
+  EXPECT_EQ(json::parse(listed->body)["data"].size(), 1u);
+  const auto del = c->Delete("/v1/contexts/" + id);
+  ASSERT_TRUE(del);
+  EXPECT_EQ(del->status, 200);
+  EXPECT_EQ(c->Delete("/v1/contexts/" + id)->status, 404);
+  post(s, "/v1/completions", {{"context_id", id}, {"prompt", "x"}}, 404);
+  const auto metrics = c->Get("/metrics");
+  EXPECT_NE(metrics->body.find("kvsqueeze_kv_bytes_held 0\n"), std::string::npos) << "the deleted context's bytes are released";
+}
+
+TEST(ServerContexts, OldContextsLeaveMemoryUnderTheCapAndPersistedOnesSurviveARestart) {
+  REQUIRE_FIXTURE(kStories);
+  const std::string dir = test::fresh_dir("server-contexts");
+  std::string text;
+  for (int i = 0; i < 4; ++i) text += "Tom went to the shop to buy some milk and bread for his mother. ";
+  ServerOptions o;
+  o.context_dir = dir;
+  std::string kept, answer;
+  {
+    const Served s(test::shared_path(kStories), o);
+    const json a = post(s, "/v1/contexts", {{"text", text}, {"id", "shop"}, {"persist", true}});
+    EXPECT_TRUE(a["persisted"].get<bool>());
+    kept = a["id"];
+    answer = post(s, "/v1/completions", {{"context_id", kept}, {"prompt", " Tom"}, {"max_tokens", 8}, {"temperature", 0}})
+        ["choices"][0]["text"];
+    EXPECT_EQ(post(s, "/v1/contexts", {{"text", "x"}, {"id", "../etc"}}, 400)["error"]["param"], "id");
+  }
+  // A new server on the same directory finds it.
+  {
+    const Served s(test::shared_path(kStories), o);
+    EXPECT_EQ(post(s, "/v1/completions", {{"context_id", "shop"}, {"prompt", " Tom"}, {"max_tokens", 8}, {"temperature", 0}})
+                  ["choices"][0]["text"],
+              answer);
+  }
+  // Memory only, with room for one: the second context pushes the first out.
+  ServerOptions small;
+  const Served probe(test::shared_path(kStories));
+  const size_t one = post(probe, "/v1/contexts", {{"text", text}})["bytes"];
+  small.context_memory = one + one / 2;
+  const Served s(test::shared_path(kStories), small);
+  const std::string first = post(s, "/v1/contexts", {{"text", text}})["id"];
+  const std::string second = post(s, "/v1/contexts", {{"text", text + "Then he went home."}})["id"];
+  post(s, "/v1/completions", {{"context_id", first}, {"prompt", " Tom"}, {"max_tokens", 2}}, 404);
+  post(s, "/v1/completions", {{"context_id", second}, {"prompt", " Tom"}, {"max_tokens", 2}}, 200);
+  // One context larger than the whole cap is refused.
+  ServerOptions tiny;
+  tiny.context_memory = 1000;
+  const Served t(test::shared_path(kStories), tiny);
+  EXPECT_EQ(post(t, "/v1/contexts", {{"text", text}}, 413)["error"]["type"], "context_too_large");
+  EXPECT_EQ(post(t, "/v1/contexts", {{"text", text}, {"persist", true}}, 400)["error"]["param"], "persist");
 }

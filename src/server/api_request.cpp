@@ -131,6 +131,9 @@ CompletionRequest parse_completion_request(const nlohmann::json& body, bool chat
   if (chat) read_messages(body, r);
   else read_prompt(body, r);
   read(body, "question", r.question);
+  read(body, "context_id", r.context_id);
+  if (chat && !r.context_id.empty()) throw bad("context_id", "'context_id' works with /v1/completions (the prompt is the question)");
+  if (!r.context_id.empty() && !r.question.empty()) throw bad("question", "with 'context_id' the prompt is the question");
   int64_t max_tokens = chat ? -1 : 16;
   read(body, chat && body.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens", max_tokens);
   if (max_tokens < -1 || max_tokens > (1 << 24)) throw bad("max_tokens", "'max_tokens' must be between 0 and 16777216");
@@ -173,6 +176,20 @@ CompletionRequest parse_completion_request(const nlohmann::json& body, bool chat
   if (body.contains("kv_press") && !body["kv_press"].is_null()) r.press = parse_press_request(body["kv_press"]);
   if (!r.question.empty() && chat) throw bad("question", "'question' belongs to /v1/completions; in a chat the last user message is the question");
   return r;
+}
+
+ContextRequest parse_context_request(const nlohmann::json& body) {
+  if (!body.is_object()) throw bad("", "the request body must be a JSON object");
+  ContextRequest c;
+  if (!read(body, "text", c.text)) read(body, "prompt", c.text);
+  if (c.text.empty()) throw bad("text", "'text' (the context to compress and keep) is required");
+  read(body, "persist", c.persist);
+  read(body, "id", c.id);
+  if (body.contains("kv_press") && !body["kv_press"].is_null()) {
+    c.press = parse_press_request(body["kv_press"]);
+    if (c.press->question_agnostic) throw bad("kv_press.question_agnostic", "a saved context is always compressed without the question");
+  }
+  return c;
 }
 
 }  // namespace kvsqueeze

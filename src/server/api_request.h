@@ -41,6 +41,7 @@ struct CompletionRequest {
   std::vector<int32_t> prompt_ids;         // completions: or token ids
   std::vector<ChatMessage> messages;       // chat
   std::string question;                    // completions: read after the prompt was compressed alone
+  std::string context_id;                  // completions: the prompt is read against this saved context
   int max_tokens = 16;
   SamplerOptions sampling;
   bool stream = false;
@@ -53,5 +54,14 @@ struct CompletionRequest {
 CompletionRequest parse_completion_request(const nlohmann::json& body, bool chat);
 // "kv_press" object (also used by /v1/contexts).
 PressRequest parse_press_request(const nlohmann::json& j);
+
+// POST /v1/contexts: {"text", "kv_press", "persist", "id"}.
+struct ContextRequest {
+  std::string text;
+  std::optional<PressRequest> press;
+  bool persist = false;
+  std::string id;  // empty: the server makes one
+};
+ContextRequest parse_context_request(const nlohmann::json& body);
 
 }  // namespace kvsqueeze

@@ -18,6 +18,7 @@
 #include "runtime/generator.h"
 #include "server/api_request.h"
 #include "server/chat_template.h"
+#include "server/context_store.h"
 #include "server/metrics.h"
 #include "server/stream_text.h"
 #include "tokenizer/tokenizer.h"
@@ -108,6 +109,7 @@ class SessionGate {
 
 // A request checked and tokenized, ready to run.
 struct Prepared {
+  std::shared_ptr<const KvCache> base;  // a saved context to start from (copied), or null
   std::vector<int32_t> first;   // read first (compressed by the press)
   std::vector<int32_t> second;  // question-agnostic: read afterwards, uncompressed
   std::unique_ptr<CompressionPress> press;
@@ -115,6 +117,7 @@ struct Prepared {
   GenerationOptions gen;
   std::vector<std::string> stop;
   int64_t prompt_tokens() const { return static_cast<int64_t>(first.size() + second.size()); }
+  int64_t context_tokens = 0;  // tokens already in `base`
 };
 
 struct Outcome {
@@ -132,7 +135,8 @@ struct StopGeneration {};
 
 struct ApiServer::State {
   State(const Model& m, const Tokenizer& t, const std::string& chat_text, ServerOptions o)
-      : model(m), tok(t), opt(std::move(o)), gate(opt.parallel, opt.max_queue) {
+      : model(m), tok(t), opt(std::move(o)), gate(opt.parallel, opt.max_queue),
+        contexts(opt.context_memory, opt.context_dir, m.fingerprint(), metrics) {
     try {
       chat = chat_template_from(chat_text);
     } catch (const std::invalid_argument& e) {
@@ -151,11 +155,12 @@ struct ApiServer::State {
   Metrics metrics;
   FairLock compute;
   SessionGate gate;
+  ContextStore contexts;
   std::atomic<uint64_t> next_id{1};
 
   std::vector<int32_t> encode(const std::string& text, bool bos) const { return tok.encode(text, bos, true); }
 
-  Prepared prepare(const CompletionRequest& r) const {
+  Prepared prepare(const CompletionRequest& r) {
     Prepared p;
     const PressRequest pr = r.press ? *r.press : PressRequest{opt.default_press, opt.default_budget};
     if (r.chat) {
@@ -175,6 +180,17 @@ struct ApiServer::State {
       } else {
         p.first = encode(full, true);
       }
+    } else if (!r.context_id.empty()) {
+      // A question against a saved context: read uncompressed after its cache.
+      if (r.press) throw ApiError(400, "invalid_request_error", "kv_press applies when a context is saved, not to questions", "kv_press");
+      const auto ctx = contexts.get(r.context_id);
+      if (!ctx) throw ApiError(404, "not_found_error", fmt::format("no saved context '{}'", r.context_id), "context_id");
+      p.base = ctx->cache;
+      p.context_tokens = ctx->cache->next_pos();
+      p.first = r.prompt_ids.empty() ? encode(r.prompt, false) : r.prompt_ids;
+      for (int32_t id : p.first)
+        if (id >= tok.n_vocab())
+          throw ApiError(400, "invalid_request_error", fmt::format("token id {} is outside the vocabulary", id), "prompt");
     } else {
       if (!r.prompt_ids.empty()) {
         for (int32_t id : r.prompt_ids)
@@ -191,15 +207,18 @@ struct ApiServer::State {
       if (!r.question.empty()) p.second = encode(r.question, false);
     }
     if (p.first.empty()) throw ApiError(400, "invalid_request_error", "the prompt tokenizes to nothing", r.chat ? "messages" : "prompt");
-    if (p.prompt_tokens() >= max_context)
+    const int64_t used = p.context_tokens + p.prompt_tokens();
+    if (used >= max_context)
       throw ApiError(413, "context_length_exceeded",
-                     fmt::format("the prompt has {} tokens; this server's context is {}", p.prompt_tokens(), max_context));
-    const int64_t room = max_context - p.prompt_tokens();
+                     fmt::format("the prompt has {} tokens; this server's context is {}", used, max_context));
+    const int64_t room = max_context - used;
     p.gen.n_predict = static_cast<int>(r.max_tokens < 0 ? room : std::min<int64_t>(r.max_tokens, room));
     p.gen.sampling = r.sampling;
     p.stop = r.stop;
-    p.press = make_press(pr);
-    p.preset = pr.preset;
+    if (!p.base) {
+      p.press = make_press(pr);
+      p.preset = pr.preset;
+    }
     return p;
   }
 
@@ -228,7 +247,7 @@ struct ApiServer::State {
   Outcome run(Prepared& p, const std::function<bool(const std::string&)>& emit) {
     const auto t0 = Clock::now();
     Outcome out;
-    Generator gen(model, &tok, opt.kv_type);
+    Generator gen = p.base ? Generator(model, &tok, KvCache(*p.base)) : Generator(model, &tok, opt.kv_type);
     StreamText text(p.stop);
     // The metrics see this session and its cache until the end, whatever ends it.
     struct Session {
@@ -281,17 +300,23 @@ struct ApiServer::State {
     }
     out.kv_end = gen.cache().bytes_used();
     metrics.tokens(p.prompt_tokens(), out.completion_tokens);
-    if (p.press) {
-      const auto& all = p.press->head_budgets();
-      for (size_t l = 0; l < all.size(); ++l) {
-        const auto& b = all[l];
-        if (b.empty()) continue;
-        const auto [lo, hi] = std::minmax_element(b.begin(), b.end());
-        const double mean = static_cast<double>(std::accumulate(b.begin(), b.end(), int64_t{0})) / static_cast<double>(b.size());
-        out.layers.push_back({{"layer", l}, {"min", *lo}, {"mean", mean}, {"max", *hi}});
-      }
-    }
+    out.layers = layer_budgets(p.press.get());
     return out;
+  }
+
+  // Per layer: the smallest, mean and largest head budget a press gave.
+  static json layer_budgets(const CompressionPress* press) {
+    json layers = json::array();
+    if (!press) return layers;
+    const auto& all = press->head_budgets();
+    for (size_t l = 0; l < all.size(); ++l) {
+      const auto& b = all[l];
+      if (b.empty()) continue;
+      const auto [lo, hi] = std::minmax_element(b.begin(), b.end());
+      const double mean = static_cast<double>(std::accumulate(b.begin(), b.end(), int64_t{0})) / static_cast<double>(b.size());
+      layers.push_back({{"layer", l}, {"min", *lo}, {"mean", mean}, {"max", *hi}});
+    }
+    return layers;
   }
 
   json usage(const Prepared& p, const Outcome& o) const {
@@ -301,6 +326,7 @@ struct ApiServer::State {
   }
 
   json kv_report(const Prepared& p, const Outcome& o) const {
+    if (p.base) return {{"context_bytes", p.base->bytes_used()}, {"bytes_end", o.kv_end}};
     json k = {{"preset", p.preset},
               {"bytes_before", o.kv_uncompressed},
               {"bytes_after", o.kv_after_prompt},
@@ -408,6 +434,56 @@ struct ApiServer::State {
     streamed = true;
   }
 
+  // POST /v1/contexts: read a text through a press once and keep its cache.
+  void save_context(const httplib::Request& req, httplib::Response& res) {
+    json body;
+    try {
+      body = json::parse(req.body);
+    } catch (const json::parse_error& e) {
+      throw ApiError(400, "invalid_request_error", std::string("malformed JSON: ") + e.what());
+    }
+    const ContextRequest cr = parse_context_request(body);
+    if (!cr.id.empty() && !valid_context_id(cr.id))
+      throw ApiError(400, "invalid_request_error", "a context id is 1 to 64 of A-Z a-z 0-9 _ -", "id");
+    if (cr.persist && opt.context_dir.empty())
+      throw ApiError(400, "invalid_request_error", "this server has no --context-dir to persist to", "persist");
+    const PressRequest pr = cr.press ? *cr.press : PressRequest{opt.default_press, opt.default_budget};
+    const std::vector<int32_t> tokens = encode(cr.text, true);
+    if (static_cast<int64_t>(tokens.size()) >= max_context)
+      throw ApiError(413, "context_length_exceeded",
+                     fmt::format("the text has {} tokens; this server's context is {}", tokens.size(), max_context));
+    auto press = make_press(pr);
+    if (!gate.enter()) throw ApiError(429, "rate_limit_error", "the server is busy: too many requests are waiting; retry later");
+    struct Leave {
+      SessionGate& g;
+      ~Leave() { g.leave(); }
+    } leave{gate};
+    Generator gen(model, &tok, opt.kv_type);
+    {
+      Turn turn(compute);
+      gen.prefill(tokens, press.get());
+    }
+    SavedContext c;
+    c.id = cr.id.empty() ? ContextStore::new_id() : cr.id;
+    c.tokens = static_cast<int64_t>(tokens.size());
+    c.created = unix_time();
+    Prepared shape;
+    shape.press = std::move(press);
+    shape.preset = pr.preset;
+    Outcome o;
+    o.kv_uncompressed = gen.stats().kv_bytes_uncompressed;
+    o.kv_after_prompt = o.kv_end = gen.cache().bytes_used();
+    o.layers = layer_budgets(shape.press.get());
+    c.kv_cache = kv_report(shape, o);
+    c.kv_cache.erase("bytes_end");
+    if (shape.press) metrics.kv_evicted(static_cast<int64_t>(o.kv_uncompressed) - static_cast<int64_t>(o.kv_after_prompt));
+    metrics.tokens(c.tokens, 0);
+    c.cache = std::make_shared<const KvCache>(std::move(gen.cache()));
+    contexts.add(c, cr.persist);
+    c.persisted = cr.persist;
+    res.set_content(dump(c.describe()), "application/json");
+  }
+
   // Runs a handler, turning errors into JSON answers and counting the request.
   void guarded(const std::string& endpoint, httplib::Response& res, const std::function<void(Clock::time_point, bool&)>& fn) {
     const auto t0 = Clock::now();
@@ -474,6 +550,25 @@ struct ApiServer::State {
     http.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
       guarded("/v1/completions", res,
               [&](Clock::time_point t0, bool& streamed) { complete(req, res, false, "/v1/completions", t0, streamed); });
+    });
+    http.Post("/v1/contexts", [this](const httplib::Request& req, httplib::Response& res) {
+      guarded("/v1/contexts", res, [&](Clock::time_point, bool&) { save_context(req, res); });
+    });
+    http.Get("/v1/contexts", [this](const httplib::Request& req, httplib::Response& res) {
+      (void)req;
+      guarded("/v1/contexts", res, [&](Clock::time_point, bool&) {
+        json data = json::array();
+        for (const SavedContext& c : contexts.list()) data.push_back(c.describe());
+        res.set_content(dump(json{{"object", "list"}, {"data", data}, {"memory_bytes", contexts.memory_bytes()}}),
+                        "application/json");
+      });
+    });
+    http.Delete(R"(/v1/contexts/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+      guarded("/v1/contexts/{id}", res, [&](Clock::time_point, bool&) {
+        const std::string id = req.matches[1];
+        if (!contexts.remove(id)) throw ApiError(404, "not_found_error", fmt::format("no saved context '{}'", id), "id");
+        res.set_content(dump(json{{"id", id}, {"object", "context.deleted"}, {"deleted", true}}), "application/json");
+      });
     });
     http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
       guarded("/v1/chat/completions", res, [&](Clock::time_point t0, bool& streamed) {

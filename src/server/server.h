@@ -25,6 +25,8 @@ struct ServerOptions {
   size_t max_body_bytes = 8u << 20;
   DType kv_type = DType::F16;
   std::string model_id = "kvsqueeze";  // what /v1/models lists
+  size_t context_memory = size_t{1} << 30;  // bytes of saved contexts kept in memory
+  std::string context_dir;         // non-empty: saved contexts can persist here
 };
 
 class ApiServer {

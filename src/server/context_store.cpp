@@ -1,0 +1,144 @@
+#include "server/context_store.h"
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "cache/cache_file.h"
+#include "server/api_request.h"
+#include "server/metrics.h"
+
+namespace kvsqueeze {
+
+nlohmann::json SavedContext::describe() const {
+  return {{"id", id}, {"object", "context"}, {"created", created}, {"tokens", tokens},
+          {"bytes", bytes()}, {"persisted", persisted}, {"kv_cache", kv_cache}};
+}
+
+bool valid_context_id(const std::string& id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
+  return true;
+}
+
+ContextStore::ContextStore(size_t memory_cap, std::string dir, uint64_t model_fingerprint, Metrics& metrics)
+    : cap_(memory_cap), dir_(std::move(dir)), fingerprint_(model_fingerprint), metrics_(metrics) {
+  if (!dir_.empty()) std::filesystem::create_directories(dir_);
+}
+
+ContextStore::~ContextStore() { metrics_.kv_released(static_cast<int64_t>(bytes_)); }
+
+std::string ContextStore::new_id() {
+  static std::mt19937_64 rng{std::random_device{}()};
+  static std::mutex m;
+  std::lock_guard lock(m);
+  return fmt::format("ctx-{:016x}", rng());
+}
+
+std::string ContextStore::path_of(const std::string& id, const char* ext) const {
+  return (std::filesystem::path(dir_) / (id + ext)).string();
+}
+
+void ContextStore::evict_beyond(size_t cap) {
+  while (bytes_ > cap && !memory_.empty()) {
+    auto oldest = last_used_.begin();
+    for (auto it = last_used_.begin(); it != last_used_.end(); ++it)
+      if (it->second < oldest->second) oldest = it;
+    const auto ctx = memory_.find(oldest->first);
+    bytes_ -= ctx->second.bytes();
+    metrics_.kv_released(static_cast<int64_t>(ctx->second.bytes()));
+    memory_.erase(ctx);
+    last_used_.erase(oldest);
+  }
+}
+
+void ContextStore::add(SavedContext c, bool persist) {
+  if (c.bytes() > cap_)
+    throw ApiError(413, "context_too_large",
+                   fmt::format("the compressed context needs {} bytes, more than this server keeps ({} bytes): "
+                               "use a smaller budget",
+                               c.bytes(), cap_));
+  if (persist) {
+    if (dir_.empty()) throw ApiError(400, "invalid_request_error", "this server has no --context-dir to persist to", "persist");
+    c.persisted = true;
+    save_cache(path_of(c.id, ".kvc"), *c.cache, fingerprint_);
+    nlohmann::json meta = c.describe();
+    meta.erase("bytes");
+    std::ofstream(path_of(c.id, ".json")) << meta.dump();
+  }
+  std::lock_guard lock(mu_);
+  if (const auto old = memory_.find(c.id); old != memory_.end()) {
+    bytes_ -= old->second.bytes();
+    metrics_.kv_released(static_cast<int64_t>(old->second.bytes()));
+    memory_.erase(old);
+  }
+  bytes_ += c.bytes();
+  metrics_.kv_acquired(static_cast<int64_t>(c.bytes()));
+  last_used_[c.id] = ++tick_;
+  memory_[c.id] = std::move(c);
+  evict_beyond(cap_);
+}
+
+std::optional<SavedContext> ContextStore::get(const std::string& id) {
+  if (!valid_context_id(id)) return std::nullopt;
+  {
+    std::lock_guard lock(mu_);
+    if (const auto it = memory_.find(id); it != memory_.end()) {
+      last_used_[id] = ++tick_;
+      return it->second;
+    }
+  }
+  if (dir_.empty() || !std::filesystem::exists(path_of(id, ".kvc"))) return std::nullopt;
+  SavedContext c;
+  try {
+    std::ifstream meta_in(path_of(id, ".json"));
+    const nlohmann::json meta = nlohmann::json::parse(meta_in);
+    c.id = id;
+    c.tokens = meta.at("tokens").get<int64_t>();
+    c.created = meta.at("created").get<int64_t>();
+    c.kv_cache = meta.at("kv_cache");
+    c.persisted = true;
+    c.cache = std::make_shared<const KvCache>(load_cache(path_of(id, ".kvc"), fingerprint_));
+  } catch (const std::exception& e) {
+    throw ApiError(500, "server_error", fmt::format("saved context '{}' could not be read back: {}", id, e.what()));
+  }
+  add(c, false);  // back in memory (the files are already there)
+  return c;
+}
+
+bool ContextStore::remove(const std::string& id) {
+  if (!valid_context_id(id)) return false;
+  bool found = false;
+  {
+    std::lock_guard lock(mu_);
+    if (const auto it = memory_.find(id); it != memory_.end()) {
+      bytes_ -= it->second.bytes();
+      metrics_.kv_released(static_cast<int64_t>(it->second.bytes()));
+      memory_.erase(it);
+      last_used_.erase(id);
+      found = true;
+    }
+  }
+  if (!dir_.empty()) {
+    found = std::filesystem::remove(path_of(id, ".kvc")) || found;
+    std::filesystem::remove(path_of(id, ".json"));
+  }
+  return found;
+}
+
+std::vector<SavedContext> ContextStore::list() {
+  std::lock_guard lock(mu_);
+  std::vector<SavedContext> out;
+  for (const auto& [id, c] : memory_) out.push_back(c);
+  return out;
+}
+
+size_t ContextStore::memory_bytes() {
+  std::lock_guard lock(mu_);
+  return bytes_;
+}
+
+}  // namespace kvsqueeze
