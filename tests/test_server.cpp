@@ -1,7 +1,11 @@
 // kvsqueeze serve: chat templates, request parsing and streaming text as units, then the
 // HTTP API end to end against a server started on 127.0.0.1 inside the test.
+#include <arpa/inet.h>
 #include <httplib.h>
 #include <malloc.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <fstream>
@@ -169,6 +173,7 @@ class Served {
     return c;
   }
   const Model& model() const { return model_; }
+  int port() const { return port_; }
   const Tokenizer& tok() const { return *tok_; }
 
  private:
@@ -226,14 +231,14 @@ std::vector<json> post_stream(const Served& s, const std::string& path, json bod
   return events;
 }
 
-std::string model_with_stories_vocab(const std::string& name) {
+std::string model_with_stories_vocab(const std::string& name, int dim = 64, int n_layer = 2) {
   ModelSpec spec;
   spec.arch = Arch::Qwen2;
-  spec.n_layer = 2;
-  spec.dim = 64;
+  spec.n_layer = n_layer;
+  spec.dim = dim;
   spec.n_head = 4;
   spec.n_head_kv = 2;
-  spec.ffn = 128;
+  spec.ffn = 2 * dim;
   spec.type = DType::Q8_0;
   spec.context = 1024;
   spec.vocab_from = test::shared_path(kStories);
@@ -499,4 +504,68 @@ TEST(ServerContexts, OldContextsLeaveMemoryUnderTheCapAndPersistedOnesSurviveARe
   const Served t(test::shared_path(kStories), tiny);
   EXPECT_EQ(post(t, "/v1/contexts", {{"text", text}}, 413)["error"]["type"], "context_too_large");
   EXPECT_EQ(post(t, "/v1/contexts", {{"text", text}, {"persist", true}}, 400)["error"]["param"], "persist");
+}
+
+namespace {
+// A raw HTTP client that sends a streamed completion, reads the first bytes and hangs up.
+void hang_up_after_first_bytes(int port, const std::string& body) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string req = "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: " +
+                          std::to_string(body.size()) + "\r\n\r\n" + body;
+  ASSERT_EQ(send(fd, req.data(), req.size(), 0), static_cast<ssize_t>(req.size()));
+  char buf[512];
+  ASSERT_GT(recv(fd, buf, sizeof buf, 0), 0);  // the stream has started
+  close(fd);
+}
+}  // namespace
+
+TEST(ServerLimits, BusyAndTooLargeRequestsAreRefusedAndAHangUpCancelsTheGeneration) {
+  REQUIRE_FIXTURE(kStories);
+  ServerOptions o;
+  o.parallel = 1;
+  o.max_queue = 0;
+  const Served s(model_with_stories_vocab("server-limits-q8_0.gguf", 256, 4), o);
+  const json long_stream = {{"prompt", "Once upon a time"}, {"max_tokens", 900}, {"temperature", 0}, {"stream", true}};
+  const auto active = [&] { return s.client()->Get("/metrics")->body.find("kvsqueeze_active_sessions 1\n") != std::string::npos; };
+  // While one long generation runs, a second request finds no slot and no queue: 429.
+  std::thread runner([&] { s.client()->Post("/v1/completions", long_stream.dump(), "application/json"); });
+  for (int i = 0; i < 500 && !active(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  bool saw_busy = false;
+  for (int i = 0; i < 200 && !saw_busy; ++i) {
+    auto res = s.client()->Post("/v1/completions", R"({"prompt": "x", "max_tokens": 1})", "application/json");
+    ASSERT_TRUE(res);
+    if (res->status == 429) {
+      saw_busy = true;
+      EXPECT_EQ(json::parse(res->body)["error"]["type"], "rate_limit_error");
+    }
+  }
+  runner.join();
+  EXPECT_TRUE(saw_busy) << "no request was refused while the only slot was taken";
+  // A client that hangs up stops its generation: the slot comes back and far fewer than
+  // 400 tokens were made.
+  auto generated = [&] {
+    const std::string m = s.client()->Get("/metrics")->body;
+    const std::string key = "\nkvsqueeze_generated_tokens_total ";
+    return std::stoll(m.substr(m.find(key) + key.size()));
+  };
+  const long long g0 = generated();
+  hang_up_after_first_bytes(s.port(), long_stream.dump());
+  for (int i = 0; i < 100; ++i) {
+    if (s.client()->Get("/metrics")->body.find("kvsqueeze_active_sessions 0\n") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(post(s, "/v1/completions", {{"prompt", "x"}, {"max_tokens", 1}})["usage"]["completion_tokens"], 1);
+  EXPECT_LT(generated() - g0, 300) << "the generation ran on after the client left";
+  // A request that could never fit the memory budget: 413 up front.
+  ServerOptions small;
+  small.max_memory = 64 * 1024;
+  const Served t(test::shared_path(kStories), small);
+  EXPECT_EQ(post(t, "/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 400}}, 413)["error"]["type"],
+            "request_too_large");
 }

@@ -21,7 +21,7 @@ void add_serve_command(CLI::App& app) {
     std::string model, kv_type = "f16";
     ServerOptions server;
     int threads = 0;
-    size_t max_body_mib = 8, context_memory_mib = 1024;
+    size_t max_body_mib = 8, context_memory_mib = 1024, max_memory_mib = 0;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("serve", "Serve an OpenAI-compatible HTTP API (completions, chat, per-request kv_press)");
@@ -38,6 +38,11 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--api-key", o->server.api_key, "require 'Authorization: Bearer KEY' (all but /health)");
   cmd->add_option("--kv-type", o->kv_type, "KV cache storage: f32 | f16 | q8_0")->check(CLI::IsMember({"f32", "f16", "q8_0"}));
   cmd->add_option("--max-body-mib", o->max_body_mib, "largest request body accepted (MiB)")->check(CLI::Range(1, 1024));
+  cmd->add_option("--max-queue", o->server.max_queue, "requests that may wait for a slot; beyond them: 429")
+      ->check(CLI::Range(0, 100000));
+  cmd->add_option("--max-memory-mib", o->max_memory_mib,
+                  "memory running generations may need together (MiB; default 3/4 of what is available); beyond: 429")
+      ->check(CLI::Range(1, 1 << 24));
   cmd->add_option("--context-memory-mib", o->context_memory_mib,
                   "saved contexts kept in memory (MiB); beyond it the least recently used go")
       ->check(CLI::Range(1, 1 << 20));
@@ -53,6 +58,7 @@ void add_serve_command(CLI::App& app) {
     so.kv_type = kv_type_from_name(o->kv_type);
     so.max_body_bytes = o->max_body_mib << 20;
     so.context_memory = o->context_memory_mib << 20;
+    so.max_memory = o->max_memory_mib << 20;
     so.model_id = std::filesystem::path(o->model).filename().string();
     // SIGINT/SIGTERM stop the server cleanly: they are waited for on a thread of their own.
     sigset_t signals;

@@ -5,6 +5,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
+#include <fstream>
 #include <mutex>
 #include <numeric>
 #include <optional>
@@ -16,6 +18,7 @@
 #include "press/compression_press.h"
 #include "press/press_config.h"
 #include "runtime/generator.h"
+#include "tensor/quant.h"
 #include "server/api_request.h"
 #include "server/chat_template.h"
 #include "server/context_store.h"
@@ -78,11 +81,14 @@ class Turn {
   bool held_ = false;
 };
 
-// Admits `limit` sessions; up to `max_wait` more wait for a slot, the rest are refused.
+// Admits `limit` sessions whose estimated memory fits the budget together; up to
+// `max_wait` more wait for a slot. A request that would push the memory past the budget,
+// or finds the queue full, is refused (the caller answers 429).
 class SessionGate {
  public:
-  SessionGate(int limit, int max_wait) : limit_(limit), max_wait_(max_wait) {}
-  bool enter() {
+  SessionGate(int limit, int max_wait, size_t memory_budget)
+      : limit_(limit), max_wait_(max_wait), budget_(memory_budget) {}
+  bool enter(size_t bytes) {
     std::unique_lock l(m_);
     if (active_ >= limit_) {
       if (waiting_ >= max_wait_) return false;
@@ -90,22 +96,56 @@ class SessionGate {
       cv_.wait(l, [&] { return active_ < limit_; });
       --waiting_;
     }
+    if (in_use_ + bytes > budget_) {
+      cv_.notify_one();  // the slot this request will not take
+      return false;
+    }
     ++active_;
+    in_use_ += bytes;
     return true;
   }
-  void leave() {
+  void leave(size_t bytes) {
     {
       std::lock_guard l(m_);
       --active_;
+      in_use_ -= bytes;
     }
     cv_.notify_one();
   }
+  size_t budget() const { return budget_; }
 
  private:
   std::mutex m_;
   std::condition_variable cv_;
   int limit_, max_wait_, active_ = 0, waiting_ = 0;
+  size_t budget_, in_use_ = 0;
 };
+
+// MemAvailable from /proc/meminfo (0 when unreadable).
+size_t available_memory() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  size_t kib = 0;
+  std::string unit;
+  while (in >> key >> kib >> unit)
+    if (key == "MemAvailable:") return kib * 1024;
+  return 0;
+}
+
+// What one generation of n_prompt + n_new tokens may hold at its peak: every prompt
+// row of the KV cache before compression, the layer-major prefill's per-token buffers
+// (hidden state, this layer's float K/V, queries), a prompt tile's activations, logits.
+size_t estimate_request_bytes(const ModelConfig& c, int64_t n_prompt, int64_t n_new, DType kv_type) {
+  const auto row = [&](int64_t width) { return static_cast<size_t>(row_bytes(kv_type, width)); };
+  const size_t kv_per_token = static_cast<size_t>(c.n_layer) * static_cast<size_t>(c.n_head_kv) *
+                              (row(c.head_dim) + row(c.head_dim_v) + sizeof(int32_t));
+  const size_t kv_w = static_cast<size_t>(c.n_head_kv) * static_cast<size_t>(c.head_dim + c.head_dim_v);
+  const size_t per_prompt_token = sizeof(float) * (static_cast<size_t>(c.dim) + kv_w + static_cast<size_t>(c.n_head * c.head_dim));
+  const size_t tile = 256 * sizeof(float) * (3 * static_cast<size_t>(c.dim) + 2 * static_cast<size_t>(c.ffn) +
+                                             2 * static_cast<size_t>(c.n_head * c.head_dim));
+  return kv_per_token * static_cast<size_t>(n_prompt + n_new) + per_prompt_token * static_cast<size_t>(n_prompt) + tile +
+         static_cast<size_t>(c.vocab) * sizeof(float) * 2;
+}
 
 // A request checked and tokenized, ready to run.
 struct Prepared {
@@ -118,6 +158,7 @@ struct Prepared {
   std::vector<std::string> stop;
   int64_t prompt_tokens() const { return static_cast<int64_t>(first.size() + second.size()); }
   int64_t context_tokens = 0;  // tokens already in `base`
+  size_t memory = 0;           // estimated peak bytes (admission control)
 };
 
 struct Outcome {
@@ -135,7 +176,8 @@ struct StopGeneration {};
 
 struct ApiServer::State {
   State(const Model& m, const Tokenizer& t, const std::string& chat_text, ServerOptions o)
-      : model(m), tok(t), opt(std::move(o)), gate(opt.parallel, opt.max_queue),
+      : model(m), tok(t), opt(std::move(o)),
+        gate(opt.parallel, opt.max_queue, opt.max_memory ? opt.max_memory : available_memory() / 4 * 3),
         contexts(opt.context_memory, opt.context_dir, m.fingerprint(), metrics) {
     try {
       chat = chat_template_from(chat_text);
@@ -219,7 +261,25 @@ struct ApiServer::State {
       p.press = make_press(pr);
       p.preset = pr.preset;
     }
+    p.memory = estimate_request_bytes(model.config(), p.prompt_tokens(), p.gen.n_predict, opt.kv_type) +
+               (p.base ? p.base->bytes_used() : 0);
+    check_fits(p.memory);
     return p;
+  }
+
+  // A request that could never fit the memory budget is refused outright.
+  void check_fits(size_t bytes) const {
+    if (bytes > gate.budget())
+      throw ApiError(413, "request_too_large",
+                     fmt::format("this request may need {:.1f} MiB, more than the server allows ({:.1f} MiB): "
+                                 "shorten the prompt or max_tokens",
+                                 static_cast<double>(bytes) / (1 << 20), static_cast<double>(gate.budget()) / (1 << 20)));
+  }
+
+  void admit(size_t bytes) {
+    if (!gate.enter(bytes))
+      throw ApiError(429, "rate_limit_error",
+                     "the server is busy (its queue or memory budget is full); retry later");
   }
 
   static std::unique_ptr<CompressionPress> make_press(const PressRequest& pr) {
@@ -356,8 +416,7 @@ struct ApiServer::State {
     }
     const CompletionRequest r = parse_completion_request(body, chat_request);
     auto p = std::make_shared<Prepared>(prepare(r));
-    if (!gate.enter())
-      throw ApiError(429, "rate_limit_error", "the server is busy: too many requests are waiting; retry later");
+    admit(p->memory);
     const std::string id = new_id(chat_request);
     const int64_t created = unix_time();
     const std::string object = chat_request ? "chat.completion" : "text_completion";
@@ -366,10 +425,10 @@ struct ApiServer::State {
       try {
         o = run(*p, [](const std::string&) { return true; });
       } catch (...) {
-        gate.leave();
+        gate.leave(p->memory);
         throw;
       }
-      gate.leave();
+      gate.leave(p->memory);
       json choice = {{"index", 0}, {"finish_reason", o.finish_reason}};
       if (chat_request) choice["message"] = {{"role", "assistant"}, {"content", o.text}};
       else choice["text"] = o.text, choice["logprobs"] = nullptr;
@@ -426,9 +485,9 @@ struct ApiServer::State {
         },
         // Runs once when the response is finished or dropped (even if the client left
         // before the first byte): the session slot is given back here.
-        [this, status, endpoint, t0](bool success) {
+        [this, p, status, endpoint, t0](bool success) {
           if (!success && *status == 200) *status = 499;
-          gate.leave();
+          gate.leave(p->memory);
           metrics.request_done(endpoint, *status, seconds_since(t0));
         });
     streamed = true;
@@ -453,11 +512,14 @@ struct ApiServer::State {
       throw ApiError(413, "context_length_exceeded",
                      fmt::format("the text has {} tokens; this server's context is {}", tokens.size(), max_context));
     auto press = make_press(pr);
-    if (!gate.enter()) throw ApiError(429, "rate_limit_error", "the server is busy: too many requests are waiting; retry later");
+    const size_t memory = estimate_request_bytes(model.config(), static_cast<int64_t>(tokens.size()), 0, opt.kv_type);
+    check_fits(memory);
+    admit(memory);
     struct Leave {
       SessionGate& g;
-      ~Leave() { g.leave(); }
-    } leave{gate};
+      size_t bytes;
+      ~Leave() { g.leave(bytes); }
+    } leave{gate, memory};
     Generator gen(model, &tok, opt.kv_type);
     {
       Turn turn(compute);
@@ -581,6 +643,9 @@ struct ApiServer::State {
 ApiServer::ApiServer(const Model& model, const Tokenizer& tokenizer, const std::string& chat_template, ServerOptions options)
     : s_(std::make_unique<State>(model, tokenizer, chat_template, std::move(options))) {
   if (s_->opt.parallel < 1) throw std::invalid_argument("--parallel must be at least 1");
+  // A client that hangs up mid-stream must cost a failed write, not the process: this
+  // cpp-httplib writes with plain send(), which raises SIGPIPE on a closed socket.
+  std::signal(SIGPIPE, SIG_IGN);
   // The default press must be valid before anyone asks for it.
   State::make_press(PressRequest{s_->opt.default_press, s_->opt.default_budget});
   s_->routes();

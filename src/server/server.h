@@ -18,6 +18,8 @@ struct ServerOptions {
   int port = 8080;                 // 0: any free port (bind() returns it)
   int parallel = 2;                // generations admitted at once; more wait in a queue
   int max_queue = 64;              // waiting requests beyond this are refused with 429
+  size_t max_memory = 0;           // bytes running generations may need together; 0: 3/4 of
+                                   // the memory available at start. Beyond it: 429 (413 alone)
   int64_t max_context = 0;         // tokens per request (prompt + generation); 0: the model's
   std::string default_press = "none";
   int64_t default_budget = 0;
