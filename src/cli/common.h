@@ -37,5 +37,6 @@ void add_demo_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
+void add_pull_command(CLI::App& app);
 
 }  // namespace kvsqueeze

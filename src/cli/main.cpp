@@ -90,6 +90,7 @@ int main(int argc, char** argv) {
   kvsqueeze::add_eval_command(app);
   kvsqueeze::add_bench_command(app);
   kvsqueeze::add_serve_command(app);
+  kvsqueeze::add_pull_command(app);
   try {
     kvsqueeze::active_isa();  // an unknown KVSQUEEZE_ISA is reported here, like any other error
     app.parse(argc, argv);
