@@ -554,18 +554,47 @@ TEST(ServerLimits, BusyAndTooLargeRequestsAreRefusedAndAHangUpCancelsTheGenerati
     const std::string key = "\nkvsqueeze_generated_tokens_total ";
     return std::stoll(m.substr(m.find(key) + key.size()));
   };
-  const long long g0 = generated();
-  hang_up_after_first_bytes(s.port(), long_stream.dump());
-  for (int i = 0; i < 100; ++i) {
-    if (s.client()->Get("/metrics")->body.find("kvsqueeze_active_sessions 0\n") != std::string::npos) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (const bool stream : {true, false}) {  // streamed, and a whole answer still being made
+    json long_request = long_stream;
+    long_request["stream"] = stream;
+    const long long g0 = generated();
+    hang_up_after_first_bytes(s.port(), long_request.dump());
+    for (int i = 0; i < 100; ++i) {
+      if (s.client()->Get("/metrics")->body.find("kvsqueeze_active_sessions 0\n") != std::string::npos) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    EXPECT_EQ(post(s, "/v1/completions", {{"prompt", "x"}, {"max_tokens", 1}})["usage"]["completion_tokens"], 1);
+    EXPECT_LT(generated() - g0, 300) << "the generation ran on after the client left (stream " << stream << ")";
   }
-  EXPECT_EQ(post(s, "/v1/completions", {{"prompt", "x"}, {"max_tokens", 1}})["usage"]["completion_tokens"], 1);
-  EXPECT_LT(generated() - g0, 300) << "the generation ran on after the client left";
   // A request that could never fit the memory budget: 413 up front.
   ServerOptions small;
   small.max_memory = 64 * 1024;
   const Served t(test::shared_path(kStories), small);
   EXPECT_EQ(post(t, "/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 400}}, 413)["error"]["type"],
             "request_too_large");
+}
+
+TEST(ServerApi, BothEndpointsStreamedAndWholeEqualTheEngineOnBothModels) {
+  REQUIRE_FIXTURE(kStories);
+  for (const std::string& path : {test::shared_path(kStories), model_with_stories_vocab("server-both-q8_0.gguf")}) {
+    const Served s(path);
+    const std::vector<ChatMessage> msgs = {{"user", "Once upon a time"}};
+    for (const bool chat : {false, true}) {
+      const std::string prompt = chat ? render_chat(ChatTemplate{}, msgs) : "Once upon a time";
+      const std::string want = reference_text(s, s.tok().encode(prompt, true, true), {}, 10);
+      json body = {{"max_tokens", 10}, {"temperature", 0}};
+      if (chat) body["messages"] = {{{"role", "user"}, {"content", "Once upon a time"}}};
+      else body["prompt"] = prompt;
+      const std::string endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
+      const json whole = post(s, endpoint, body);
+      EXPECT_EQ(chat ? whole["choices"][0]["message"]["content"] : whole["choices"][0]["text"], want) << path << " chat " << chat;
+      std::string streamed;
+      for (const auto& e : post_stream(s, endpoint, body)) {
+        const json& c = e["choices"][0];
+        if (chat && c["delta"].contains("content")) streamed += c["delta"]["content"].get<std::string>();
+        if (!chat) streamed += c["text"].get<std::string>();
+      }
+      EXPECT_EQ(streamed, want) << path << " chat " << chat;
+    }
+  }
 }

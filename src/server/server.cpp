@@ -420,26 +420,49 @@ struct ApiServer::State {
     const std::string id = new_id(chat_request);
     const int64_t created = unix_time();
     const std::string object = chat_request ? "chat.completion" : "text_completion";
-    if (!r.stream) {
-      Outcome o;
-      try {
-        o = run(*p, [](const std::string&) { return true; });
-      } catch (...) {
-        gate.leave(p->memory);
-        throw;
-      }
+    auto status = std::make_shared<int>(200);
+    // Runs once when the response is finished or dropped (even if the client left before
+    // the first byte): the session slot is given back here.
+    auto release = [this, p, status, endpoint, t0](bool success) {
+      if (!success && *status == 200) *status = 499;
       gate.leave(p->memory);
-      json choice = {{"index", 0}, {"finish_reason", o.finish_reason}};
-      if (chat_request) choice["message"] = {{"role", "assistant"}, {"content", o.text}};
-      else choice["text"] = o.text, choice["logprobs"] = nullptr;
-      json out = {{"id", id},       {"object", object},          {"created", created},
-                  {"model", opt.model_id}, {"choices", json::array({choice})}, {"usage", usage(*p, o)},
-                  {"kv_cache", kv_report(*p, o)}};
-      res.set_content(dump(out), "application/json");
+      metrics.request_done(endpoint, *status, seconds_since(t0));
+    };
+    streamed = true;
+    if (!r.stream) {
+      // The whole answer is one JSON document at the end. Whitespace may precede it, so
+      // one space goes out per token: when the client has gone that write fails and the
+      // generation stops, as it does for a stream.
+      res.set_chunked_content_provider(
+          "application/json",
+          [this, p, id, created, chat_request, object, status](size_t, httplib::DataSink& sink) {
+            json out;
+            try {
+              const Outcome o = run(*p, [&](const std::string&) { return sink.is_writable() && sink.write(" ", 1); });
+              if (o.cancelled) {
+                *status = 499;
+                sink.done();
+                return true;
+              }
+              json choice = {{"index", 0}, {"finish_reason", o.finish_reason}};
+              if (chat_request) choice["message"] = {{"role", "assistant"}, {"content", o.text}};
+              else choice["text"] = o.text, choice["logprobs"] = nullptr;
+              out = {{"id", id},       {"object", object},          {"created", created},
+                     {"model", opt.model_id}, {"choices", json::array({choice})}, {"usage", usage(*p, o)},
+                     {"kv_cache", kv_report(*p, o)}};
+            } catch (const std::exception& e) {
+              *status = 500;
+              out = ApiError(500, "server_error", e.what()).body();
+            }
+            const std::string text = dump(out);
+            sink.write(text.data(), text.size());
+            sink.done();
+            return true;
+          },
+          release);
       return;
     }
     const bool include_usage = r.include_usage_in_stream;
-    auto status = std::make_shared<int>(200);
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream",
@@ -483,14 +506,7 @@ struct ApiServer::State {
           sink.done();
           return true;
         },
-        // Runs once when the response is finished or dropped (even if the client left
-        // before the first byte): the session slot is given back here.
-        [this, p, status, endpoint, t0](bool success) {
-          if (!success && *status == 200) *status = 499;
-          gate.leave(p->memory);
-          metrics.request_done(endpoint, *status, seconds_since(t0));
-        });
-    streamed = true;
+        release);
   }
 
   // POST /v1/contexts: read a text through a press once and keep its cache.
