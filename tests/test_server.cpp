@@ -559,11 +559,19 @@ TEST(ServerLimits, BusyAndTooLargeRequestsAreRefusedAndAHangUpCancelsTheGenerati
     long_request["stream"] = stream;
     const long long g0 = generated();
     hang_up_after_first_bytes(s.port(), long_request.dump());
-    for (int i = 0; i < 100; ++i) {
-      if (s.client()->Get("/metrics")->body.find("kvsqueeze_active_sessions 0\n") != std::string::npos) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    // The slot comes back once the response is dropped: until then the one slot is busy.
+    int probe_status = 0;
+    std::string probe_body;
+    for (int i = 0; i < 200 && probe_status != 200; ++i) {
+      const auto probe = s.client()->Post("/v1/completions", R"({"prompt": "x", "max_tokens": 1})", "application/json");
+      ASSERT_TRUE(probe);
+      probe_status = probe->status;
+      probe_body = probe->body;
+      if (probe_status == 429) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      else break;
     }
-    EXPECT_EQ(post(s, "/v1/completions", {{"prompt", "x"}, {"max_tokens", 1}})["usage"]["completion_tokens"], 1);
+    ASSERT_EQ(probe_status, 200) << probe_body;
+    EXPECT_EQ(json::parse(probe_body)["usage"]["completion_tokens"], 1);
     EXPECT_LT(generated() - g0, 300) << "the generation ran on after the client left (stream " << stream << ")";
   }
   // A request that could never fit the memory budget: 413 up front.
