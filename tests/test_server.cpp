@@ -376,6 +376,9 @@ TEST(ServerApi, BadRequestsGetJsonErrorsAndTheServerKeepsServing) {
   const auto metrics = c->Get("/metrics", auth);
   ASSERT_TRUE(metrics);
   EXPECT_NE(metrics->body.find("kvsqueeze_requests_total{endpoint=\"/v1/completions\",status=\"400\"}"), std::string::npos);
+  EXPECT_NE(metrics->body.find("kvsqueeze_requests_total{endpoint=\"/v1/completions\",status=\"413\"} 2"), std::string::npos)
+      << metrics->body;  // the oversized body and the over-long prompt
+  EXPECT_NE(metrics->body.find("kvsqueeze_requests_total{endpoint=\"unmatched\",status=\"404\"} 1"), std::string::npos);
   EXPECT_NE(metrics->body.find("kvsqueeze_generated_tokens_total 3"), std::string::npos) << metrics->body;
   const auto models = c->Get("/v1/models", auth);
   ASSERT_TRUE(models);

@@ -37,6 +37,17 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
+// The metrics label of a request path: a route, or "unmatched" (clients must not be able
+// to grow the metric set with made-up paths).
+std::string endpoint_label(const std::string& path) {
+  static const char* const routes[] = {"/health", "/metrics", "/v1/models", "/v1/completions", "/v1/chat/completions",
+                                       "/v1/contexts"};
+  for (const char* r : routes)
+    if (path == r) return path;
+  if (path.rfind("/v1/contexts/", 0) == 0) return "/v1/contexts/{id}";
+  return "unmatched";
+}
+
 // One forward pass at a time, handed out in arrival order: sessions take turns token by
 // token, so N admitted sessions all make progress and each pass gets every core.
 class FairLock {
@@ -592,7 +603,7 @@ struct ApiServer::State {
       res.set_header("WWW-Authenticate", "Bearer");
       res.set_content(dump(ApiError(401, "authentication_error", "missing or wrong API key (Authorization: Bearer KEY)").body()),
                       "application/json");
-      metrics.request_done(req.path, 401, 0);
+      metrics.request_done(endpoint_label(req.path), 401, 0);
       return httplib::Server::HandlerResponse::Handled;
     });
     http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
@@ -607,6 +618,7 @@ struct ApiServer::State {
         type = "invalid_request_error";
       }
       res.set_content(dump(ApiError(res.status, type, message).body()), "application/json");
+      metrics.request_done(endpoint_label(req.path), res.status, 0);
     });
     http.Get("/health", [this](const httplib::Request& req, httplib::Response& res) {
       (void)req;
