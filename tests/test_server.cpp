@@ -609,3 +609,20 @@ TEST(ServerApi, BothEndpointsStreamedAndWholeEqualTheEngineOnBothModels) {
     }
   }
 }
+
+TEST(ServerApi, APortInUseIsAnErrorNotASharedPort) {
+  REQUIRE_FIXTURE(kStories);
+  const Served s(test::shared_path(kStories));
+  auto file = std::make_shared<const GgufFile>(test::shared_path(kStories));
+  const Model model(file);
+  const auto tok = Tokenizer::from_gguf(*file);
+  ServerOptions o;
+  o.port = s.port();
+  ApiServer second(model, *tok, "", o);
+  try {
+    second.bind();
+    FAIL() << "a second server bound port " << s.port();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot listen"), std::string::npos) << e.what();
+  }
+}

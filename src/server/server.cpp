@@ -594,6 +594,12 @@ struct ApiServer::State {
 
   void routes() {
     http.set_payload_max_length(opt.max_body_bytes);
+    // SO_REUSEADDR only: cpp-httplib's default SO_REUSEPORT would let a second server
+    // share a port that is already in use instead of failing to start.
+    http.set_socket_options([](socket_t sock) {
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    });
     const int threads = opt.parallel + 16;
     http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
