@@ -4,17 +4,13 @@
 #   bench/vs_llamacpp.sh MODEL [--lengths 512,16384] [--decode 64] [-t 2]
 #                              [--presets none,ada-snapkv] [--budget 1024] [-r 3] [--json OUT]
 #
-# llama.cpp comes prebuilt from the npm registry: @node-llama-cpp/linux-x64 holds libllama
-# and libggml (CPU backends for each x86 level, picked at run time), node-llama-cpp holds
-# a git bundle of the matching llama.cpp source, from which we take llama.h. Both are kept
-# under ${KVSQUEEZE_CACHE:-~/.cache/kvsqueeze}. Every measurement runs in its own process,
-# so each peak resident memory belongs to one engine, one length and one preset.
+# llama.cpp comes prebuilt from the npm registry (scripts/fetch_llamacpp.sh). Every
+# measurement runs in its own process, so each peak resident memory belongs to one
+# engine, one length and one preset.
 set -euo pipefail
 
-NLC_VERSION=3.22.1
 root=$(cd "$(dirname "$0")/.." && pwd)
 kvsqueeze=${KVSQUEEZE_BIN:-$root/build/release/src/kvsqueeze}
-cache=${KVSQUEEZE_CACHE:-$HOME/.cache/kvsqueeze}/llama.cpp-npm-$NLC_VERSION
 
 die() { echo "error: $*" >&2; exit 1; }
 
@@ -38,20 +34,9 @@ done
 for tool in npm git g++ python3; do command -v $tool >/dev/null || die "$tool is required"; done
 
 # 1. llama.cpp's prebuilt library and its header, once.
+cache=$("$root/scripts/fetch_llamacpp.sh") || die "could not fetch llama.cpp"
 bins=$cache/bins/package/bins/linux-x64
 headers=$cache/source
-if [[ ! -f $bins/libllama.v0.5.0.so || ! -f $headers/include/llama.h ]]; then
-  echo "fetching llama.cpp (node-llama-cpp $NLC_VERSION) from the npm registry into $cache" >&2
-  rm -rf "$cache" && mkdir -p "$cache/bins" "$cache/src"
-  (cd "$cache" && npm pack --silent "@node-llama-cpp/linux-x64@$NLC_VERSION" "node-llama-cpp@$NLC_VERSION" >/dev/null) \
-    || die "npm could not download node-llama-cpp $NLC_VERSION (offline?)"
-  tar xzf "$cache/node-llama-cpp-linux-x64-$NLC_VERSION.tgz" -C "$cache/bins"
-  tar xzf "$cache/node-llama-cpp-$NLC_VERSION.tgz" -C "$cache/src" package/llama/gitRelease.bundle
-  git clone --quiet --no-checkout "$cache/src/package/llama/gitRelease.bundle" "$headers"
-  git -C "$headers" checkout --quiet HEAD -- include ggml/include
-  rm -f "$cache"/*.tgz
-fi
-ls "$bins"/libllama*.so >/dev/null 2>&1 || die "no libllama in $bins"
 
 # 2. The timing program, rebuilt when its source changes.
 timing=$cache/llamacpp_timing

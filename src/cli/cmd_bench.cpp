@@ -24,7 +24,7 @@ void add_bench_command(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("bench", "measure prompt and decode speed, compression time, KV bytes and peak "
                                           "memory per preset and prompt length");
-  cmd->add_option("-m,--model", o->model, "GGUF model")->required()->check(CLI::ExistingFile);
+  add_model_option(cmd, o->model, "model")->required();
   cmd->add_option("--prompt-lengths", o->lengths, "comma-separated prompt lengths in tokens")
       ->delimiter(',')
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));

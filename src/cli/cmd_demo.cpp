@@ -92,7 +92,7 @@ void add_demo_command(CLI::App& app) {
   o->press.budget = 128;
   auto* cmd = app.add_subcommand("demo", "Run a long prompt with the full cache and with each compression preset; "
                                          "print KV size, speed and next-token KL versus the full cache");
-  cmd->add_option("-m,--model", o->model, "GGUF model (default: a cached SmolLM2-135M-shaped random model)");
+  add_model_option(cmd, o->model, "GGUF model (default: a cached SmolLM2-135M-shaped random model)");
   cmd->add_option("--prompt-tokens", o->prompt_tokens, "approximate prompt length")->check(CLI::Range(16, 1 << 20));
   cmd->add_option("-n,--n-predict", o->n, "tokens to generate")->check(CLI::Range(1, 1 << 16));
   cmd->add_option("--presets", o->presets, "comma-separated presets for the table");

@@ -25,7 +25,7 @@ void add_eval_command(CLI::App& app) {
   auto& o = a->o;
   cmd->add_option("task", o.task, "fidelity | ppl | niah | ruler | longbench")->required();
   cmd->add_option("files", a->files, "longbench: JSONL files (same as --data)");
-  cmd->add_option("-m,--model", o.model_path, "GGUF model")->required()->check(CLI::ExistingFile);
+  add_model_option(cmd, o.model_path, "model")->required();
   cmd->add_option("--presets", a->presets, "comma-separated presets, or 'all' (none always runs as the reference)");
   cmd->add_option("--budgets", o.budgets, "comma-separated per-head budgets (window included)")->delimiter(',');
   cmd->add_option("--ratios", o.ratios, "comma-separated fractions of the prompt kept, in (0, 1]")->delimiter(',');

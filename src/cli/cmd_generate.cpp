@@ -27,7 +27,7 @@ void add_generate_command(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("generate", "Generate text from a prompt");
-  cmd->add_option("-m,--model", o->model, "GGUF model file")->required();
+  add_model_option(cmd, o->model, "model")->required();
   cmd->add_option("-p,--prompt", o->text, "prompt text (question-aware: the window is the prompt's tail)");
   cmd->add_option("-f,--file", o->file, "file with the prompt");
   cmd->add_option("--context", o->context, "question-agnostic: file with a context compressed on its own ...");

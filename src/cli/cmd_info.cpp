@@ -13,7 +13,7 @@ namespace kvsqueeze {
 void add_info_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Print architecture, shapes, weight types, vocabulary and context of a model");
   auto path = std::make_shared<std::string>();
-  cmd->add_option("-m,--model", *path, "GGUF model file")->required();
+  add_model_option(cmd, *path, "model")->required();
   cmd->callback([path] {
     LoadedModel m = load_model(*path);
     const ModelConfig& c = m.model->config();

@@ -21,7 +21,7 @@ void add_logits_command(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("logits", "Run token ids as one prompt and write the logits of every position "
                                            "(float32 little-endian, [n_ids][n_vocab])");
-  cmd->add_option("-m,--model", o->model, "GGUF model file")->required();
+  add_model_option(cmd, o->model, "model")->required();
   cmd->add_option("--ids", o->ids, "comma-separated token ids");
   cmd->add_option("--ids-file", o->ids_file, "file with token ids (comma or whitespace separated)");
   cmd->add_option("--out", o->out, "output file")->required();

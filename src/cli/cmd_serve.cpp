@@ -25,7 +25,7 @@ void add_serve_command(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("serve", "Serve an OpenAI-compatible HTTP API (completions, chat, per-request kv_press)");
-  cmd->add_option("-m,--model", o->model, "GGUF model file")->required();
+  add_model_option(cmd, o->model, "model")->required();
   cmd->add_option("--host", o->server.host, "address to listen on");
   cmd->add_option("--port", o->server.port, "port (0: any free port)")->check(CLI::Range(0, 65535));
   cmd->add_option("--parallel", o->server.parallel, "generations running at once (more wait their turn)")

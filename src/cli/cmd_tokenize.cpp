@@ -15,7 +15,7 @@ void add_tokenize_command(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("tokenize", "Print the token ids of a text as a JSON array");
-  cmd->add_option("-m,--model", o->model, "GGUF model (or vocabulary-only GGUF) file")->required();
+  add_model_option(cmd, o->model, "GGUF model (or vocabulary-only GGUF) file")->required();
   cmd->add_option("-p,--prompt", o->text, "text to tokenize");
   cmd->add_option("-f,--file", o->file, "file with the text to tokenize");
   cmd->add_flag("--no-bos", o->no_bos, "do not add the BOS token");

@@ -17,6 +17,9 @@ struct LoadedModel {
   std::unique_ptr<Tokenizer> tokenizer;
 };
 LoadedModel load_model(const std::string& path);
+// Adds -m/--model: a GGUF path, or a short name of scripts/fetch_models.sh resolved to its
+// cached file; anything else is refused with one message.
+CLI::Option* add_model_option(CLI::App* cmd, std::string& path, const std::string& help);
 
 // Text from -p, or the contents of -f; exactly one must be given.
 std::string read_prompt(const std::string& text, const std::string& file);

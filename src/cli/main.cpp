@@ -13,6 +13,7 @@
 #include "cli/common.h"
 #include "tensor/cpu_features.h"
 #include "gguf/gguf_file.h"
+#include "model/known_models.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -24,6 +25,21 @@ LoadedModel load_model(const std::string& path) {
   m.model = std::make_unique<Model>(file);
   m.tokenizer = Tokenizer::from_gguf(*file);
   return m;
+}
+
+CLI::Option* add_model_option(CLI::App* cmd, std::string& path, const std::string& help) {
+  const CLI::Validator resolve(
+      [](std::string& arg) {
+        try {
+          arg = resolve_model_path(arg);
+          return std::string();
+        } catch (const std::exception& e) {
+          return std::string(e.what());
+        }
+      },
+      "FILE|NAME");
+  return cmd->add_option("-m,--model", path, help + " (a GGUF file, or smollm2-135m-instruct / gemma3-270m once fetched)")
+      ->transform(resolve);
 }
 
 std::string read_file(const std::string& path) {

