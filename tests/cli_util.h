@@ -18,12 +18,20 @@ struct CliResult {
   std::string out, err;
 };
 
-inline CliResult run(const std::string& args) {
-  // ctest runs tests in parallel processes: name the capture files after this test.
+// A file name stem unique to the running test: ctest runs tests in parallel processes.
+// Parameterised names ("Suite/Name.Test/param") lose their slashes.
+inline std::string test_stem() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  const std::string stem = std::string("cli-") + info->test_suite_name() + "-" + info->name();
+  std::string stem = std::string(info->test_suite_name()) + "-" + info->name();
+  std::replace(stem.begin(), stem.end(), '/', '_');
+  return stem;
+}
+
+// Runs `program args` (args already shell-quoted where needed) with stdin from /dev/null.
+inline CliResult run_program(const std::string& program, const std::string& args) {
+  const std::string stem = "cli-" + test_stem();
   const std::string out = temp_path(stem + ".out"), err = temp_path(stem + ".err");
-  const std::string cmd = std::string(KVSQUEEZE_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null";
+  const std::string cmd = program + " " + args + " >" + out + " 2>" + err + " </dev/null";
   const int st = std::system(cmd.c_str());
   CliResult r;
   r.crashed = WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) > 128);
@@ -33,6 +41,9 @@ inline CliResult run(const std::string& args) {
   r.err.assign(e.begin(), e.end());
   return r;
 }
+
+// The kvsqueeze command line.
+inline CliResult run(const std::string& args) { return run_program(KVSQUEEZE_CLI, args); }
 
 // One clear message: non-zero exit, no crash, a single "error:" line naming the problem.
 inline void expect_clean_failure(const CliResult& r, const std::string& needle) {
