@@ -209,13 +209,14 @@ StoredRows make_rows(DType type, int64_t n, int64_t hd, int64_t hdv, int32_t fir
 }
 
 // softmax(q·K^T * scale over rows with pos <= q_pos) · V in double precision.
+// window > 0: only rows with q_pos - pos < window are visible (a sliding-window layer).
 std::vector<double> reference_attention(const float* q, const std::vector<const StoredRows*>& parts, int64_t hd,
-                                        int64_t hdv, int32_t q_pos, double scale) {
+                                        int64_t hdv, int32_t q_pos, double scale, int32_t window = 0) {
   std::vector<double> logits;
   std::vector<const float*> values;
   for (const auto* p : parts)
     for (size_t r = 0; r < p->pos.size(); ++r) {
-      if (p->pos[r] > q_pos) continue;
+      if (p->pos[r] > q_pos || (window > 0 && q_pos - p->pos[r] >= window)) continue;
       double s = 0;
       for (int64_t d = 0; d < hd; ++d) s += static_cast<double>(q[d]) * p->k_f32[r * hd + d];
       logits.push_back(s * scale);
@@ -304,6 +305,13 @@ TEST_P(RowOps, RmsNormAndSiluMatchDoubleReferences) {
       const double ref = x[i] / (1.0 + std::exp(-static_cast<double>(x[i]))) * w[i];
       EXPECT_NEAR(gate[i], ref, 1e-6 * (1 + std::fabs(ref))) << "x = " << x[i];
     }
+    gate = x;
+    gelu_mul(gate.data(), w.data(), n);
+    for (int64_t i = 0; i < n; ++i) {  // the tanh form, as gemma's GeGLU uses it
+      const double v = x[i];
+      const double ref = 0.5 * v * (1.0 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))) * w[i];
+      EXPECT_NEAR(gate[i], ref, 1e-5 * (1 + std::fabs(ref))) << "x = " << x[i];
+    }
   }
 }
 
@@ -378,19 +386,23 @@ TEST_P(FlashAttention, MatchesReferenceForEveryQueryToken) {
   // (and a token that sees nothing), and 40 consecutive tokens (120 rows: several row vectors).
   std::vector<std::vector<int32_t>> blocks = {{140}, {135, 150, 199, 200, 201, 250, 284}, {-1, 0, 60, 134}, {}};
   for (int32_t p = 200; p < 240; ++p) blocks.back().push_back(p);
-  for (const auto& q_pos : blocks) {
-    const int nq = static_cast<int>(q_pos.size());
-    const auto q = test::gaussian_vector(static_cast<size_t>(nq * G * hd), 31 + nq);
-    std::vector<float> out(static_cast<size_t>(nq * G * hdv), 99.0f);
-    flash_attend(q.data(), G * hd, G, nq, q_pos.data(), views, 2, hd, hdv, static_cast<float>(scale), out.data(), G * hdv,
-                 scratch);
-    for (int i = 0; i < nq; ++i)
-      for (int g = 0; g < G; ++g) {
-        const auto ref = reference_attention(q.data() + (i * G + g) * hd, {&stored, &fresh}, hd, hdv, q_pos[i], scale);
-        for (int64_t c = 0; c < hdv; ++c)
-          ASSERT_NEAR(out[(i * G + g) * hdv + c], ref[c], 2e-5) << "q_pos " << q_pos[i] << " head " << g << " dim " << c;
-      }
-  }
+  // Windows: none, one shorter than a key tile, one that ends inside the cached rows.
+  for (const int32_t window : {0, 5, 70})
+    for (const auto& q_pos : blocks) {
+      const int nq = static_cast<int>(q_pos.size());
+      const auto q = test::gaussian_vector(static_cast<size_t>(nq * G * hd), 31 + nq);
+      std::vector<float> out(static_cast<size_t>(nq * G * hdv), 99.0f);
+      flash_attend(q.data(), G * hd, G, nq, q_pos.data(), views, 2, hd, hdv, static_cast<float>(scale), window, out.data(),
+                   G * hdv, scratch);
+      for (int i = 0; i < nq; ++i)
+        for (int g = 0; g < G; ++g) {
+          const auto ref =
+              reference_attention(q.data() + (i * G + g) * hd, {&stored, &fresh}, hd, hdv, q_pos[i], scale, window);
+          for (int64_t c = 0; c < hdv; ++c)
+            ASSERT_NEAR(out[(i * G + g) * hdv + c], ref[c], 2e-5)
+                << "window " << window << " q_pos " << q_pos[i] << " head " << g << " dim " << c;
+        }
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryIsaAndKvType, FlashAttention,

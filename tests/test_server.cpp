@@ -17,13 +17,14 @@
 
 #include "cli_util.h"
 #include "gguf/gguf_file.h"
+#include "model/known_models.h"
 #include "model/model.h"
 #include "model/model_maker.h"
 #include "press/compression_press.h"
 #include "runtime/generator.h"
 #include "runtime/memory_stats.h"
+#include "runtime/chat_template.h"
 #include "server/api_request.h"
-#include "server/chat_template.h"
 #include "server/server.h"
 #include "server/stream_text.h"
 #include "test_util.h"
@@ -42,6 +43,7 @@ TEST(ChatTemplate, RecognisesTheFamiliesAndRefusesOthers) {
   EXPECT_EQ(chat_template_from("").name(), "chatml");  // no template: ChatML, as llama.cpp does
   EXPECT_EQ(chat_template_from("{{'<|start_header_id|>' + role + '<|end_header_id|>'}}{{'<|eot_id|>'}}").name(), "llama3");
   EXPECT_EQ(chat_template_from("{{ '[INST] ' + message['content'] + ' [/INST]' }}").name(), "mistral");
+  EXPECT_EQ(chat_template_from("{{ '<start_of_turn>' + role + '\n' }}{{ '<end_of_turn>\n' }}").name(), "gemma");
   const ChatTemplate qwen = chat_template_from(
       "{%- if messages[0]['role'] != 'system' %}{{- '<|im_start|>system\\nYou are Qwen, a helpful assistant.<|im_end|>\\n' }}"
       "{%- endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}");
@@ -66,7 +68,11 @@ TEST(ChatTemplate, RendersEachFamilyAndEveryPrefixOfAConversationIsAPrefixOfItsR
             "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
   ChatTemplate mistral = chat_template_from("[INST] [/INST]");
   EXPECT_EQ(render_chat(mistral, conv), "[INST] Be brief.\n\nHi [/INST]Hello</s>[INST] Bye? [/INST]");
-  for (const ChatTemplate& t : {llama3, chatml, mistral}) {
+  ChatTemplate gemma = chat_template_from("<start_of_turn>");
+  EXPECT_EQ(render_chat(gemma, conv),
+            "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello<end_of_turn>\n"
+            "<start_of_turn>user\nBye?<end_of_turn>\n<start_of_turn>model\n");
+  for (const ChatTemplate& t : {llama3, chatml, mistral, gemma}) {
     const std::string full = render_chat(t, conv);
     for (size_t k = 1; k < conv.size(); ++k) {
       const std::string part = render_chat(t, {conv.begin(), conv.begin() + static_cast<long>(k)}, false);
@@ -75,6 +81,18 @@ TEST(ChatTemplate, RendersEachFamilyAndEveryPrefixOfAConversationIsAPrefixOfItsR
   }
   EXPECT_THROW(render_chat(chatml, {}), std::invalid_argument);
   EXPECT_THROW(render_chat(chatml, {{"robot", "x"}}), std::invalid_argument);
+}
+
+TEST(ChatTemplate, AModelWithoutATemplateGetsTheFamilyOfItsVocabulary) {
+  REQUIRE_FIXTURE(kStories);
+  const GgufFile stories(test::shared_path(kStories));
+  EXPECT_EQ(chat_template_for("", *Tokenizer::from_gguf(stories)).name(), "chatml");  // no turn markers at all
+  EXPECT_EQ(chat_template_for("[INST] [/INST]", *Tokenizer::from_gguf(stories)).name(), "mistral");  // a template wins
+  const auto gemma_path = cached_model_path("gemma3-270m");
+  if (!gemma_path) GTEST_SKIP() << "gemma3-270m is not fetched (scripts/fetch_models.sh)";
+  const GgufFile gemma(*gemma_path);
+  ASSERT_EQ(gemma.get_string_or("tokenizer.chat_template", ""), "");  // the base model's file carries none
+  EXPECT_EQ(chat_template_for("", *Tokenizer::from_gguf(gemma)).name(), "gemma");
 }
 
 // ---- streamed text -------------------------------------------------------------------------

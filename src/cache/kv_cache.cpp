@@ -1,6 +1,7 @@
 #include "cache/kv_cache.h"
 
 #include <algorithm>
+#include <numeric>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -100,6 +101,15 @@ void KvCache::keep_rows(int layer, int h, const std::vector<int64_t>& keep) {
   compact(r.k, keep, static_cast<size_t>(k_row_bytes_));
   compact(r.v, keep, static_cast<size_t>(v_row_bytes_));
   compact(r.pos, keep, 1);
+}
+
+void KvCache::drop_before(int layer, int h, int32_t min_pos) {
+  const HeadRows& r = head(layer, h);
+  const int64_t first = std::lower_bound(r.pos.begin(), r.pos.end(), min_pos) - r.pos.begin();
+  if (first == 0) return;
+  std::vector<int64_t> keep(static_cast<size_t>(r.size() - first));
+  std::iota(keep.begin(), keep.end(), first);
+  keep_rows(layer, h, keep);
 }
 
 void KvCache::adopt_rows(int layer, int h, std::vector<uint8_t> k, std::vector<uint8_t> v, std::vector<int32_t> pos) {

@@ -45,6 +45,8 @@ class KvCache {
   // Keeps only rows `keep` (ascending indices into the head's current rows) and returns
   // the memory of the rest to the allocator: evicted rows are released, not masked.
   void keep_rows(int layer, int h, const std::vector<int64_t>& keep);
+  // Keeps only the rows at positions >= min_pos (a sliding window moving on), released.
+  void drop_before(int layer, int h, int32_t min_pos);
   void clear();
   // Replaces a head's rows with already-encoded ones (loading a saved cache). Checks the
   // sizes and that positions ascend.

@@ -42,8 +42,12 @@ void add_info_command(CLI::App& app) {
     fmt::print("weights:       {} tensors, {:.2f} MiB\n", f.tensors().size(), static_cast<double>(m.model->weight_bytes()) / (1 << 20));
     for (const auto& [name, e] : types)
       fmt::print("  {:<6} {:>4} tensors {:>10.2f} MiB\n", name, e.first, static_cast<double>(e.second) / (1 << 20));
-    const double kv_per_token = double(c.n_layer) * c.n_head_kv * (c.head_dim + c.head_dim_v) * sizeof(float);
-    fmt::print("KV cache:      {:.1f} KiB per token (f32)\n", kv_per_token / 1024.0);
+    const auto global = static_cast<double>(c.press_layers.size());
+    const double kv_per_token = global * c.n_head_kv * (c.head_dim + c.head_dim_v) * sizeof(float);
+    fmt::print("KV cache:      {:.1f} KiB per token (f32) in {} layers\n", kv_per_token / 1024.0, c.press_layers.size());
+    if (c.sliding_window > 0)
+      fmt::print("sliding:       {} of {} layers see the last {} positions (RoPE base {}); their cache holds only those\n",
+                 c.n_layer - static_cast<int>(c.press_layers.size()), c.n_layer, c.sliding_window, c.rope_base_sliding);
   });
 }
 

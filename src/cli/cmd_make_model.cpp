@@ -9,13 +9,17 @@ namespace kvsqueeze {
 void add_make_model_command(CLI::App& app) {
   struct Opts {
     std::string shape, arch = "llama", vocab_from, type = "f32", out;
-    int layers = 2, dim = 64, heads = 4, kv_heads = 2, ffn = 128, head_dim = 0, vocab = 512;
+    int layers = 2, dim = 64, heads = 4, kv_heads = 2, ffn = 128, head_dim = 0, vocab = 512, sliding_window = 512;
     uint64_t seed = 1;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("make-model", "Write a random-weight model (deterministic per seed)");
-  cmd->add_option("--shape", o->shape, "named shape: smollm2-135m | qwen2.5-0.5b | llama3.2-1b (overrides the sizes)");
-  cmd->add_option("--arch", o->arch, "llama | qwen2 | qwen3")->check(CLI::IsMember({"llama", "qwen2", "qwen3"}));
+  cmd->add_option("--shape", o->shape,
+                  "named shape: smollm2-135m | qwen2.5-0.5b | llama3.2-1b | gemma3-270m (overrides the sizes)");
+  cmd->add_option("--arch", o->arch, "llama | qwen2 | qwen3 | gemma3")
+      ->check(CLI::IsMember({"llama", "qwen2", "qwen3", "gemma3"}));
+  cmd->add_option("--sliding-window", o->sliding_window, "gemma3: positions a sliding layer sees")
+      ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--layers", o->layers, "layers")->check(CLI::Range(1, 1024));
   cmd->add_option("--dim", o->dim, "embedding size")->check(CLI::Range(2, 1 << 16));
   cmd->add_option("--heads", o->heads, "query heads")->check(CLI::Range(1, 1024));
@@ -31,10 +35,16 @@ void add_make_model_command(CLI::App& app) {
     ModelSpec s;
     if (!o->shape.empty()) {
       auto named = named_shape(o->shape);
-      if (!named) throw std::invalid_argument(fmt::format("unknown --shape '{}' (smollm2-135m, qwen2.5-0.5b, llama3.2-1b)", o->shape));
+      if (!named)
+        throw std::invalid_argument(
+            fmt::format("unknown --shape '{}' (smollm2-135m, qwen2.5-0.5b, llama3.2-1b, gemma3-270m)", o->shape));
       s = *named;
     } else {
-      s.arch = o->arch == "qwen2" ? Arch::Qwen2 : o->arch == "qwen3" ? Arch::Qwen3 : Arch::Llama;
+      s.arch = o->arch == "qwen2"    ? Arch::Qwen2
+               : o->arch == "qwen3"  ? Arch::Qwen3
+               : o->arch == "gemma3" ? Arch::Gemma3
+                                     : Arch::Llama;
+      s.sliding_window = o->sliding_window;
       s.n_layer = o->layers;
       s.dim = o->dim;
       s.n_head = o->heads;

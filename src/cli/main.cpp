@@ -120,6 +120,10 @@ int main(int argc, char** argv) {
       fmt::print(stderr, "error: unknown argument '{}' (see --help)\n", unknown.front());
       return 2;
     }
+    if (dynamic_cast<const CLI::ValidationError*>(&e)) {  // e.g. -m naming neither a file nor a known model
+      fmt::print(stderr, "error: {}\n", e.what());
+      return 2;
+    }
     return app.exit(e);
   } catch (const std::exception& e) {
     std::fflush(stdout);

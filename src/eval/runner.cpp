@@ -113,7 +113,7 @@ json base_record(const EvalOptions& o, const GridPoint& p, const std::string& su
 size_t full_kv_bytes(const Model& m, DType kv_type, int64_t tokens) {
   const KvCache probe = m.make_cache(kv_type);
   const auto row = static_cast<size_t>(probe.k_row_bytes() + probe.v_row_bytes()) + sizeof(int32_t);
-  return static_cast<size_t>(tokens) * row * static_cast<size_t>(m.config().n_layer * m.config().n_head_kv);
+  return static_cast<size_t>(m.config().full_cache_rows(tokens)) * row * static_cast<size_t>(m.config().n_head_kv);
 }
 
 // fidelity and ppl: the full cache's run per window, then every other grid point against it.

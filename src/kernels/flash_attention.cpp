@@ -69,8 +69,8 @@ KVS_INLINE void mix_block(const float* st, int64_t Mp, const float* vals, int64_
 }
 
 KVS_INLINE void flash_body(const float* q, int64_t q_stride, int G, int nq, const int32_t* q_pos, const RowsView* views,
-                           int n_views, int64_t hd, int64_t hdv, float scale, float* out, int64_t out_stride,
-                           FlashScratch& scratch) {
+                           int n_views, int64_t hd, int64_t hdv, float scale, int32_t window, float* out,
+                           int64_t out_stride, FlashScratch& scratch) {
   const int64_t M = int64_t{G} * nq, Mv = (M + kLanes - 1) / kLanes, Mp = Mv * kLanes;
   const int64_t hdvp = (hdv + kLanes - 1) / kLanes * kLanes;
   scratch.buf.resize(static_cast<size_t>(hd * Mp + Mp + kKeyTile * Mp + (kKeyTile + 1) * hd + kKeyTile * hdvp +
@@ -85,6 +85,8 @@ KVS_INLINE void flash_body(const float* q, int64_t q_stride, int G, int nq, cons
   b.mx = b.o + Mp * hdvp;
   b.l = b.mx + Mp;
   b.fac = b.l + Mp;
+  // No window: a span longer than any position difference (positions stay below 2^30).
+  const int32_t win = window > 0 ? window : int32_t{1} << 30;
   int32_t q_min = q_pos[0], q_max = q_pos[0];
   for (int i = 1; i < nq; ++i) {
     q_min = std::min(q_min, q_pos[i]);
@@ -132,8 +134,8 @@ KVS_INLINE void flash_body(const float* q, int64_t q_stride, int G, int nq, cons
           }
         }
       }
-      // Causal mask and online softmax, 16 rows at a time.
-      const bool all_visible = pos[cnt - 1] <= q_min;
+      // Causal (and sliding-window) mask and online softmax, 16 rows at a time.
+      const bool all_visible = pos[cnt - 1] <= q_min && q_max - pos[0] < win;
       for (int64_t v = 0; v < Mv; ++v) {
         vi16 qp;
         std::memcpy(&qp, b.qp + v * kLanes, sizeof qp);
@@ -142,7 +144,8 @@ KVS_INLINE void flash_body(const float* q, int64_t q_stride, int G, int nq, cons
           float* sp = b.st + j * Mp + v * kLanes;
           v16 sv = load(sp);
           if (!all_visible) {
-            sv = (vi16{} + pos[j]) > qp ? splat(kMasked) : sv;
+            const vi16 pj = vi16{} + pos[j];
+            sv = ((pj > qp) | (pj + win <= qp)) ? splat(kMasked) : sv;
             store(sp, sv);
           }
           tile_max = vmax(tile_max, sv);
@@ -205,8 +208,9 @@ KVS_INLINE void flash_body(const float* q, int64_t q_stride, int G, int nq, cons
 
 #define KVS_FLASH_ARGS                                                                                         \
   const float *q, int64_t q_stride, int G, int nq, const int32_t *q_pos, const RowsView *views, int n_views, \
-      int64_t hd, int64_t hdv, float scale, float *out, int64_t out_stride, FlashScratch &scratch
-#define KVS_FLASH_CALL flash_body(q, q_stride, G, nq, q_pos, views, n_views, hd, hdv, scale, out, out_stride, scratch)
+      int64_t hd, int64_t hdv, float scale, int32_t window, float *out, int64_t out_stride, FlashScratch &scratch
+#define KVS_FLASH_CALL \
+  flash_body(q, q_stride, G, nq, q_pos, views, n_views, hd, hdv, scale, window, out, out_stride, scratch)
 
 void flash_generic(KVS_FLASH_ARGS) { KVS_FLASH_CALL; }
 KVS_TARGET_AVX2 void flash_avx2(KVS_FLASH_ARGS) { KVS_FLASH_CALL; }
@@ -217,9 +221,9 @@ KVS_TARGET_AVX512 void flash_avx512(KVS_FLASH_ARGS) { KVS_FLASH_CALL; }
 void flash_attend(KVS_FLASH_ARGS) {
   if (nq <= 0) return;
   switch (active_isa()) {
-    case Isa::Avx512: return flash_avx512(q, q_stride, G, nq, q_pos, views, n_views, hd, hdv, scale, out, out_stride, scratch);
-    case Isa::Avx2: return flash_avx2(q, q_stride, G, nq, q_pos, views, n_views, hd, hdv, scale, out, out_stride, scratch);
-    default: return flash_generic(q, q_stride, G, nq, q_pos, views, n_views, hd, hdv, scale, out, out_stride, scratch);
+    case Isa::Avx512: return flash_avx512(q, q_stride, G, nq, q_pos, views, n_views, hd, hdv, scale, window, out, out_stride, scratch);
+    case Isa::Avx2: return flash_avx2(q, q_stride, G, nq, q_pos, views, n_views, hd, hdv, scale, window, out, out_stride, scratch);
+    default: return flash_generic(q, q_stride, G, nq, q_pos, views, n_views, hd, hdv, scale, window, out, out_stride, scratch);
   }
 }
 

@@ -28,6 +28,16 @@ KVS_INLINE void silu_mul_body(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + fast_exp(-gate[i])) * up[i];
 }
 
+// 0.5 x (1 + tanh(y)) equals x * sigmoid(2y): one exp instead of a tanh.
+KVS_INLINE void gelu_mul_body(float* gate, const float* up, int64_t n) {
+  constexpr float kSqrt2OverPi = 0.7978845608f, kCubic = 0.044715f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = gate[i];
+    const float y = kSqrt2OverPi * (x + kCubic * x * x * x);
+    gate[i] = x / (1.0f + fast_exp(-2.0f * y)) * up[i];
+  }
+}
+
 void rms_norm_generic(const float* x, const float* w, float* y, int64_t n, float eps) { rms_norm_body(x, w, y, n, eps); }
 KVS_TARGET_AVX2 void rms_norm_avx2(const float* x, const float* w, float* y, int64_t n, float eps) {
   rms_norm_body(x, w, y, n, eps);
@@ -38,6 +48,9 @@ KVS_TARGET_AVX512 void rms_norm_avx512(const float* x, const float* w, float* y,
 void silu_mul_generic(float* gate, const float* up, int64_t n) { silu_mul_body(gate, up, n); }
 KVS_TARGET_AVX2 void silu_mul_avx2(float* gate, const float* up, int64_t n) { silu_mul_body(gate, up, n); }
 KVS_TARGET_AVX512 void silu_mul_avx512(float* gate, const float* up, int64_t n) { silu_mul_body(gate, up, n); }
+void gelu_mul_generic(float* gate, const float* up, int64_t n) { gelu_mul_body(gate, up, n); }
+KVS_TARGET_AVX2 void gelu_mul_avx2(float* gate, const float* up, int64_t n) { gelu_mul_body(gate, up, n); }
+KVS_TARGET_AVX512 void gelu_mul_avx512(float* gate, const float* up, int64_t n) { gelu_mul_body(gate, up, n); }
 
 }  // namespace
 
@@ -49,11 +62,11 @@ void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
   }
 }
 
-void rope_angles(int64_t n_rot, int64_t pos, float base, const float* freq_factors, float* cos_out, float* sin_out) {
+void rope_angles(int64_t n_rot, double pos, float base, const float* freq_factors, float* cos_out, float* sin_out) {
   for (int64_t i = 0; i < n_rot / 2; ++i) {
     double freq = std::pow(static_cast<double>(base), -2.0 * static_cast<double>(i) / static_cast<double>(n_rot));
     if (freq_factors) freq /= freq_factors[i];
-    const double theta = static_cast<double>(pos) * freq;
+    const double theta = pos * freq;
     cos_out[i] = static_cast<float>(std::cos(theta));
     sin_out[i] = static_cast<float>(std::sin(theta));
   }
@@ -75,6 +88,14 @@ void silu_mul(float* gate, const float* up, int64_t n) {
     case Isa::Avx512: return silu_mul_avx512(gate, up, n);
     case Isa::Avx2: return silu_mul_avx2(gate, up, n);
     default: return silu_mul_generic(gate, up, n);
+  }
+}
+
+void gelu_mul(float* gate, const float* up, int64_t n) {
+  switch (active_isa()) {
+    case Isa::Avx512: return gelu_mul_avx512(gate, up, n);
+    case Isa::Avx2: return gelu_mul_avx2(gate, up, n);
+    default: return gelu_mul_generic(gate, up, n);
   }
 }
 

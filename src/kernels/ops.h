@@ -13,10 +13,13 @@ void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);
 // one head vector in place. neox=false rotates adjacent pairs (2i, 2i+1) (GGUF `llama`);
 // neox=true rotates (i, i + n_rot/2) (qwen2/qwen3). freq_factors (n_rot/2 values, may be
 // null) divide the frequencies, as Llama 3.1 scaling stores them in `rope_freqs.weight`.
-void rope_angles(int64_t n_rot, int64_t pos, float base, const float* freq_factors, float* cos_out, float* sin_out);
+// pos may be fractional: linear RoPE scaling divides positions by its factor.
+void rope_angles(int64_t n_rot, double pos, float base, const float* freq_factors, float* cos_out, float* sin_out);
 void rope_apply(float* v, int64_t n_rot, bool neox, const float* cos_v, const float* sin_v);
 
 // gate[i] = silu(gate[i]) * up[i]
 void silu_mul(float* gate, const float* up, int64_t n);
+// gate[i] = gelu(gate[i]) * up[i], GELU in its tanh approximation (GeGLU, gemma3)
+void gelu_mul(float* gate, const float* up, int64_t n);
 
 }  // namespace kvsqueeze

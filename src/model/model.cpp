@@ -87,13 +87,15 @@ Model::Model(std::shared_ptr<const GgufFile> file) : file_(std::move(file)), cfg
     w.up = matrix(p + "ffn_up.weight", cfg_.dim, cfg_.ffn, true);
     w.down = matrix(p + "ffn_down.weight", cfg_.ffn, cfg_.dim, true);
     // Biases are what makes qwen2 qwen2; llama files may carry them too (optional).
-    const bool need_bias = cfg_.arch == Arch::Qwen2;
-    w.bq = small_vector(p + "attn_q.bias", q_out, need_bias);
-    w.bk = small_vector(p + "attn_k.bias", k_out, need_bias);
-    w.bv = small_vector(p + "attn_v.bias", v_out, need_bias);
-    const bool need_qk_norm = cfg_.arch == Arch::Qwen3;
-    w.q_norm = small_vector(p + "attn_q_norm.weight", cfg_.head_dim, need_qk_norm);
-    w.k_norm = small_vector(p + "attn_k_norm.weight", cfg_.head_dim, need_qk_norm);
+    w.bq = small_vector(p + "attn_q.bias", q_out, cfg_.qkv_bias);
+    w.bk = small_vector(p + "attn_k.bias", k_out, cfg_.qkv_bias);
+    w.bv = small_vector(p + "attn_v.bias", v_out, cfg_.qkv_bias);
+    w.q_norm = small_vector(p + "attn_q_norm.weight", cfg_.head_dim, cfg_.qk_norm);
+    w.k_norm = small_vector(p + "attn_k_norm.weight", cfg_.head_dim, cfg_.qk_norm);
+    if (cfg_.post_norms) {
+      w.post_attn_norm = small_vector(p + "post_attention_norm.weight", cfg_.dim, true);
+      w.post_ffn_norm = small_vector(p + "post_ffw_norm.weight", cfg_.dim, true);
+    }
   }
 }
 
@@ -129,9 +131,232 @@ void add_bias(float* x, const std::vector<float>& b, int64_t n_tok, int64_t widt
   for (int64_t t = 0; t < n_tok; ++t)
     for (int64_t i = 0; i < width; ++i) x[t * width + i] += b[static_cast<size_t>(i)];
 }
+
+// The rows of a view from the first one at or after min_pos (rows ascend by position).
+RowsView from_position(RowsView v, int32_t min_pos) {
+  const int64_t skip = std::lower_bound(v.pos, v.pos + v.n, min_pos) - v.pos;
+  v.k += skip * v.k_stride;
+  v.v += skip * v.v_stride;
+  v.pos += skip;
+  v.n -= skip;
+  return v;
+}
+
+// RoPE angles depend on the position only: computed once per pass for all layers and
+// heads that share a base (gemma3's sliding layers have their own).
+struct RopeTable {
+  std::vector<float> cos, sin;  // [n][n_rot / 2]
+  void fill(const ModelConfig& c, int32_t pos0, int64_t n, float base, float pos_scale, const float* freq_factors) {
+    const int64_t half = c.n_rot / 2;
+    cos.resize(static_cast<size_t>(n * half));
+    sin.resize(cos.size());
+    for (int64_t t = 0; t < n; ++t)
+      rope_angles(c.n_rot, static_cast<double>(pos0 + t) * pos_scale, base, freq_factors, &cos[t * half], &sin[t * half]);
+  }
+};
+
 constexpr int64_t kTile = 256;  // tokens per step inside a layer: bounds activation memory
 constexpr int64_t kQueryBlock = 32;  // query tokens per flash-attention work item
+// A sliding layer's head is trimmed back to its window once it holds this many rows
+// more, so decoding moves rows in batches rather than one per token.
+constexpr int64_t kSlidingSlack = 64;
 }  // namespace
+
+struct Model::Pass {
+  int64_t n = 0, tile = 0;
+  int32_t pos0 = 0;
+  // Persist across layers: the hidden state of every token and, per layer, its fresh
+  // K/V (all n rows, float32) until the press has chosen what the cache keeps.
+  std::vector<float> x, fresh_k, fresh_v;
+  std::vector<int32_t> positions;
+  int64_t window = 0;                      // the press's observation window
+  std::vector<float> q_window, q_all;
+  RopeTable rope, rope_sliding;
+  // Per tile.
+  std::vector<float> xn, q, att, proj, g, u;
+};
+
+void Model::embed(Pass& p, const int32_t* tokens) const {
+  const int64_t dim = cfg_.dim;
+  const float scale = cfg_.embed_scaled ? std::sqrt(static_cast<float>(dim)) : 1.0f;
+  for (int64_t t = 0; t < p.n; ++t) {
+    float* row = &p.x[t * dim];
+    dequantize_row(tok_embd_.type, tok_embd_.row(tokens[t]), row, dim);
+    if (scale != 1.0f)
+      for (int64_t i = 0; i < dim; ++i) row[i] *= scale;
+  }
+}
+
+void Model::attention_block(Pass& p, int l, int64_t t0, int64_t nt, const KvCache& cache, AttentionTap* tap) const {
+  const ModelConfig& c = cfg_;
+  const LayerWeights& w = layers_[static_cast<size_t>(l)];
+  const int64_t dim = c.dim, hd = c.head_dim, hdv = c.head_dim_v, G = c.group(), n = p.n;
+  const int64_t q_w = c.n_head * hd, k_w = c.n_head_kv * hd, v_w = c.n_head_kv * hdv, o_w = c.n_head * hdv;
+  float* xt = &p.x[t0 * dim];
+  float* kt = &p.fresh_k[t0 * k_w];
+  float* vt = &p.fresh_v[t0 * v_w];
+  float* xn = p.xn.data();
+  float* q = p.q.data();
+  // Per-token work runs in parallel over a prompt tile (one token: serial, no fork).
+#pragma omp parallel for schedule(static) if (nt > 1)
+  for (int64_t t = 0; t < nt; ++t) rms_norm(&xt[t * dim], w.attn_norm.data(), &xn[t * dim], dim, c.rms_eps);
+  matmul_shared_input({{&w.wq, q}, {&w.wk, kt}, {&w.wv, vt}}, xn, nt);
+  add_bias(q, w.bq, nt, q_w);
+  add_bias(kt, w.bk, nt, k_w);
+  add_bias(vt, w.bv, nt, v_w);
+  const bool sliding = c.is_sliding(l);
+  const RopeTable& rope = sliding ? p.rope_sliding : p.rope;
+  const int64_t half_rot = c.n_rot / 2;
+#pragma omp parallel for schedule(static) if (nt > 1)
+  for (int64_t t = 0; t < nt; ++t) {
+    const float* rc = &rope.cos[(t0 + t) * half_rot];
+    const float* rs = &rope.sin[(t0 + t) * half_rot];
+    for (int h = 0; h < c.n_head; ++h) {
+      float* qh = &q[t * q_w + h * hd];
+      if (!w.q_norm.empty()) rms_norm(qh, w.q_norm.data(), qh, hd, c.rms_eps);
+      rope_apply(qh, c.n_rot, c.rope_neox, rc, rs);
+    }
+    for (int h = 0; h < c.n_head_kv; ++h) {
+      float* kh = &kt[t * k_w + h * hd];
+      if (!w.k_norm.empty()) rms_norm(kh, w.k_norm.data(), kh, hd, c.rms_eps);
+      rope_apply(kh, c.n_rot, c.rope_neox, rc, rs);
+    }
+    const int64_t gt = t0 + t;  // index in the whole pass
+    if (gt >= n - p.window) std::copy_n(&q[t * q_w], q_w, &p.q_window[(gt - (n - p.window)) * q_w]);
+    if (!p.q_all.empty()) std::copy_n(&q[t * q_w], q_w, &p.q_all[gt * q_w]);
+  }
+  // Attention: the G query heads of a group read the cached rows of their KV head
+  // (whatever subset survived compression) and then this pass's fresh rows, from the
+  // first position the tile's earliest query can see. One token (decode) takes the
+  // row-at-a-time kernel; a prompt tile goes in blocks of query tokens through the tiled
+  // flash kernel, so each key tile is loaded once per block.
+  const int32_t window = sliding ? c.sliding_window : 0;
+  const auto views_for = [&](int kh, int32_t first_query_pos, std::array<RowsView, 2>& views) {
+    views[0] = cache.view(l, kh);
+    views[1] = RowsView{DType::F32, reinterpret_cast<const uint8_t*>(&p.fresh_k[kh * hd]),
+                        reinterpret_cast<const uint8_t*>(&p.fresh_v[kh * hdv]), p.positions.data(), t0 + nt,
+                        k_w * static_cast<int64_t>(sizeof(float)), v_w * static_cast<int64_t>(sizeof(float))};
+    if (window > 0)
+      for (auto& v : views) v = from_position(v, first_query_pos - window + 1);
+  };
+  float* att = p.att.data();
+  if (nt == 1) {
+#pragma omp parallel
+    {
+      std::vector<float> scratch;
+#pragma omp for schedule(dynamic, 1)
+      for (int kh = 0; kh < c.n_head_kv; ++kh) {
+        std::array<RowsView, 2> views;
+        const int32_t qpos = p.positions[static_cast<size_t>(t0)];
+        views_for(kh, qpos, views);
+        attend_group(&q[kh * G * hd], hd, static_cast<int>(G), views.data(), 2, hd, hdv, qpos, c.attn_scale,
+                     &att[kh * G * hdv], hdv, scratch);
+      }
+    }
+  } else {
+    const int64_t n_blocks = (nt + kQueryBlock - 1) / kQueryBlock;
+#pragma omp parallel
+    {
+      FlashScratch scratch;
+#pragma omp for collapse(2) schedule(dynamic, 1)
+      for (int64_t blk = n_blocks - 1; blk >= 0; --blk)  // later blocks see more keys: start them first
+        for (int kh = 0; kh < c.n_head_kv; ++kh) {
+          const int64_t tb = blk * kQueryBlock, nb = std::min(kQueryBlock, nt - tb);
+          const int32_t* qpos = &p.positions[static_cast<size_t>(t0 + tb)];
+          std::array<RowsView, 2> views;
+          views_for(kh, qpos[0], views);
+          flash_attend(&q[tb * q_w + kh * G * hd], q_w, static_cast<int>(G), static_cast<int>(nb), qpos, views.data(),
+                       2, hd, hdv, c.attn_scale, window, &att[tb * o_w + kh * G * hdv], o_w, scratch);
+        }
+    }
+  }
+  float* proj = p.proj.data();
+  matmul(w.wo, att, nt, proj);
+  if (tap) tap->attention_output(l, t0, nt, proj);
+#pragma omp parallel for schedule(static) if (nt > 1)
+  for (int64_t t = 0; t < nt; ++t) {
+    float* pt = &proj[t * dim];
+    if (!w.post_attn_norm.empty()) rms_norm(pt, w.post_attn_norm.data(), pt, dim, c.rms_eps);
+    for (int64_t i = 0; i < dim; ++i) xt[t * dim + i] += pt[i];
+  }
+}
+
+void Model::ffn_block(Pass& p, int l, int64_t t0, int64_t nt) const {
+  const ModelConfig& c = cfg_;
+  const LayerWeights& w = layers_[static_cast<size_t>(l)];
+  const int64_t dim = c.dim;
+  float* xt = &p.x[t0 * dim];
+  float* xn = p.xn.data();
+  float* proj = p.proj.data();
+#pragma omp parallel for schedule(static) if (nt > 1)
+  for (int64_t t = 0; t < nt; ++t) rms_norm(&xt[t * dim], w.ffn_norm.data(), &xn[t * dim], dim, c.rms_eps);
+  matmul_shared_input({{&w.gate, p.g.data()}, {&w.up, p.u.data()}}, xn, nt);
+#pragma omp parallel for schedule(static) if (nt > 1)
+  for (int64_t t = 0; t < nt; ++t) {
+    float* gt = &p.g[t * c.ffn];
+    const float* ut = &p.u[t * c.ffn];
+    if (c.ffn_act == FfnActivation::GeluTanh) gelu_mul(gt, ut, c.ffn);
+    else silu_mul(gt, ut, c.ffn);
+  }
+  matmul(w.down, p.g.data(), nt, proj);
+#pragma omp parallel for schedule(static) if (nt > 1)
+  for (int64_t t = 0; t < nt; ++t) {
+    float* pt = &proj[t * dim];
+    if (!w.post_ffn_norm.empty()) rms_norm(pt, w.post_ffn_norm.data(), pt, dim, c.rms_eps);
+    for (int64_t i = 0; i < dim; ++i) xt[t * dim + i] += pt[i];
+  }
+}
+
+void Model::store_layer(Pass& p, int l, KvCache& cache, LayerPress* press) const {
+  const ModelConfig& c = cfg_;
+  const int64_t hd = c.head_dim, hdv = c.head_dim_v, n = p.n;
+  const int64_t k_w = c.n_head_kv * hd, v_w = c.n_head_kv * hdv;
+  // Which fresh rows each head stores: a sliding layer those its window can still reach
+  // (positions from next_pos - window + 1 on), a pressed layer the press's choice, else all.
+  std::vector<std::vector<int64_t>> keep;
+  int64_t first = 0;
+  if (c.is_sliding(l)) {
+    const int32_t min_pos = p.pos0 + static_cast<int32_t>(n) - c.sliding_window + 1;
+    first = std::max<int64_t>(0, min_pos - p.pos0);
+  } else if (press) {
+    LayerSnapshot snap;
+    snap.layer = l;
+    snap.press_layer = c.press_index(l);
+    snap.n_press_layers = static_cast<int>(c.press_layers.size());
+    snap.cfg = &cfg_;
+    snap.n = n;
+    snap.pos = p.positions.data();
+    snap.k = p.fresh_k.data();
+    snap.v = p.fresh_v.data();
+    snap.window = p.window;
+    snap.q_window = p.q_window.data();
+    snap.q_all = p.q_all.empty() ? nullptr : p.q_all.data();
+    snap.wo = &layers_[static_cast<size_t>(l)].wo;
+    snap.cache = &cache;
+    keep = press->select(snap);
+    if (static_cast<int>(keep.size()) != c.n_head_kv) throw std::logic_error("press returned a wrong number of heads");
+  }
+  for (int h = 0; h < c.n_head_kv; ++h) {
+    const int64_t kept = keep.empty() ? n - first : static_cast<int64_t>(keep[static_cast<size_t>(h)].size());
+    cache.reserve_more(l, kept);
+    for (int64_t i = 0; i < kept; ++i) {
+      const int64_t t = keep.empty() ? first + i : keep[static_cast<size_t>(h)][static_cast<size_t>(i)];
+      cache.append(l, h, &p.fresh_k[t * k_w + h * hd], &p.fresh_v[t * v_w + h * hdv], p.positions[static_cast<size_t>(t)]);
+    }
+    if (c.is_sliding(l) && cache.head(l, h).size() >= c.sliding_window + kSlidingSlack)
+      cache.drop_before(l, h, p.pos0 + static_cast<int32_t>(n) - c.sliding_window + 1);
+  }
+}
+
+void Model::output_logits(Pass& p, float* logits, bool all_logits) const {
+  const int64_t dim = cfg_.dim, n = p.n;
+  const int64_t first = all_logits ? 0 : n - 1;
+  for (int64_t t0 = first; t0 < n; t0 += p.tile) {
+    const int64_t nt = std::min(p.tile, n - t0);
+    for (int64_t t = 0; t < nt; ++t) rms_norm(&p.x[(t0 + t) * dim], output_norm_.data(), &p.xn[t * dim], dim, cfg_.rms_eps);
+    matmul(output_, p.xn.data(), nt, logits + (t0 - first) * cfg_.vocab);
+  }
+}
 
 void Model::forward(KvCache& cache, const int32_t* tokens, int64_t n, float* logits, bool all_logits,
                     LayerPress* press, AttentionTap* tap) const {
@@ -142,155 +367,42 @@ void Model::forward(KvCache& cache, const int32_t* tokens, int64_t n, float* log
   if (n <= 0) return;
   if (cache.n_layer() != c.n_layer || cache.n_head_kv() != c.n_head_kv || cache.head_dim() != c.head_dim)
     throw std::invalid_argument("the KV cache was made for a different model shape");
-  const int32_t pos0 = cache.next_pos();
-  const int64_t dim = c.dim, hd = c.head_dim, hdv = c.head_dim_v, G = c.group();
+  const int64_t dim = c.dim, hd = c.head_dim, hdv = c.head_dim_v;
   const int64_t q_w = c.n_head * hd, k_w = c.n_head_kv * hd, v_w = c.n_head_kv * hdv, o_w = c.n_head * hdv;
-  const int64_t tile = std::min(n, kTile);
 
-  // Persist across layers: the hidden state of every token and, per layer, its fresh
-  // K/V (all n rows, float32) until the press has chosen what the cache keeps.
-  std::vector<float> x(static_cast<size_t>(n * dim));
-  std::vector<float> fresh_k(static_cast<size_t>(n * k_w)), fresh_v(static_cast<size_t>(n * v_w));
-  std::vector<int32_t> positions(static_cast<size_t>(n));
-  for (int64_t t = 0; t < n; ++t) positions[static_cast<size_t>(t)] = pos0 + static_cast<int32_t>(t);
-  const int64_t window = press ? std::min<int64_t>(press->window(), n) : 0;
-  std::vector<float> q_window(static_cast<size_t>(window * q_w));
-  std::vector<float> q_all(press && press->needs_all_queries() ? static_cast<size_t>(n * q_w) : 0);
-  // Per tile.
-  std::vector<float> xn(static_cast<size_t>(tile * dim)), q(static_cast<size_t>(tile * q_w));
-  std::vector<float> att(static_cast<size_t>(tile * o_w)), proj(xn.size());
-  std::vector<float> g(static_cast<size_t>(tile * c.ffn)), u(g.size());
-
-  for (int64_t t = 0; t < n; ++t) dequantize_row(tok_embd_.type, tok_embd_.row(tokens[t]), &x[t * dim], dim);
+  Pass p;
+  p.n = n;
+  p.tile = std::min(n, kTile);
+  p.pos0 = cache.next_pos();
+  p.x.resize(static_cast<size_t>(n * dim));
+  p.fresh_k.resize(static_cast<size_t>(n * k_w));
+  p.fresh_v.resize(static_cast<size_t>(n * v_w));
+  p.positions.resize(static_cast<size_t>(n));
+  for (int64_t t = 0; t < n; ++t) p.positions[static_cast<size_t>(t)] = p.pos0 + static_cast<int32_t>(t);
+  p.window = press ? std::min<int64_t>(press->window(), n) : 0;
+  p.q_window.resize(static_cast<size_t>(p.window * q_w));
+  if (press && press->needs_all_queries()) p.q_all.resize(static_cast<size_t>(n * q_w));
   const float* ff = rope_freqs_.empty() ? nullptr : rope_freqs_.data();
-  // RoPE angles depend on the position only: compute them once for all layers and heads.
-  const int64_t half_rot = c.n_rot / 2;
-  std::vector<float> rope_cos(static_cast<size_t>(n * half_rot)), rope_sin(rope_cos.size());
-  for (int64_t t = 0; t < n; ++t)
-    rope_angles(c.n_rot, pos0 + t, c.rope_base, ff, &rope_cos[t * half_rot], &rope_sin[t * half_rot]);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  p.rope.fill(c, p.pos0, n, c.rope_base, c.rope_pos_scale, ff);
+  if (c.sliding_window > 0) p.rope_sliding.fill(c, p.pos0, n, c.rope_base_sliding, 1.0f, ff);
+  p.xn.resize(static_cast<size_t>(p.tile * dim));
+  p.q.resize(static_cast<size_t>(p.tile * q_w));
+  p.att.resize(static_cast<size_t>(p.tile * o_w));
+  p.proj.resize(p.xn.size());
+  p.g.resize(static_cast<size_t>(p.tile * c.ffn));
+  p.u.resize(p.g.size());
 
+  embed(p, tokens);
   for (int l = 0; l < c.n_layer; ++l) {
-    const LayerWeights& w = layers_[static_cast<size_t>(l)];
-    for (int64_t t0 = 0; t0 < n; t0 += tile) {
-      const int64_t nt = std::min(tile, n - t0);
-      float* xt = &x[t0 * dim];
-      float* kt = &fresh_k[t0 * k_w];
-      float* vt = &fresh_v[t0 * v_w];
-      // Per-token work runs in parallel over a prompt tile (one token: serial, no fork).
-#pragma omp parallel for schedule(static) if (nt > 1)
-      for (int64_t t = 0; t < nt; ++t) rms_norm(&xt[t * dim], w.attn_norm.data(), &xn[t * dim], dim, c.rms_eps);
-      matmul_shared_input({{&w.wq, q.data()}, {&w.wk, kt}, {&w.wv, vt}}, xn.data(), nt);
-      add_bias(q.data(), w.bq, nt, q_w);
-      add_bias(kt, w.bk, nt, k_w);
-      add_bias(vt, w.bv, nt, v_w);
-#pragma omp parallel for schedule(static) if (nt > 1)
-      for (int64_t t = 0; t < nt; ++t) {
-        const float* rc = &rope_cos[(t0 + t) * half_rot];
-        const float* rs = &rope_sin[(t0 + t) * half_rot];
-        for (int h = 0; h < c.n_head; ++h) {
-          float* qh = &q[t * q_w + h * hd];
-          if (!w.q_norm.empty()) rms_norm(qh, w.q_norm.data(), qh, hd, c.rms_eps);
-          rope_apply(qh, c.n_rot, c.rope_neox, rc, rs);
-        }
-        for (int h = 0; h < c.n_head_kv; ++h) {
-          float* kh = &kt[t * k_w + h * hd];
-          if (!w.k_norm.empty()) rms_norm(kh, w.k_norm.data(), kh, hd, c.rms_eps);
-          rope_apply(kh, c.n_rot, c.rope_neox, rc, rs);
-        }
-        const int64_t gt = t0 + t;  // index in the whole pass
-        if (gt >= n - window) std::copy_n(&q[t * q_w], q_w, &q_window[(gt - (n - window)) * q_w]);
-        if (!q_all.empty()) std::copy_n(&q[t * q_w], q_w, &q_all[gt * q_w]);
-      }
-      // Attention: the G query heads of a group read the cached rows of their KV head
-      // (whatever subset survived compression) and then this pass's fresh rows. One token
-      // (decode) takes the row-at-a-time kernel; a prompt tile goes in blocks of query
-      // tokens through the tiled flash kernel, so each key tile is loaded once per block.
-      const auto views_for = [&](int kh, std::array<RowsView, 2>& views) {
-        views[0] = cache.view(l, kh);
-        views[1] = RowsView{DType::F32, reinterpret_cast<const uint8_t*>(&fresh_k[kh * hd]),
-                            reinterpret_cast<const uint8_t*>(&fresh_v[kh * hdv]), positions.data(), t0 + nt,
-                            k_w * static_cast<int64_t>(sizeof(float)), v_w * static_cast<int64_t>(sizeof(float))};
-      };
-      if (nt == 1) {
-#pragma omp parallel
-        {
-          std::vector<float> scratch;
-#pragma omp for schedule(dynamic, 1)
-          for (int kh = 0; kh < c.n_head_kv; ++kh) {
-            std::array<RowsView, 2> views;
-            views_for(kh, views);
-            attend_group(&q[kh * G * hd], hd, static_cast<int>(G), views.data(), 2, hd, hdv,
-                         pos0 + static_cast<int32_t>(t0), scale, &att[kh * G * hdv], hdv, scratch);
-          }
-        }
-      } else {
-        const int64_t n_blocks = (nt + kQueryBlock - 1) / kQueryBlock;
-#pragma omp parallel
-        {
-          FlashScratch scratch;
-#pragma omp for collapse(2) schedule(dynamic, 1)
-          for (int64_t blk = n_blocks - 1; blk >= 0; --blk)  // later blocks see more keys: start them first
-            for (int kh = 0; kh < c.n_head_kv; ++kh) {
-              const int64_t tb = blk * kQueryBlock, nb = std::min(kQueryBlock, nt - tb);
-              std::array<RowsView, 2> views;
-              views_for(kh, views);
-              flash_attend(&q[tb * q_w + kh * G * hd], q_w, static_cast<int>(G), static_cast<int>(nb),
-                           &positions[static_cast<size_t>(t0 + tb)], views.data(), 2, hd, hdv, scale,
-                           &att[tb * o_w + kh * G * hdv], o_w, scratch);
-            }
-        }
-      }
-      matmul(w.wo, att.data(), nt, proj.data());
-      if (tap) tap->attention_output(l, t0, nt, proj.data());
-#pragma omp parallel for schedule(static) if (nt > 1)
-      for (int64_t t = 0; t < nt; ++t) {
-        for (int64_t i = t * dim; i < (t + 1) * dim; ++i) xt[i] += proj[static_cast<size_t>(i)];
-        rms_norm(&xt[t * dim], w.ffn_norm.data(), &xn[t * dim], dim, c.rms_eps);
-      }
-      matmul_shared_input({{&w.gate, g.data()}, {&w.up, u.data()}}, xn.data(), nt);
-#pragma omp parallel for schedule(static) if (nt > 1)
-      for (int64_t t = 0; t < nt; ++t) silu_mul(&g[t * c.ffn], &u[t * c.ffn], c.ffn);
-      matmul(w.down, g.data(), nt, proj.data());
-#pragma omp parallel for schedule(static) if (nt > 1)
-      for (int64_t i = 0; i < nt * dim; ++i) xt[i] += proj[static_cast<size_t>(i)];
+    for (int64_t t0 = 0; t0 < n; t0 += p.tile) {
+      const int64_t nt = std::min(p.tile, n - t0);
+      attention_block(p, l, t0, nt, cache, tap);
+      ffn_block(p, l, t0, nt);
     }
-
-    // The layer is done with its full K/V: store what the press keeps (all without one).
-    std::vector<std::vector<int64_t>> keep;
-    if (press) {
-      LayerSnapshot snap;
-      snap.layer = l;
-      snap.cfg = &cfg_;
-      snap.n = n;
-      snap.pos = positions.data();
-      snap.k = fresh_k.data();
-      snap.v = fresh_v.data();
-      snap.window = window;
-      snap.q_window = q_window.data();
-      snap.q_all = q_all.empty() ? nullptr : q_all.data();
-      snap.wo = &w.wo;
-      snap.cache = &cache;
-      keep = press->select(snap);
-      if (static_cast<int>(keep.size()) != c.n_head_kv) throw std::logic_error("press returned a wrong number of heads");
-    }
-    for (int h = 0; h < c.n_head_kv; ++h) {
-      const int64_t kept = press ? static_cast<int64_t>(keep[static_cast<size_t>(h)].size()) : n;
-      cache.reserve_more(l, kept);
-      for (int64_t i = 0; i < kept; ++i) {
-        const int64_t t = press ? keep[static_cast<size_t>(h)][static_cast<size_t>(i)] : i;
-        cache.append(l, h, &fresh_k[t * k_w + h * hd], &fresh_v[t * v_w + h * hdv], positions[static_cast<size_t>(t)]);
-      }
-    }
+    store_layer(p, l, cache, press);  // the layer is done with its full K/V
   }
-  cache.set_next_pos(pos0 + static_cast<int32_t>(n));
-
-  const int64_t first = all_logits ? 0 : n - 1;
-  for (int64_t t0 = first; t0 < n; t0 += tile) {
-    const int64_t nt = std::min(tile, n - t0);
-    for (int64_t t = 0; t < nt; ++t) rms_norm(&x[(t0 + t) * dim], output_norm_.data(), &xn[t * dim], dim, c.rms_eps);
-    matmul(output_, xn.data(), nt, logits + (t0 - first) * c.vocab);
-  }
+  cache.set_next_pos(p.pos0 + static_cast<int32_t>(n));
+  output_logits(p, logits, all_logits);
 }
 
 }  // namespace kvsqueeze

@@ -27,8 +27,9 @@ class AttentionTap {
 
 struct LayerWeights {
   std::vector<float> attn_norm, ffn_norm;
-  std::vector<float> q_norm, k_norm;   // qwen3 only (per-head RMSNorm weights)
-  std::vector<float> bq, bk, bv;       // qwen2 only
+  std::vector<float> post_attn_norm, post_ffn_norm;  // gemma3 only
+  std::vector<float> q_norm, k_norm;   // qwen3, gemma3 (per-head RMSNorm weights)
+  std::vector<float> bq, bk, bv;       // qwen2 (optional elsewhere)
   MatrixView wq, wk, wv, wo, gate, up, down;
 };
 
@@ -48,7 +49,8 @@ class Model {
   // goes through layer l (in token tiles) before layer l+1, attending to the cached rows
   // and its own causal rows. After each layer the press (if any) picks the rows each KV
   // head keeps; only those are stored, so peak KV memory is the compressed cache plus
-  // one layer's full K/V. Writes logits for every token ([n][vocab]) when all_logits,
+  // one layer's full K/V. Sliding-window layers are not pressed: they keep the rows
+  // their window can still reach. Writes logits for every token ([n][vocab]) when all_logits,
   // else for the last one ([vocab]). Throws if a token id is outside the vocabulary.
   // A tap (if any) sees every layer's attention output.
   void forward(KvCache& cache, const int32_t* tokens, int64_t n, float* logits, bool all_logits,
@@ -63,6 +65,14 @@ class Model {
   int64_t weight_bytes() const;
 
  private:
+  struct Pass;  // one forward call's buffers (model.cpp)
+  // The blocks of the forward pass, in order; the config says which parts each runs.
+  void embed(Pass& p, const int32_t* tokens) const;
+  void attention_block(Pass& p, int layer, int64_t t0, int64_t nt, const KvCache& cache, AttentionTap* tap) const;
+  void ffn_block(Pass& p, int layer, int64_t t0, int64_t nt) const;
+  void store_layer(Pass& p, int layer, KvCache& cache, LayerPress* press) const;  // the press hook
+  void output_logits(Pass& p, float* logits, bool all_logits) const;
+
   std::vector<float> small_vector(const std::string& name, int64_t expect, bool required) const;
   MatrixView matrix(const std::string& name, int64_t cols, int64_t rows, bool required) const;
 

@@ -103,6 +103,9 @@ std::optional<ModelSpec> named_shape(const std::string& name) {
   } else if (name == "llama3.2-1b") {
     s.arch = Arch::Llama; s.n_layer = 16; s.dim = 2048; s.n_head = 32; s.n_head_kv = 8; s.ffn = 8192;
     s.vocab = 128256; s.context = 131072; s.rope_base = 500000.0f;
+  } else if (name == "gemma3-270m") {
+    s.arch = Arch::Gemma3; s.n_layer = 18; s.dim = 640; s.n_head = 4; s.n_head_kv = 1; s.ffn = 2048; s.head_dim = 256;
+    s.vocab = 262144; s.context = 32768; s.rope_base = 1000000.0f; s.rms_eps = 1e-6f; s.sliding_window = 512;
   } else {
     return std::nullopt;
   }
@@ -132,7 +135,11 @@ void build_random_model(const ModelSpec& s, GgufWriter& w) {
   w.set(a + ".attention.head_count_kv", GgufValue::u32(static_cast<uint32_t>(s.n_head_kv)));
   w.set(a + ".rope.freq_base", GgufValue::f32(s.rope_base));
   w.set(a + ".attention.layer_norm_rms_epsilon", GgufValue::f32(s.rms_eps));
-  if (hd != s.dim / s.n_head || s.arch == Arch::Qwen3) {
+  if (s.arch == Arch::Gemma3) {
+    if (s.sliding_window <= 0) throw std::runtime_error("--sliding-window must be positive");
+    w.set(a + ".attention.sliding_window", GgufValue::u32(static_cast<uint32_t>(s.sliding_window)));
+  }
+  if (hd != s.dim / s.n_head || s.arch == Arch::Qwen3 || s.arch == Arch::Gemma3) {
     w.set(a + ".attention.key_length", GgufValue::u32(static_cast<uint32_t>(hd)));
     w.set(a + ".attention.value_length", GgufValue::u32(static_cast<uint32_t>(hd)));
   }
@@ -168,9 +175,13 @@ void build_random_model(const ModelSpec& s, GgufWriter& w) {
       bias(p + "attn_k.bias", kv_w);
       bias(p + "attn_v.bias", kv_w);
     }
-    if (s.arch == Arch::Qwen3) {
+    if (s.arch == Arch::Qwen3 || s.arch == Arch::Gemma3) {
       norm(p + "attn_q_norm.weight", hd);
       norm(p + "attn_k_norm.weight", hd);
+    }
+    if (s.arch == Arch::Gemma3) {
+      norm(p + "post_attention_norm.weight", s.dim);
+      norm(p + "post_ffw_norm.weight", s.dim);
     }
     norm(p + "ffn_norm.weight", s.dim);
     matrix(p + "ffn_gate.weight", s.dim, s.ffn);

@@ -1,5 +1,5 @@
 // Random-weight GGUF models of any shape and weight type, for tests and benchmarks.
-// Same tensor names and metadata keys as real llama / qwen2 / qwen3 files.
+// Same tensor names and metadata keys as real llama / qwen2 / qwen3 / gemma3 files.
 #pragma once
 
 #include <cstdint>
@@ -26,12 +26,13 @@ struct ModelSpec {
   int context = 4096;
   float rope_base = 10000.0f;
   float rms_eps = 1e-5f;
+  int sliding_window = 512;  // gemma3 only: five of every six layers slide over this many positions
   bool tied_output = true;
   DType type = DType::F32;
   uint64_t seed = 1;
 };
 
-// Dimensions of published models: "smollm2-135m", "qwen2.5-0.5b", "llama3.2-1b".
+// Dimensions of published models: "smollm2-135m", "qwen2.5-0.5b", "llama3.2-1b", "gemma3-270m".
 std::optional<ModelSpec> named_shape(const std::string& name);
 
 // Fills a writer with metadata, tokenizer and random tensors. Matrices whose row length

@@ -30,10 +30,10 @@ std::vector<std::vector<int64_t>> BudgetPress::select(const LayerSnapshot& s) {
   }
 
   const int64_t b = config_.pyramid
-                        ? pyramid_budgets(cfg.n_layer, B - w, prefix, config_.pyramid_beta)[static_cast<size_t>(s.layer)]
+                        ? pyramid_budgets(s.n_press_layers, B - w, prefix, config_.pyramid_beta)[static_cast<size_t>(s.press_layer)]
                         : B - w;
   const std::vector<float> scores = compute_scores(s, prefix, config_);
-  const std::vector<int64_t> head_b = (config_.ada && s.layer >= config_.skip_layers)
+  const std::vector<int64_t> head_b = (config_.ada && s.press_layer >= config_.skip_layers)
                                           ? ada_head_budgets(scores, H, prefix, b, config_.alpha)
                                           : std::vector<int64_t>(static_cast<size_t>(H), b);
   auto& record = budgets_[static_cast<size_t>(s.layer)];

@@ -41,8 +41,8 @@ LavaPress::LavaPress(PressConfig config) : config_(std::move(config)) {
   if (config_.scorer != ScorerKind::Lava) throw std::invalid_argument("LavaPress needs a lava preset");
 }
 
-std::vector<int64_t> LavaPress::head_allocation(const LayerState& st, int H, int64_t layer_budget, int layer) const {
-  if (config_.ada && layer >= config_.skip_layers) return ada_head_budgets(st.scores, H, st.prefix, layer_budget, config_.alpha);
+std::vector<int64_t> LavaPress::head_allocation(const LayerState& st, int H, int64_t layer_budget, int j) const {
+  if (config_.ada && j >= config_.skip_layers) return ada_head_budgets(st.scores, H, st.prefix, layer_budget, config_.alpha);
   return std::vector<int64_t>(static_cast<size_t>(H), std::min(layer_budget, st.prefix));
 }
 
@@ -55,7 +55,7 @@ void LavaPress::shrink_layer(const LayerSnapshot& s, int j, int64_t layer_budget
     const int64_t b = std::min(hb[static_cast<size_t>(h)], st.kept[static_cast<size_t>(h)]);
     if (b == st.kept[static_cast<size_t>(h)]) continue;
     const std::vector<int64_t> top = top_k_ascending(&st.scores[static_cast<size_t>(h * st.prefix)], st.prefix, b);
-    const HeadRows& rows = s.cache->head(j, h);
+    const HeadRows& rows = s.cache->head(st.layer, h);
     std::vector<int64_t> keep;
     size_t t = 0;
     for (int64_t i = 0; i < rows.size(); ++i) {
@@ -67,18 +67,18 @@ void LavaPress::shrink_layer(const LayerSnapshot& s, int j, int64_t layer_budget
       while (t < top.size() && top[t] < rel) ++t;
       if (t < top.size() && top[t] == rel) keep.push_back(i);
     }
-    s.cache->keep_rows(j, h, keep);
+    s.cache->keep_rows(st.layer, h, keep);
     st.kept[static_cast<size_t>(h)] = b;
-    budgets_[static_cast<size_t>(j)][static_cast<size_t>(h)] = b + (st.n - st.prefix);
+    budgets_[static_cast<size_t>(st.layer)][static_cast<size_t>(h)] = b + (st.n - st.prefix);
   }
 }
 
 std::vector<std::vector<int64_t>> LavaPress::select(const LayerSnapshot& s) {
   const auto t0 = std::chrono::steady_clock::now();
   const ModelConfig& cfg = *s.cfg;
-  const int H = cfg.n_head_kv, L = cfg.n_layer;
+  const int H = cfg.n_head_kv, L = s.n_press_layers;
   const int64_t n = s.n, w = s.window, prefix = n - w;
-  if (budgets_.size() < static_cast<size_t>(L)) budgets_.resize(static_cast<size_t>(L));
+  if (budgets_.size() < static_cast<size_t>(cfg.n_layer)) budgets_.resize(static_cast<size_t>(cfg.n_layer));
   std::vector<std::vector<int64_t>> keep(static_cast<size_t>(H));
   const int64_t B = config_.budget_for(n);
   if (B >= n || prefix <= 0) {
@@ -89,15 +89,16 @@ std::vector<std::vector<int64_t>> LavaPress::select(const LayerSnapshot& s) {
     budgets_[static_cast<size_t>(s.layer)].assign(static_cast<size_t>(H), n);
     return keep;
   }
-  if (s.layer == 0) {  // a new prompt: the cascade starts over
+  if (s.press_layer == 0) {  // a new prompt: the cascade starts over
     layers_.clear();
     entropies_.clear();
     layer_prefix_budget_.clear();
   }
-  if (static_cast<int>(layers_.size()) != s.layer) throw std::logic_error("LavaPress: layers must arrive in order");
+  if (static_cast<int>(layers_.size()) != s.press_layer) throw std::logic_error("LavaPress: layers must arrive in order");
   total_ = static_cast<int64_t>(L) * (B - w);
 
   LayerState st;
+  st.layer = s.layer;
   st.scores = lava_scores(s, prefix, config_);
   st.prefix = prefix;
   st.n = n;
@@ -113,9 +114,9 @@ std::vector<std::vector<int64_t>> LavaPress::select(const LayerSnapshot& s) {
                                                          : std::vector<int64_t>(layers_.size(), B - w);
   layer_prefix_budget_ = lb;
   note_cache(s);  // before the cascade shrinks: the high-water mark
-  for (int j = 0; j < s.layer; ++j) shrink_layer(s, j, lb[static_cast<size_t>(j)]);
+  for (int j = 0; j < s.press_layer; ++j) shrink_layer(s, j, lb[static_cast<size_t>(j)]);
 
-  const std::vector<int64_t> hb = head_allocation(cur, H, lb.back(), s.layer);
+  const std::vector<int64_t> hb = head_allocation(cur, H, lb.back(), s.press_layer);
   cur.kept = hb;
   auto& record = budgets_[static_cast<size_t>(s.layer)];
   record.assign(static_cast<size_t>(H), 0);

@@ -29,20 +29,23 @@ class LavaPress : public CompressionPress {
   const std::vector<std::vector<int64_t>>& head_budgets() const override { return budgets_; }
   double seconds() const override { return seconds_; }
 
-  // Per finished layer: normalised score entropy and current prefix budget per KV head.
+  // Per finished pressed layer (in cfg.press_layers order): normalised score entropy and
+  // current prefix budget per KV head.
   const std::vector<double>& entropies() const { return entropies_; }
   const std::vector<int64_t>& layer_budgets() const { return layer_prefix_budget_; }
-  int64_t total_budget() const { return total_; }  // T = L * (B - w) per KV head
+  int64_t total_budget() const { return total_; }  // T = L * (B - w) per KV head, L pressed layers
 
  private:
   struct LayerState {
+    int layer = 0;                   // the model layer (cache index)
     std::vector<float> scores;       // [H][prefix]
     int64_t prefix = 0, n = 0;
     int32_t pos0 = 0;                // position of the pass's first token
     std::vector<int64_t> kept;       // prefix entries each head keeps now
   };
-  std::vector<int64_t> head_allocation(const LayerState& st, int H, int64_t layer_budget, int layer) const;
-  // Shrinks finished layer j's heads to new budgets (evicting from the cache).
+  // j: the layer's index among the pressed layers.
+  std::vector<int64_t> head_allocation(const LayerState& st, int H, int64_t layer_budget, int j) const;
+  // Shrinks finished pressed layer j's heads to new budgets (evicting from the cache).
   void shrink_layer(const LayerSnapshot& s, int j, int64_t layer_budget);
 
   PressConfig config_;

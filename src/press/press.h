@@ -14,7 +14,9 @@ namespace kvsqueeze {
 class KvCache;
 
 struct LayerSnapshot {
-  int layer = 0;
+  int layer = 0;                      // the model layer (cache index)
+  int press_layer = 0;                // its index among the layers presses see (cfg->press_layers)
+  int n_press_layers = 0;             // how many layers presses see: sliding-window layers are left out
   const ModelConfig* cfg = nullptr;
   int64_t n = 0;                      // prompt tokens of this pass
   const int32_t* pos = nullptr;       // their true positions

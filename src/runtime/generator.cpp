@@ -29,7 +29,10 @@ std::vector<float> Generator::prefill(const std::vector<int32_t>& tokens, LayerP
   stats_.prompt_tokens += static_cast<int64_t>(tokens.size());
   stats_.prompt_seconds += now() - t0;
   const size_t row = static_cast<size_t>(cache_.k_row_bytes() + cache_.v_row_bytes()) + sizeof(int32_t);
-  stats_.kv_bytes_uncompressed += tokens.size() * row * static_cast<size_t>(cache_.n_layer() * cache_.n_head_kv());
+  // What a full cache would hold now (sliding-window layers never hold more than their window).
+  const ModelConfig& c = model_.config();
+  stats_.kv_bytes_uncompressed =
+      static_cast<size_t>(c.full_cache_rows(cache_.next_pos())) * row * static_cast<size_t>(c.n_head_kv);
   stats_.kv_bytes = cache_.bytes_used();
   stats_.kv_bytes_reserved = cache_.bytes_reserved();
   return logits;

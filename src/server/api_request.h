@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/sampler.h"
-#include "server/chat_template.h"
+#include "runtime/chat_template.h"
 
 namespace kvsqueeze {
 

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <thread>
 #include <condition_variable>
 #include <csignal>
 #include <fstream>
@@ -20,7 +21,7 @@
 #include "runtime/generator.h"
 #include "tensor/quant.h"
 #include "server/api_request.h"
-#include "server/chat_template.h"
+#include "runtime/chat_template.h"
 #include "server/context_store.h"
 #include "server/metrics.h"
 #include "server/stream_text.h"
@@ -191,7 +192,7 @@ struct ApiServer::State {
         gate(opt.parallel, opt.max_queue, opt.max_memory ? opt.max_memory : available_memory() / 4 * 3),
         contexts(opt.context_memory, opt.context_dir, m.fingerprint(), metrics) {
     try {
-      chat = chat_template_from(chat_text);
+      chat = chat_template_for(chat_text, t);
     } catch (const std::invalid_argument& e) {
       chat_error = e.what();
     }
@@ -205,6 +206,7 @@ struct ApiServer::State {
   std::string chat_error;
   int64_t max_context = 0;
   httplib::Server http;
+  std::atomic<bool> run_started{false}, run_finished{false}, stop_requested{false};
   Metrics metrics;
   FairLock compute;
   SessionGate gate;
@@ -694,8 +696,21 @@ int ApiServer::bind() {
   return port;
 }
 
-void ApiServer::run() { s_->http.listen_after_bind(); }
+// httplib's stop() does nothing until listen has begun, so a stop that comes first would
+// be lost and run() would serve forever. Each side announces itself before looking at
+// the other (sequentially consistent atomics), so one of them always sees the other.
+void ApiServer::run() {
+  s_->run_started = true;
+  if (s_->stop_requested) return;
+  s_->http.listen_after_bind();
+  s_->run_finished = true;
+}
 
-void ApiServer::stop() { s_->http.stop(); }
+void ApiServer::stop() {
+  s_->stop_requested = true;
+  if (!s_->run_started) return;
+  while (!s_->http.is_running() && !s_->run_finished) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  s_->http.stop();
+}
 
 }  // namespace kvsqueeze

@@ -10,7 +10,7 @@
 
 namespace kvsqueeze {
 
-enum class ChatFormat { Llama3, ChatML, Mistral };
+enum class ChatFormat { Llama3, ChatML, Mistral, Gemma };
 
 struct ChatMessage {
   std::string role;  // system | user | assistant
@@ -23,10 +23,16 @@ struct ChatTemplate {
   std::string name() const;
 };
 
+class Tokenizer;
+
 // The family of a template text; a model without a template gets ChatML (what llama.cpp
 // falls back to as well). Throws std::invalid_argument naming the supported families
 // when the text is none of them.
 ChatTemplate chat_template_from(const std::string& template_text);
+// The same, except that a model without a template gets the family whose turn markers its
+// vocabulary holds (Gemma's <start_of_turn>, Llama 3's header tokens) before ChatML:
+// base Gemma 3 files carry no template but were trained with those markers.
+ChatTemplate chat_template_for(const std::string& template_text, const Tokenizer& tok);
 
 // The prompt for `messages` followed (add_generation_prompt) by the opening of the
 // assistant's turn. BOS is not included: the tokenizer adds it when the model wants one.

@@ -1,6 +1,8 @@
-#include "server/chat_template.h"
+#include "runtime/chat_template.h"
 
 #include <stdexcept>
+
+#include "tokenizer/tokenizer.h"
 
 namespace kvsqueeze {
 
@@ -38,6 +40,7 @@ std::string ChatTemplate::name() const {
   switch (format) {
     case ChatFormat::Llama3: return "llama3";
     case ChatFormat::Mistral: return "mistral";
+    case ChatFormat::Gemma: return "gemma";
     default: return "chatml";
   }
 }
@@ -47,6 +50,8 @@ ChatTemplate chat_template_from(const std::string& text) {
   if (text.empty()) return t;
   if (contains(text, "<|start_header_id|>") && contains(text, "<|eot_id|>")) {
     t.format = ChatFormat::Llama3;
+  } else if (contains(text, "<start_of_turn>")) {
+    t.format = ChatFormat::Gemma;
   } else if (contains(text, "<|im_start|>")) {
     t.format = ChatFormat::ChatML;
     t.default_system = default_system_prompt(text);
@@ -54,8 +59,16 @@ ChatTemplate chat_template_from(const std::string& text) {
     t.format = ChatFormat::Mistral;
   } else {
     throw std::invalid_argument("this model's chat template is not one kvsqueeze can render (supported families: "
-                                "llama3, chatml/qwen2, mistral); use /v1/completions with your own prompt");
+                                "llama3, chatml/qwen2, mistral, gemma); use /v1/completions with your own prompt");
   }
+  return t;
+}
+
+ChatTemplate chat_template_for(const std::string& template_text, const Tokenizer& tok) {
+  if (!template_text.empty()) return chat_template_from(template_text);
+  ChatTemplate t;
+  if (tok.vocab().find("<start_of_turn>") >= 0 && tok.vocab().find("<end_of_turn>") >= 0) t.format = ChatFormat::Gemma;
+  else if (tok.vocab().find("<|start_header_id|>") >= 0 && tok.vocab().find("<|eot_id|>") >= 0) t.format = ChatFormat::Llama3;
   return t;
 }
 
@@ -90,6 +103,23 @@ std::string render_chat(const ChatTemplate& t, const std::vector<ChatMessage>& m
         }
       }
       return out;
+    }
+    case ChatFormat::Gemma: {
+      // <start_of_turn>user\n...<end_of_turn>\n, the assistant's turns as "model"; a system
+      // message opens the first user turn.
+      std::string system;
+      bool first_user = true;
+      for (const ChatMessage& m : messages) {
+        if (m.role == "system") {
+          system = trim(m.content);
+          continue;
+        }
+        std::string content = trim(m.content);
+        if (m.role == "user" && first_user && !system.empty()) content = system + "\n\n" + content;
+        if (m.role == "user") first_user = false;
+        out += "<start_of_turn>" + std::string(m.role == "user" ? "user" : "model") + "\n" + content + "<end_of_turn>\n";
+      }
+      return add_generation_prompt ? out + "<start_of_turn>model\n" : out;
     }
   }
   return out;
