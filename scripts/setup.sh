@@ -28,6 +28,9 @@ if ((${#missing[@]})); then
 fi
 
 scripts/fetch_models.sh
+# The demo's document (and a haystack for eval): King James text from Debian's bible-kjv.
+models_dir=${KVSQUEEZE_MODELS:-models}
+[ -s "$models_dir/kjv.txt" ] || scripts/kjv_haystack.sh "$models_dir/kjv.txt"
 scripts/fetch_llamacpp.sh >/dev/null
 
 preset="${1:-release}"

@@ -169,7 +169,7 @@ struct Model::Pass {
   // K/V (all n rows, float32) until the press has chosen what the cache keeps.
   std::vector<float> x, fresh_k, fresh_v;
   std::vector<int32_t> positions;
-  int64_t window = 0;                      // the press's observation window
+  int64_t window = 0;                      // the widest observation window a press asked for
   std::vector<float> q_window, q_all;
   RopeTable rope, rope_sliding;
   // Per tile.
@@ -307,8 +307,10 @@ void Model::ffn_block(Pass& p, int l, int64_t t0, int64_t nt) const {
   }
 }
 
-void Model::store_layer(Pass& p, int l, KvCache& cache, LayerPress* press) const {
+void Model::store_layer(Pass& p, int l, const PressTarget& target) const {
   const ModelConfig& c = cfg_;
+  KvCache& cache = *target.cache;
+  LayerPress* press = target.press;
   const int64_t hd = c.head_dim, hdv = c.head_dim_v, n = p.n;
   const int64_t k_w = c.n_head_kv * hd, v_w = c.n_head_kv * hdv;
   // Which fresh rows each head stores: a sliding layer those its window can still reach
@@ -328,8 +330,9 @@ void Model::store_layer(Pass& p, int l, KvCache& cache, LayerPress* press) const
     snap.pos = p.positions.data();
     snap.k = p.fresh_k.data();
     snap.v = p.fresh_v.data();
-    snap.window = p.window;
-    snap.q_window = p.q_window.data();
+    // The pass holds the widest window any target asked for; this press sees its own tail.
+    snap.window = std::min<int64_t>(press->window(), n);
+    snap.q_window = p.q_window.data() + (p.window - snap.window) * c.n_head * hd;
     snap.q_all = p.q_all.empty() ? nullptr : p.q_all.data();
     snap.wo = &layers_[static_cast<size_t>(l)].wo;
     snap.cache = &cache;
@@ -360,28 +363,52 @@ void Model::output_logits(Pass& p, float* logits, bool all_logits) const {
 
 void Model::forward(KvCache& cache, const int32_t* tokens, int64_t n, float* logits, bool all_logits,
                     LayerPress* press, AttentionTap* tap) const {
+  run_pass({PressTarget{&cache, press}}, tokens, n, logits, all_logits, tap);
+}
+
+void Model::forward_shared(const std::vector<PressTarget>& targets, const int32_t* tokens, int64_t n, float* logits,
+                           bool all_logits) const {
+  if (targets.empty()) throw std::invalid_argument("forward_shared needs at least one cache");
+  for (const PressTarget& t : targets)
+    if (!t.cache || t.cache->next_pos() != 0 || t.cache->bytes_used() != 0)
+      throw std::invalid_argument("forward_shared fills empty caches only");
+  run_pass(targets, tokens, n, logits, all_logits, nullptr);
+}
+
+void Model::run_pass(const std::vector<PressTarget>& targets, const int32_t* tokens, int64_t n, float* logits,
+                     bool all_logits, AttentionTap* tap) const {
   const ModelConfig& c = cfg_;
   for (int64_t t = 0; t < n; ++t)
     if (tokens[t] < 0 || tokens[t] >= c.vocab)
       throw std::runtime_error(fmt::format("token id {} is outside the vocabulary (0..{})", tokens[t], c.vocab - 1));
   if (n <= 0) return;
-  if (cache.n_layer() != c.n_layer || cache.n_head_kv() != c.n_head_kv || cache.head_dim() != c.head_dim)
-    throw std::invalid_argument("the KV cache was made for a different model shape");
+  for (const PressTarget& target : targets) {
+    const KvCache& cache = *target.cache;
+    if (cache.n_layer() != c.n_layer || cache.n_head_kv() != c.n_head_kv || cache.head_dim() != c.head_dim)
+      throw std::invalid_argument("the KV cache was made for a different model shape");
+  }
+  // Attention reads the first cache: the others hold the same rows (all empty when shared).
+  const KvCache& attended = *targets.front().cache;
   const int64_t dim = c.dim, hd = c.head_dim, hdv = c.head_dim_v;
   const int64_t q_w = c.n_head * hd, k_w = c.n_head_kv * hd, v_w = c.n_head_kv * hdv, o_w = c.n_head * hdv;
 
   Pass p;
   p.n = n;
   p.tile = std::min(n, kTile);
-  p.pos0 = cache.next_pos();
+  p.pos0 = attended.next_pos();
   p.x.resize(static_cast<size_t>(n * dim));
   p.fresh_k.resize(static_cast<size_t>(n * k_w));
   p.fresh_v.resize(static_cast<size_t>(n * v_w));
   p.positions.resize(static_cast<size_t>(n));
   for (int64_t t = 0; t < n; ++t) p.positions[static_cast<size_t>(t)] = p.pos0 + static_cast<int32_t>(t);
-  p.window = press ? std::min<int64_t>(press->window(), n) : 0;
+  bool all_queries = false;
+  for (const PressTarget& target : targets)
+    if (target.press) {
+      p.window = std::max(p.window, std::min<int64_t>(target.press->window(), n));
+      all_queries = all_queries || target.press->needs_all_queries();
+    }
   p.q_window.resize(static_cast<size_t>(p.window * q_w));
-  if (press && press->needs_all_queries()) p.q_all.resize(static_cast<size_t>(n * q_w));
+  if (all_queries) p.q_all.resize(static_cast<size_t>(n * q_w));
   const float* ff = rope_freqs_.empty() ? nullptr : rope_freqs_.data();
   p.rope.fill(c, p.pos0, n, c.rope_base, c.rope_pos_scale, ff);
   if (c.sliding_window > 0) p.rope_sliding.fill(c, p.pos0, n, c.rope_base_sliding, 1.0f, ff);
@@ -396,12 +423,12 @@ void Model::forward(KvCache& cache, const int32_t* tokens, int64_t n, float* log
   for (int l = 0; l < c.n_layer; ++l) {
     for (int64_t t0 = 0; t0 < n; t0 += p.tile) {
       const int64_t nt = std::min(p.tile, n - t0);
-      attention_block(p, l, t0, nt, cache, tap);
+      attention_block(p, l, t0, nt, attended, tap);
       ffn_block(p, l, t0, nt);
     }
-    store_layer(p, l, cache, press);  // the layer is done with its full K/V
+    for (const PressTarget& target : targets) store_layer(p, l, target);  // the layer is done with its full K/V
   }
-  cache.set_next_pos(p.pos0 + static_cast<int32_t>(n));
+  for (const PressTarget& target : targets) target.cache->set_next_pos(p.pos0 + static_cast<int32_t>(n));
   output_logits(p, logits, all_logits);
 }
 

@@ -25,6 +25,12 @@ class AttentionTap {
   virtual void attention_output(int layer, int64_t first, int64_t n, const float* out) = 0;
 };
 
+// A cache and the press that fills it (null: the cache keeps every row).
+struct PressTarget {
+  KvCache* cache = nullptr;
+  LayerPress* press = nullptr;
+};
+
 struct LayerWeights {
   std::vector<float> attn_norm, ffn_norm;
   std::vector<float> post_attn_norm, post_ffn_norm;  // gemma3 only
@@ -56,6 +62,14 @@ class Model {
   void forward(KvCache& cache, const int32_t* tokens, int64_t n, float* logits, bool all_logits,
                LayerPress* press = nullptr, AttentionTap* tap = nullptr) const;
 
+  // One pass over a prompt feeding several empty caches, each through its own press. A
+  // press acts only after a layer's attention over the whole prompt, so the hidden states
+  // never depend on what any press keeps: each cache ends exactly as if forward() had
+  // filled it alone, for the price of one prefill. The logits are those of that pass.
+  // Throws unless every cache is empty and made for this model.
+  void forward_shared(const std::vector<PressTarget>& targets, const int32_t* tokens, int64_t n, float* logits,
+                      bool all_logits) const;
+
   // Identifies the model a cache was made with: its shape, every tensor's name, type and
   // shape, and the bytes of the small tensors (norms, biases), which differ between
   // models of one shape.
@@ -70,7 +84,9 @@ class Model {
   void embed(Pass& p, const int32_t* tokens) const;
   void attention_block(Pass& p, int layer, int64_t t0, int64_t nt, const KvCache& cache, AttentionTap* tap) const;
   void ffn_block(Pass& p, int layer, int64_t t0, int64_t nt) const;
-  void store_layer(Pass& p, int layer, KvCache& cache, LayerPress* press) const;  // the press hook
+  void run_pass(const std::vector<PressTarget>& targets, const int32_t* tokens, int64_t n, float* logits,
+                bool all_logits, AttentionTap* tap) const;
+  void store_layer(Pass& p, int layer, const PressTarget& target) const;  // the press hook
   void output_logits(Pass& p, float* logits, bool all_logits) const;
 
   std::vector<float> small_vector(const std::string& name, int64_t expect, bool required) const;

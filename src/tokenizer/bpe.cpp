@@ -106,7 +106,7 @@ int BpeTokenizer::rank(const std::string& left, const std::string& right) const 
   return it == merge_rank_.end() ? -1 : it->second;
 }
 
-void BpeTokenizer::encode_fragment(const std::string& text, bool, bool, std::vector<int32_t>& out) const {
+void BpeTokenizer::encode_fragment(const std::string& text, bool, std::vector<int32_t>& out) const {
   for (const auto& word : splitter_->split(text)) {
     std::string mapped;
     for (unsigned char c : word) mapped += byte_to_unicode(c);
@@ -167,12 +167,11 @@ void BpeTokenizer::encode_word(const std::string& word, std::vector<int32_t>& ou
       out.push_back(id);
       continue;
     }
-    // Not a token (vocab without full byte coverage): fall back to single characters.
-    for (size_t off = 0; off < s.size();) {
-      const size_t len = static_cast<size_t>(utf8_len(static_cast<unsigned char>(s[off])));
-      const int32_t cid = vocab_.find(s.substr(off, len));
-      if (cid >= 0) out.push_back(cid);
-      off += len;
+    // Not a token (vocab without full byte coverage): llama.cpp looks up each byte on its
+    // own and drops those that are not tokens.
+    for (char c : s) {
+      const int32_t bid = vocab_.find(std::string(1, c));
+      if (bid >= 0) out.push_back(bid);
     }
   }
 }

@@ -19,8 +19,7 @@ class BpeTokenizer : public Tokenizer {
   ~BpeTokenizer() override;
 
  protected:
-  void encode_fragment(const std::string& text, bool first_fragment, bool after_special,
-                       std::vector<int32_t>& out) const override;
+  void encode_fragment(const std::string& text, bool after_special, std::vector<int32_t>& out) const override;
   std::string normal_piece(int32_t id) const override;
 
  private:

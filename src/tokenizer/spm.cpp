@@ -38,11 +38,11 @@ void SpmTokenizer::finish_init() {
     char name[8];
     std::snprintf(name, sizeof name, "<0x%02X>", b);
     byte_tokens_[b] = vocab_.find(name);
+    if (byte_tokens_[b] < 0) byte_tokens_[b] = vocab_.find(std::string(1, static_cast<char>(b)));  // as llama.cpp falls back
   }
 }
 
-void SpmTokenizer::encode_fragment(const std::string& fragment, bool /*first_fragment*/, bool after_special,
-                                   std::vector<int32_t>& out) const {
+void SpmTokenizer::encode_fragment(const std::string& fragment, bool after_special, std::vector<int32_t>& out) const {
   std::string text = (add_space_prefix_ && after_special) ? " " + fragment : fragment;
   text = replace_all(text, " ", kSpace);
 
@@ -102,12 +102,6 @@ void SpmTokenizer::encode_fragment(const std::string& fragment, bool /*first_fra
   for (int i = 0; i != -1; i = sym[static_cast<size_t>(i)].next) emit(emit, i);
 }
 
-std::string SpmTokenizer::normal_piece(int32_t id) const {
-  const std::string& t = vocab_.text[static_cast<size_t>(id)];
-  if (vocab_.type[static_cast<size_t>(id)] == TokenType::Byte && t.size() == 6 && t.rfind("<0x", 0) == 0) {
-    return std::string(1, static_cast<char>(std::stoi(t.substr(3, 2), nullptr, 16)));
-  }
-  return replace_all(t, kSpace, " ");
-}
+std::string SpmTokenizer::normal_piece(int32_t id) const { return replace_all(vocab_.text[static_cast<size_t>(id)], kSpace, " "); }
 
 }  // namespace kvsqueeze

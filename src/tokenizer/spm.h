@@ -12,13 +12,12 @@ class SpmTokenizer : public Tokenizer {
   void finish_init();
 
  protected:
-  void encode_fragment(const std::string& text, bool first_fragment, bool after_special,
-                       std::vector<int32_t>& out) const override;
+  void encode_fragment(const std::string& text, bool after_special, std::vector<int32_t>& out) const override;
   std::string normal_piece(int32_t id) const override;
 
  private:
   bool add_space_prefix_;
-  int32_t byte_tokens_[256];
+  int32_t byte_tokens_[256];  // -1 where the vocabulary has no token for the byte
 };
 
 }  // namespace kvsqueeze

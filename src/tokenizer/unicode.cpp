@@ -6,11 +6,10 @@
 namespace kvsqueeze {
 
 int utf8_len(unsigned char c) {
-  if (c < 0x80) return 1;
-  if ((c & 0xE0) == 0xC0) return 2;
-  if ((c & 0xF0) == 0xE0) return 3;
-  if ((c & 0xF8) == 0xF0) return 4;
-  return 1;
+  // By the high four bits only, as llama.cpp does: stray continuation bytes are one
+  // character, and 0xF8..0xFF start four-byte ones, so invalid text splits the same way.
+  static constexpr int kLenByHighBits[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
+  return kLenByHighBits[c >> 4];
 }
 
 std::string codepoint_to_utf8(uint32_t cp) {

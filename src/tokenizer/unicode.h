@@ -7,7 +7,7 @@
 
 namespace kvsqueeze {
 
-// Length of the UTF-8 sequence starting with byte c (1 for invalid lead bytes).
+// Length of the UTF-8 sequence starting with byte c (1 for continuation bytes).
 int utf8_len(unsigned char c);
 std::string codepoint_to_utf8(uint32_t cp);
 
