@@ -34,6 +34,25 @@ void check_role(const std::string& role) {
     throw std::invalid_argument("message role must be system, user or assistant, not '" + role + "'");
 }
 
+// For formats without a system role: trimmed user and assistant messages, the (last)
+// system message's text opening the first user message.
+std::vector<ChatMessage> system_into_first_user(const std::vector<ChatMessage>& messages) {
+  std::string system;
+  bool first_user = true;
+  std::vector<ChatMessage> out;
+  for (const ChatMessage& m : messages) {
+    if (m.role == "system") {
+      system = trim(m.content);
+      continue;
+    }
+    ChatMessage t{m.role, trim(m.content)};
+    if (m.role == "user" && first_user && !system.empty()) t.content = system + "\n\n" + t.content;
+    if (m.role == "user") first_user = false;
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string ChatTemplate::name() const {
@@ -86,41 +105,16 @@ std::string render_chat(const ChatTemplate& t, const std::vector<ChatMessage>& m
         out += "<|im_start|>system\n" + t.default_system + "<|im_end|>\n";
       for (const ChatMessage& m : messages) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
       return add_generation_prompt ? out + "<|im_start|>assistant\n" : out;
-    case ChatFormat::Mistral: {
-      // [INST] user [/INST]assistant</s>[INST] ... ; a system message joins the first user turn.
-      std::string system;
-      bool first_user = true;
-      for (const ChatMessage& m : messages) {
-        if (m.role == "system") {
-          system = trim(m.content);
-        } else if (m.role == "user") {
-          std::string content = trim(m.content);
-          if (first_user && !system.empty()) content = system + "\n\n" + content;
-          first_user = false;
-          out += "[INST] " + content + " [/INST]";
-        } else {
-          out += trim(m.content) + "</s>";
-        }
-      }
+    case ChatFormat::Mistral:
+      // [INST] user [/INST]assistant</s>[INST] ...
+      for (const ChatMessage& m : system_into_first_user(messages))
+        out += m.role == "user" ? "[INST] " + m.content + " [/INST]" : m.content + "</s>";
       return out;
-    }
-    case ChatFormat::Gemma: {
-      // <start_of_turn>user\n...<end_of_turn>\n, the assistant's turns as "model"; a system
-      // message opens the first user turn.
-      std::string system;
-      bool first_user = true;
-      for (const ChatMessage& m : messages) {
-        if (m.role == "system") {
-          system = trim(m.content);
-          continue;
-        }
-        std::string content = trim(m.content);
-        if (m.role == "user" && first_user && !system.empty()) content = system + "\n\n" + content;
-        if (m.role == "user") first_user = false;
-        out += "<start_of_turn>" + std::string(m.role == "user" ? "user" : "model") + "\n" + content + "<end_of_turn>\n";
-      }
+    case ChatFormat::Gemma:
+      // <start_of_turn>user\n...<end_of_turn>\n, the assistant's turns as "model".
+      for (const ChatMessage& m : system_into_first_user(messages))
+        out += "<start_of_turn>" + std::string(m.role == "user" ? "user" : "model") + "\n" + m.content + "<end_of_turn>\n";
       return add_generation_prompt ? out + "<start_of_turn>model\n" : out;
-    }
   }
   return out;
 }
