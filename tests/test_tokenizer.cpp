@@ -8,6 +8,7 @@
 #include "gguf/gguf_writer.h"
 #include "model/known_models.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/unicode.h"
 #include "test_util.h"
 
 using namespace kvsqueeze;
@@ -309,4 +310,16 @@ TEST(Tokenizer, Gemma3MatchesLlamaCpp) {
   EXPECT_EQ(tok->piece(212, true), "</s>");
   EXPECT_EQ(tok->piece(168), "<table>");
   EXPECT_EQ(tok->piece(6), "");
+}
+
+// Invalid UTF-8 as llama.cpp's byte-level BPE reads it: decoded by the lead byte alone,
+// a byte that starts no whole sequence replaced by U+FFFD.
+TEST(Utf8Repair, DecodesByLeadByteAndReplacesWhatCannotBeDecoded) {
+  const std::string fffd = "\xEF\xBF\xBD";
+  EXPECT_EQ(utf8_repaired("plain caf\xC3\xA9 \xF0\x9F\x98\x80"), "plain caf\xC3\xA9 \xF0\x9F\x98\x80");
+  EXPECT_EQ(utf8_repaired("\xC0\xAF"), "/");                      // overlong: taken as it stands
+  EXPECT_EQ(utf8_repaired("\xED\xA0\x80"), "\xED\xA0\x80");        // a surrogate too
+  EXPECT_EQ(utf8_repaired("\xFF\xFE"), fffd + fffd);
+  EXPECT_EQ(utf8_repaired("\xE2\x82x"), fffd + fffd + "x");         // cut sequence, then a stray continuation
+  EXPECT_EQ(utf8_repaired("caf\xE9"), "caf" + fffd);               // Latin-1 at the end
 }

@@ -106,8 +106,33 @@ int BpeTokenizer::rank(const std::string& left, const std::string& right) const 
   return it == merge_rank_.end() ? -1 : it->second;
 }
 
+namespace {
+// Surrogates (ED A0..BF xx) are invalid UTF-8, which PCRE2 never matches, while llama.cpp
+// decodes them and its pre-tokenizer takes them as "other" characters. The split runs on
+// a copy where each becomes a private-use character (also "other", also three bytes), and
+// the words are cut from the text itself at the same offsets.
+std::vector<std::string> split_like_llama(const RegexSplitter& splitter, const std::string& text) {
+  std::string probe = text;
+  bool surrogates = false;
+  for (size_t i = 0; i + 2 < probe.size(); ++i)
+    if (static_cast<unsigned char>(probe[i]) == 0xED && (static_cast<unsigned char>(probe[i + 1]) & 0xE0) == 0xA0) {
+      probe.replace(i, 3, "\xEE\x80\x80");  // U+E000
+      surrogates = true;
+      i += 2;
+    }
+  if (!surrogates) return splitter.split(text);
+  std::vector<std::string> words = splitter.split(probe);
+  size_t at = 0;
+  for (auto& w : words) {
+    w = text.substr(at, w.size());
+    at += w.size();
+  }
+  return words;
+}
+}  // namespace
+
 void BpeTokenizer::encode_fragment(const std::string& text, bool, std::vector<int32_t>& out) const {
-  for (const auto& word : splitter_->split(text)) {
+  for (const auto& word : split_like_llama(*splitter_, utf8_repaired(text))) {
     std::string mapped;
     for (unsigned char c : word) mapped += byte_to_unicode(c);
     encode_word(mapped, out);

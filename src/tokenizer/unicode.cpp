@@ -12,6 +12,34 @@ int utf8_len(unsigned char c) {
   return kLenByHighBits[c >> 4];
 }
 
+std::string utf8_repaired(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  const auto cont = [&](size_t i) { return i < text.size() && (static_cast<unsigned char>(text[i]) & 0xC0) == 0x80; };
+  for (size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    int len = 0;
+    uint32_t cp = 0;
+    if (c < 0x80) len = 1, cp = c;
+    else if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1Fu;
+    else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0Fu;
+    else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07u;
+    bool whole = len > 0;
+    for (int k = 1; whole && k < len; ++k) {
+      whole = cont(i + static_cast<size_t>(k));
+      if (whole) cp = (cp << 6) | (static_cast<unsigned char>(text[i + static_cast<size_t>(k)]) & 0x3Fu);
+    }
+    if (!whole) {
+      out += "\xEF\xBF\xBD";  // U+FFFD for this byte; the next byte starts afresh
+      ++i;
+      continue;
+    }
+    out += codepoint_to_utf8(cp);
+    i += static_cast<size_t>(len);
+  }
+  return out;
+}
+
 std::string codepoint_to_utf8(uint32_t cp) {
   std::string s;
   if (cp < 0x80) {
