@@ -175,3 +175,48 @@ TEST(CliPress, SavedContextAnswersQuestions) {
                            cache + " -p hi -n 1"),
                        "different model");
 }
+
+// LAVa scores a head by SnapKV's window scores (GQA reduced by max) times one positive
+// number per head, so within a head it ranks rows exactly as `snapkv --gqa-reduce max`:
+// whatever budgets the two give a head, one kept set holds the other. (The command line
+// used to impose its --gqa-reduce default, mean, on LAVa's presets and broke this.)
+TEST(CliPress, LavaKeepsASupersetOrSubsetOfSnapKvWithMaxReductionInEveryHead) {
+  REQUIRE_FIXTURE(kStories);
+  std::string prompt;
+  const char* words[] = {"once", "upon", "a", "time", "there", "was", "a", "little", "girl", "named", "lily",
+                         "she", "liked", "to", "play", "with", "her", "toys", "in", "the", "park", "dog"};
+  for (int i = 0; i < 430; ++i) prompt += std::string(i ? " " : "") + words[(i * 7 + i / 5) % 22];
+  const std::string prompt_file = test::temp_path("lava-nesting.txt");
+  test::write_bytes(prompt_file, std::vector<uint8_t>(prompt.begin(), prompt.end()));
+  const auto kept = [&](const std::string& press, int budget) {
+    const std::string dump = test::temp_path("nesting-" + press.substr(0, press.find(' ')) + "-" + std::to_string(budget) + ".json");
+    const CliResult r = run("generate -m " + test::shared_path(kStories) + " -f " + prompt_file +
+                            " -n 1 --greedy --press " + press + " --budget " + std::to_string(budget) +
+                            " --dump-selection " + dump);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    const auto bytes = test::read_bytes(dump);
+    const auto j = nlohmann::json::parse(bytes.begin(), bytes.end());
+    std::vector<std::vector<int>> heads;
+    for (const auto& layer : j["layers"])
+      for (const auto& head : layer["heads"]) heads.push_back(head["positions"].get<std::vector<int>>());
+    return heads;
+  };
+  for (int budget : {64, 96, 160}) {
+    const auto snap = kept("snapkv --gqa-reduce max", budget);
+    for (const char* lava : {"lava", "lava-heads", "lava-layers"}) {
+      const auto got = kept(lava, budget);
+      ASSERT_EQ(got.size(), 20u);  // stories260K: 5 layers x 4 KV heads
+      ASSERT_EQ(snap.size(), 20u);
+      int differing = 0;
+      for (size_t h = 0; h < got.size(); ++h) {
+        const auto& a = got[h];
+        const auto& b = snap[h];
+        const bool nested = std::includes(a.begin(), a.end(), b.begin(), b.end()) ||
+                            std::includes(b.begin(), b.end(), a.begin(), a.end());
+        EXPECT_TRUE(nested) << lava << " budget " << budget << " head " << h << ": " << a.size() << " vs " << b.size();
+        differing += a != b;
+      }
+      EXPECT_GT(differing, 0) << lava << ": its budgets should differ from SnapKV's somewhere";
+    }
+  }
+}

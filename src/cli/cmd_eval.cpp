@@ -16,7 +16,7 @@ void add_eval_command(CLI::App& app) {
   struct Args {
     eval::EvalOptions o;
     std::string presets = "all";
-    std::string kv_type = "f16", pool = "max", gqa_reduce = "mean";
+    std::string kv_type = "f16", pool = "max", gqa_reduce;
     std::vector<std::string> files;
     int threads = 0;
     bool no_progress = false;
@@ -54,7 +54,7 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--alpha", o.tuning.alpha, "Ada-KV safeguard");
   cmd->add_option("--pool-kernel", o.tuning.pool_kernel, "score pooling kernel (odd)");
   cmd->add_option("--pool", a->pool, "score pooling: max | avg")->check(CLI::IsMember({"max", "avg"}));
-  cmd->add_option("--gqa-reduce", a->gqa_reduce, "reduce a GQA group's scores by mean | max")->check(CLI::IsMember({"mean", "max"}));
+  cmd->add_option("--gqa-reduce", a->gqa_reduce, "reduce a GQA group's scores by mean | max (default: the preset's, max for LAVa, mean otherwise)")->check(CLI::IsMember({"mean", "max"}));
   cmd->add_option("--pyramid-beta", o.tuning.pyramid_beta, "PyramidKV steepness");
   cmd->add_option("--skip-layers", o.tuning.skip_layers, "layers below this keep uniform head budgets");
   cmd->add_option("--kv-type", a->kv_type, "KV cache storage: f32 | f16 | q8_0")->check(CLI::IsMember({"f32", "f16", "q8_0"}));
@@ -64,7 +64,7 @@ void add_eval_command(CLI::App& app) {
     auto& o = a->o;
     set_threads(a->threads);
     o.tuning.pool_max = a->pool == "max";
-    o.tuning.gqa_max = a->gqa_reduce == "max";
+    if (!a->gqa_reduce.empty()) o.gqa_max = a->gqa_reduce == "max";
     o.kv_type = a->kv_type == "f32" ? DType::F32 : a->kv_type == "q8_0" ? DType::Q8_0 : DType::F16;
     o.data_files = a->files;
     o.progress = !a->no_progress;

@@ -14,13 +14,13 @@ namespace kvsqueeze {
 
 void add_press_options(CLI::App* cmd, PressOptions& o) {
   cmd->add_option("--press", o.preset, "compression preset: none, streamingllm, snapkv, pyramidkv, ada-snapkv, "
-                                       "ada-pyramidkv, h2o, tova, knorm, criticalkv, critical-ada-snapkv");
+                                       "ada-pyramidkv, h2o, tova, knorm, criticalkv, critical-ada-snapkv, lava, lava-heads, lava-layers");
   cmd->add_option("--budget", o.budget, "KV entries kept per head, window included")->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   cmd->add_option("--ratio", o.ratio, "fraction of the prompt kept, in (0, 1]");
   cmd->add_option("--window", o.window, "observation window (last prompt tokens, always kept)");
   cmd->add_option("--pool-kernel", o.pool_kernel, "score pooling kernel (odd)");
   cmd->add_option("--pool", o.pool, "score pooling: max | avg")->check(CLI::IsMember({"max", "avg"}));
-  cmd->add_option("--gqa-reduce", o.gqa_reduce, "reduce a GQA group's scores by mean | max")->check(CLI::IsMember({"mean", "max"}));
+  cmd->add_option("--gqa-reduce", o.gqa_reduce, "reduce a GQA group's scores by mean | max (default: the preset's, max for LAVa, mean otherwise)")->check(CLI::IsMember({"mean", "max"}));
   cmd->add_option("--alpha", o.alpha, "Ada-KV safeguard: share of each head's budget it always gets");
   cmd->add_option("--pyramid-beta", o.pyramid_beta, "PyramidKV steepness (min budget = B'/beta)");
   cmd->add_option("--skip-layers", o.skip_layers, "layers below this keep uniform head budgets");
@@ -37,7 +37,7 @@ PressConfig PressOptions::config(const std::string& preset_name) const {
   c.window = window;
   c.pool_kernel = pool_kernel;
   c.pool_max = pool == "max";
-  c.gqa_max = gqa_reduce == "max";
+  if (!gqa_reduce.empty()) c.gqa_max = gqa_reduce == "max";  // else the preset's own (max for LAVa)
   c.alpha = alpha;
   c.pyramid_beta = pyramid_beta;
   c.skip_layers = skip_layers;
@@ -63,7 +63,7 @@ std::unique_ptr<DecodePress> PressOptions::make_decode_press(const CompressionPr
   c.window = window;
   c.pool_kernel = pool_kernel;
   c.pool_max = pool == "max";
-  c.gqa_max = gqa_reduce == "max";
+  if (!gqa_reduce.empty()) c.gqa_max = gqa_reduce == "max";
   std::vector<std::vector<int64_t>> budgets;
   if (prefill && !prefill->head_budgets().empty()) {
     budgets = prefill->head_budgets();

@@ -22,7 +22,7 @@ struct PressOptions {
   int64_t window = 32;
   int pool_kernel = 7;
   std::string pool = "max";
-  std::string gqa_reduce = "mean";
+  std::string gqa_reduce;  // empty: each preset's own reduction
   double alpha = 0.2;
   double pyramid_beta = 20;
   int skip_layers = 0;

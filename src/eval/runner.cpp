@@ -65,7 +65,7 @@ std::vector<GridPoint> make_grid(const EvalOptions& o) {
     base.window = o.tuning.window;
     base.pool_kernel = o.tuning.pool_kernel;
     base.pool_max = o.tuning.pool_max;
-    base.gqa_max = o.tuning.gqa_max;
+    if (o.gqa_max) base.gqa_max = *o.gqa_max;
     base.alpha = o.tuning.alpha;
     base.pyramid_beta = o.tuning.pyramid_beta;
     base.skip_layers = o.tuning.skip_layers;

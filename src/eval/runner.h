@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,7 @@ struct EvalOptions {
   std::vector<int64_t> budgets;      // exactly one of budgets / ratios
   std::vector<double> ratios;
   PressConfig tuning;                // window, alpha, pooling ... applied to every preset
+  std::optional<bool> gqa_max;       // GQA reduction by max (unset: each preset's own, max for LAVa)
   bool question_agnostic = false;
   int samples = 0;                   // 0: the task's default
   uint64_t seed = 0;
