@@ -1,6 +1,7 @@
 // `kvsqueeze eval` and tools/plot_results.py end to end, as a user runs them.
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -192,4 +193,30 @@ TEST(EvalCli, RatioGridRecordsTheRatio) {
     EXPECT_GT(row["metrics"]["ppl"].get<double>(), 1.0);
   }
   EXPECT_EQ(samples.size(), 2u);
+}
+
+// One prefill per sample feeds every grid point: the records equal those of reading the
+// prompt once per point (--separate-prefill), question-aware and question-agnostic.
+TEST(EvalCli, SharedPrefillGivesTheRecordsOfSeparateRuns) {
+  REQUIRE_FIXTURE(kRetrieval);
+  const std::string dir = fresh_dir("eval-shared-prefill");
+  for (const std::string mode : {"", " --question-agnostic"}) {
+    std::map<std::string, std::vector<nlohmann::json>> by_kind;
+    for (const std::string kind : {"shared", "separate"}) {
+      const std::string results = dir + "/" + kind + (mode.empty() ? "-aware" : "-agnostic") + ".jsonl";
+      const CliResult r = run("eval niah -m " + test::shared_path(kRetrieval) +
+                              " --presets snapkv,ada-snapkv,pyramidkv,h2o,lava,streamingllm --budgets 48,96 --lengths 384 "
+                              "--depths 0,60 --samples 1 -t 2 --no-progress --out " + results + mode +
+                              (kind == "separate" ? " --separate-prefill" : ""));
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      by_kind[kind] = read_results(results);
+    }
+    const auto& shared = by_kind["shared"];
+    const auto& separate = by_kind["separate"];
+    ASSERT_EQ(shared.size(), 2u * (1 + 6 * 2)) << mode;  // per depth: none + 6 presets x 2 budgets
+    ASSERT_EQ(shared.size(), separate.size());
+    for (size_t i = 0; i < shared.size(); ++i)
+      for (const char* field : {"preset", "budget", "sample", "prediction", "score", "kv_bytes"})
+        EXPECT_EQ(shared[i][field], separate[i][field]) << field << " of record " << i << mode;
+  }
 }

@@ -224,34 +224,50 @@ int64_t run_qa_task(const EvalOptions& o, const Model& model, const Tokenizer& t
   ProgressBar bar(todo, o.progress);
   int64_t ran = 0;
   for (const auto& s : samples) {
-    std::optional<std::pair<std::vector<int32_t>, std::vector<int32_t>>> ids;
-    for (const auto& p : grid) {
-      json r = base_record(o, p, s.subtask, s.id);
-      if (results.has(ResultsFile::key_of(r))) continue;
-      if (!ids) {
-        const int64_t limit = o.max_length > 0 ? o.max_length
-                              : o.task == "longbench" && ctx > 0 ? ctx - s.max_new_tokens
-                                                                 : 0;
-        ids = sample_ids(tok, s, limit);
+    std::vector<const GridPoint*> points;  // what this sample still needs
+    for (const auto& p : grid)
+      if (!results.has(ResultsFile::key_of(base_record(o, p, s.subtask, s.id)))) points.push_back(&p);
+    if (points.empty()) continue;
+    const int64_t limit = o.max_length > 0 ? o.max_length : o.task == "longbench" && ctx > 0 ? ctx - s.max_new_tokens : 0;
+    const auto [context_ids, question_ids] = sample_ids(tok, s, limit);
+    std::vector<int32_t> all = context_ids;
+    if (!o.question_agnostic) all.insert(all.end(), question_ids.begin(), question_ids.end());
+    // The compressed prompt (the context alone when question-agnostic) is read once for
+    // every point (Model::forward_shared), or once per point with --separate-prefill.
+    std::vector<std::unique_ptr<CompressionPress>> presses;
+    std::vector<KvCache> caches;
+    caches.reserve(points.size());
+    std::vector<PressTarget> targets;
+    for (const GridPoint* p : points) {
+      presses.push_back(p->preset == "none" ? nullptr : make_compression_press(p->config));
+      caches.push_back(model.make_cache(o.kv_type));
+      targets.push_back({&caches.back(), presses.back().get()});
+    }
+    std::vector<std::vector<float>> logits(o.separate_prefill ? points.size() : 1,
+                                           std::vector<float>(static_cast<size_t>(model.config().vocab)));
+    std::vector<double> prefill_seconds(points.size());
+    const double t_shared = now();
+    if (o.separate_prefill) {
+      for (size_t i = 0; i < points.size(); ++i) {
+        const double t0 = now();
+        model.forward(caches[i], all.data(), static_cast<int64_t>(all.size()), logits[i].data(), false, targets[i].press);
+        prefill_seconds[i] = now() - t0;
       }
-      const auto& [context_ids, question_ids] = *ids;
-      auto press = p.preset == "none" ? nullptr : make_compression_press(p.config);
+    } else {
+      model.forward_shared(targets, all.data(), static_cast<int64_t>(all.size()), logits[0].data(), false);
+      std::fill(prefill_seconds.begin(), prefill_seconds.end(), (now() - t_shared) / static_cast<double>(points.size()));
+    }
+    for (size_t i = 0; i < points.size(); ++i) {
       const double t0 = now();
-      Generator gen(model, &tok, o.kv_type);
-      std::vector<float> logits;
-      std::vector<int32_t> all = context_ids;
-      if (o.question_agnostic) {
-        logits = gen.prefill(context_ids, press.get());
-        if (!question_ids.empty()) logits = gen.prefill(question_ids);
-      } else {
-        all.insert(all.end(), question_ids.begin(), question_ids.end());
-        logits = gen.prefill(all, press.get());
-      }
+      Generator gen(model, &tok, std::move(caches[i]));
+      std::vector<float> next = logits[o.separate_prefill ? i : 0];
+      if (o.question_agnostic && !question_ids.empty()) next = gen.prefill(question_ids);
       const size_t kv_bytes = gen.cache().bytes_used();
       GenerationOptions gopt;
       gopt.n_predict = s.max_new_tokens;
-      const std::string prediction = tok.decode(gen.decode(logits, gopt));
+      const std::string prediction = tok.decode(gen.decode(std::move(next), gopt));
       const double score = score_answer(s, prediction);
+      json r = base_record(o, *points[i], s.subtask, s.id);
       r["metric"] = metric_name(s.metric);
       r["score"] = score;
       r["metrics"] = {{metric_name(s.metric), score}};
@@ -259,7 +275,8 @@ int64_t run_qa_task(const EvalOptions& o, const Model& model, const Tokenizer& t
       r["kv_bytes"] = kv_bytes;
       r["kv_bytes_full"] = full_kv_bytes(model, o.kv_type, static_cast<int64_t>(context_ids.size() + question_ids.size()));
       r["prompt_tokens"] = context_ids.size() + question_ids.size();
-      r["seconds"] = now() - t0;
+      // A shared prefill's time is split evenly between the points it served.
+      r["seconds"] = prefill_seconds[i] + (now() - t0);
       r["prediction"] = prediction.size() > 400 ? prediction.substr(0, 400) : prediction;
       r["answers"] = s.answers;
       results.append(r);

@@ -22,6 +22,9 @@ struct EvalOptions {
   PressConfig tuning;                // window, alpha, pooling ... applied to every preset
   std::optional<bool> gqa_max;       // GQA reduction by max (unset: each preset's own, max for LAVa)
   bool question_agnostic = false;
+  // QA tasks read each sample's prompt once for every grid point (the hidden states do
+  // not depend on any press); true reads it once per point, for comparison.
+  bool separate_prefill = false;
   int samples = 0;                   // 0: the task's default
   uint64_t seed = 0;
   DType kv_type = DType::F16;
