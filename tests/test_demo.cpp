@@ -37,6 +37,11 @@ int count(const std::string& text, const std::string& needle) {
 
 TEST(Demo, AnswersQuestionsAboutFactsInADocumentOnTheRealModel) {
   if (!cached_model_path("smollm2-135m-instruct")) GTEST_SKIP() << "smollm2-135m-instruct is not fetched (scripts/fetch_models.sh)";
+#if defined(__SANITIZE_ADDRESS__)
+  // Four shared prefills of the real model take over two minutes here; the question-agnostic
+  // test below runs the same code under the sanitizers, and the release build runs this one.
+  GTEST_SKIP() << "the release build runs this (too slow under AddressSanitizer)";
+#endif
   const auto r = run("demo --document " + filler_document() +
                      " --context-tokens 400 --presets none,snapkv,streamingllm --budget 48 --window 16 -n 10 -t 2");
   ASSERT_EQ(r.exit_code, 0) << r.err;
