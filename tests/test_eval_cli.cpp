@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_util.h"
+#include "model/known_models.h"
 #include "test_util.h"
 
 using namespace kvsqueeze;
@@ -219,4 +220,45 @@ TEST(EvalCli, SharedPrefillGivesTheRecordsOfSeparateRuns) {
       for (const char* field : {"preset", "budget", "sample", "prediction", "score", "kv_bytes"})
         EXPECT_EQ(shared[i][field], separate[i][field]) << field << " of record " << i << mode;
   }
+}
+
+// Instruction models read their prompts as a chat turn (--chat auto when the GGUF has a
+// template); question-agnostic runs cut the turn after the context.
+TEST(EvalCli, ChatTemplateWrapsThePromptsOfInstructionModels) {
+  if (!cached_model_path("smollm2-135m-instruct")) GTEST_SKIP() << "smollm2-135m-instruct is not fetched (scripts/fetch_models.sh)";
+  const std::string dir = fresh_dir("eval-chat");
+  const std::string base = "eval niah -m smollm2-135m-instruct --presets snapkv --budgets 96 --lengths 320 --depths 50 "
+                           "--samples 2 -t 2 --no-progress --out " + dir + "/r.jsonl";
+  for (const std::string mode : {"", " --question-agnostic"}) {
+    ASSERT_EQ(run(base + mode).exit_code, 0);                 // auto: the model has a ChatML template
+    ASSERT_EQ(run(base + mode + " --chat off").exit_code, 0);
+  }
+  const auto rows = read_results(dir + "/r.jsonl");
+  ASSERT_EQ(rows.size(), 2u * 2 * 2 * 2);  // modes x chat x (none + snapkv) x samples
+  std::map<std::string, int> tokens;       // prompt tokens by chat or not, per sample and mode
+  double chat_recall = 0;
+  for (const auto& row : rows) {
+    const bool chat = row.contains("chat");
+    if (chat) {
+      EXPECT_EQ(row["chat"], "chatml");
+      EXPECT_EQ(row["prediction"].get<std::string>().find("<|im_end|>"), std::string::npos);  // cut at the turn's end
+    }
+    const std::string key = row["sample"].get<std::string>() + (row["question_agnostic"].get<bool>() ? "a" : "q");
+    tokens[key + (chat ? "chat" : "raw")] = row["prompt_tokens"].get<int>();
+    if (chat && row["preset"] == "none") chat_recall += row["score"].get<double>() / 4;
+  }
+  // The turn adds "<|im_start|>user\n" and "<|im_end|>\n<|im_start|>assistant\n" (9 tokens) to the
+  // same text: SmolLM2's template has no default system turn.
+  for (const auto& [key, n] : tokens) {
+    if (key.size() > 4 && key.substr(key.size() - 4) == "chat") {
+      EXPECT_EQ(n, tokens.at(key.substr(0, key.size() - 4) + "raw") + 9) << key;
+    }
+  }
+  std::cout << "smollm2-135m-instruct full-cache needle recall at 320 tokens through ChatML: " << chat_recall << "%\n";
+  EXPECT_GE(chat_recall, 50.0);
+  // A model without a template or turn tokens cannot be asked for one.
+  REQUIRE_FIXTURE(kStories);
+  expect_clean_failure(run("eval niah -m " + test::shared_path(kStories) + " --presets none --lengths 256 --chat on --out " +
+                           dir + "/x.jsonl"),
+                       "no chat template");
 }

@@ -30,6 +30,8 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--budgets", o.budgets, "comma-separated per-head budgets (window included)")->delimiter(',');
   cmd->add_option("--ratios", o.ratios, "comma-separated fractions of the prompt kept, in (0, 1]")->delimiter(',');
   cmd->add_flag("--question-agnostic", o.question_agnostic, "compress the context alone, then read the question");
+  cmd->add_option("--chat", o.chat, "niah/ruler/longbench: prompts as a chat turn: auto (when the model has a template) | on | off")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
   cmd->add_flag("--separate-prefill", o.separate_prefill,
                 "niah/ruler/longbench: read each prompt once per grid point instead of once for all (for comparison)");
   cmd->add_option("--samples", o.samples, "samples per grid point (longbench: per file; default: 1 for niah, "

@@ -53,7 +53,7 @@ ResultsFile::~ResultsFile() {
 std::string ResultsFile::key_of(const nlohmann::json& r) {
   std::string key;
   for (const char* f : {"model", "task", "subtask", "sample", "preset", "budget", "ratio", "question_agnostic",
-                        "kv_type", "window", "alpha"})
+                        "kv_type", "window", "alpha", "chat"})
     key += (r.contains(f) ? r[f].dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) : "-") + "|";
   return key;
 }

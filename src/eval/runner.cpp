@@ -24,6 +24,7 @@
 #include "gguf/gguf_file.h"
 #include "model/model.h"
 #include "press/compression_press.h"
+#include "runtime/chat_template.h"
 #include "runtime/generator.h"
 #include "tokenizer/tokenizer.h"
 
@@ -94,7 +95,8 @@ std::vector<GridPoint> make_grid(const EvalOptions& o) {
 }
 
 // The fields every result line carries.
-json base_record(const EvalOptions& o, const GridPoint& p, const std::string& subtask, const std::string& sample) {
+json base_record(const EvalOptions& o, const GridPoint& p, const std::string& subtask, const std::string& sample,
+                 const ChatTemplate* chat = nullptr) {
   json r;
   r["model"] = std::filesystem::path(o.model_path).filename().string();
   r["task"] = o.task;
@@ -107,6 +109,7 @@ json base_record(const EvalOptions& o, const GridPoint& p, const std::string& su
   r["kv_type"] = dtype_name(o.kv_type);
   r["window"] = o.tuning.window;
   r["alpha"] = o.tuning.alpha;
+  if (chat) r["chat"] = chat->name();  // only when used: older results files stay resumable
   return r;
 }
 
@@ -180,10 +183,23 @@ std::vector<int64_t> default_lengths(const Model& m, const std::string& task) {
 
 // Context ids (with BOS) and question ids of a sample, the context cut in the middle when
 // the whole prompt is longer than `max_length` (LongBench's truncation).
+// With a chat template both parts come from one rendered user turn, cut after the context.
 std::pair<std::vector<int32_t>, std::vector<int32_t>> sample_ids(const Tokenizer& tok, const QaSample& s,
-                                                                  int64_t max_length) {
-  auto ctx = tok.encode(s.context, true, false);
-  auto q = tok.encode(s.question, false, false);
+                                                                  int64_t max_length, const ChatTemplate* chat) {
+  std::vector<int32_t> ctx, q;
+  if (chat) {
+    const std::string turn = render_chat(*chat, {{"user", s.context + s.question}});
+    const size_t first = s.context.find_first_not_of(" \t\n\r");  // templates may trim the turn
+    const std::string context = first == std::string::npos ? "" : s.context.substr(first);
+    const size_t at = turn.find(context);
+    if (context.empty() || at == std::string::npos)
+      throw std::logic_error(fmt::format("sample '{}': the chat template changed its context", s.id));
+    ctx = tok.encode(turn.substr(0, at + context.size()), tok.adds_bos(), true);
+    q = tok.encode(turn.substr(at + context.size()), false, true);
+  } else {
+    ctx = tok.encode(s.context, true, false);
+    q = tok.encode(s.question, false, false);
+  }
   const auto total = static_cast<int64_t>(ctx.size() + q.size());
   if (max_length > 0 && total > max_length) {
     const int64_t keep = max_length - static_cast<int64_t>(q.size());
@@ -197,8 +213,21 @@ std::pair<std::vector<int32_t>, std::vector<int32_t>> sample_ids(const Tokenizer
   return {std::move(ctx), std::move(q)};
 }
 
+// The chat template --chat asks for, or none.
+std::optional<ChatTemplate> eval_chat_template(const EvalOptions& o, const Model& model, const Tokenizer& tok) {
+  if (o.chat != "auto" && o.chat != "on" && o.chat != "off")
+    throw std::invalid_argument(fmt::format("--chat takes auto, on or off, not '{}'", o.chat));
+  const std::string text = model.file().get_string_or("tokenizer.chat_template", "");
+  if (o.chat == "off" || (o.chat == "auto" && text.empty())) return std::nullopt;
+  const ChatTemplate t = chat_template_for(text, tok);  // throws for a family it cannot render
+  if (text.empty() && t.format == ChatFormat::ChatML && tok.vocab().find("<|im_start|>") < 0)
+    throw std::invalid_argument("--chat on: this model has no chat template and no chat turn tokens");
+  return t;
+}
+
 int64_t run_qa_task(const EvalOptions& o, const Model& model, const Tokenizer& tok, const std::vector<GridPoint>& grid,
                     ResultsFile& results) {
+  const std::optional<ChatTemplate> chat = eval_chat_template(o, model, tok);
   std::vector<QaSample> samples;
   const int64_t ctx = model.config().context;
   if (o.task == "longbench") {
@@ -220,16 +249,17 @@ int64_t run_qa_task(const EvalOptions& o, const Model& model, const Tokenizer& t
   }
   int64_t todo = 0;
   for (const auto& s : samples)
-    for (const auto& p : grid) todo += !results.has(ResultsFile::key_of(base_record(o, p, s.subtask, s.id)));
+    for (const auto& p : grid)
+      todo += !results.has(ResultsFile::key_of(base_record(o, p, s.subtask, s.id, chat ? &*chat : nullptr)));
   ProgressBar bar(todo, o.progress);
   int64_t ran = 0;
   for (const auto& s : samples) {
     std::vector<const GridPoint*> points;  // what this sample still needs
     for (const auto& p : grid)
-      if (!results.has(ResultsFile::key_of(base_record(o, p, s.subtask, s.id)))) points.push_back(&p);
+      if (!results.has(ResultsFile::key_of(base_record(o, p, s.subtask, s.id, chat ? &*chat : nullptr)))) points.push_back(&p);
     if (points.empty()) continue;
     const int64_t limit = o.max_length > 0 ? o.max_length : o.task == "longbench" && ctx > 0 ? ctx - s.max_new_tokens : 0;
-    const auto [context_ids, question_ids] = sample_ids(tok, s, limit);
+    const auto [context_ids, question_ids] = sample_ids(tok, s, limit, chat ? &*chat : nullptr);
     std::vector<int32_t> all = context_ids;
     if (!o.question_agnostic) all.insert(all.end(), question_ids.begin(), question_ids.end());
     // The compressed prompt (the context alone when question-agnostic) is read once for
@@ -267,7 +297,7 @@ int64_t run_qa_task(const EvalOptions& o, const Model& model, const Tokenizer& t
       gopt.n_predict = s.max_new_tokens;
       const std::string prediction = tok.decode(gen.decode(std::move(next), gopt));
       const double score = score_answer(s, prediction);
-      json r = base_record(o, *points[i], s.subtask, s.id);
+      json r = base_record(o, *points[i], s.subtask, s.id, chat ? &*chat : nullptr);
       r["metric"] = metric_name(s.metric);
       r["score"] = score;
       r["metrics"] = {{metric_name(s.metric), score}};

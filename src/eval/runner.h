@@ -25,6 +25,10 @@ struct EvalOptions {
   // QA tasks read each sample's prompt once for every grid point (the hidden states do
   // not depend on any press); true reads it once per point, for comparison.
   bool separate_prefill = false;
+  // QA tasks: "on" renders each prompt (context, then question) as one user turn of the
+  // model's chat template, "off" uses the raw text, "auto" is on when the GGUF has a
+  // template. Question-agnostic compression cuts inside the turn, after the context.
+  std::string chat = "auto";
   int samples = 0;                   // 0: the task's default
   uint64_t seed = 0;
   DType kv_type = DType::F16;
