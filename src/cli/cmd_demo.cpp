@@ -22,6 +22,7 @@
 #include "runtime/chat_template.h"
 #include "runtime/divergence.h"
 #include "runtime/generator.h"
+#include "runtime/press_targets.h"
 #include "tokenizer/tokenizer.h"
 
 #ifndef KVSQUEEZE_CACHE_DIR
@@ -151,23 +152,21 @@ struct DemoOptions {
 };
 
 // Presses and their caches, all filled by one shared pass over the same tokens.
-struct PresetCaches {
-  std::vector<std::unique_ptr<CompressionPress>> presses;
-  std::vector<KvCache> caches;
+std::vector<PressConfig> preset_configs(const std::vector<std::string>& presets, const PressOptions& opts) {
+  std::vector<PressConfig> out;
+  for (const std::string& name : presets) out.push_back(name == "none" ? PressConfig::from_preset("none") : opts.config(name));
+  return out;
+}
+
+// Every preset's cache from one pass over `tokens`.
+struct PresetCaches : PressTargets {
   std::vector<float> logits;  // after the last token (the same for every preset)
   double seconds = 0;
 
   PresetCaches(const Model& model, const std::vector<std::string>& presets, const PressOptions& opts,
-               const std::vector<int32_t>& tokens) {
-    const DType kv_type = kv_type_from_name(opts.kv_type);
-    caches.reserve(presets.size());
-    std::vector<PressTarget> targets;
-    for (const std::string& name : presets) {
-      presses.push_back(name == "none" ? nullptr : make_compression_press(opts.config(name)));
-      caches.push_back(model.make_cache(kv_type));
-      targets.push_back({&caches.back(), presses.back().get()});
-    }
-    logits.resize(static_cast<size_t>(model.config().vocab));
+               const std::vector<int32_t>& tokens)
+      : PressTargets(model, preset_configs(presets, opts), kv_type_from_name(opts.kv_type)),
+        logits(static_cast<size_t>(model.config().vocab)) {
     const auto t0 = std::chrono::steady_clock::now();
     model.forward_shared(targets, tokens.data(), static_cast<int64_t>(tokens.size()), logits.data(), false);
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -26,6 +26,7 @@
 #include "press/compression_press.h"
 #include "runtime/chat_template.h"
 #include "runtime/generator.h"
+#include "runtime/press_targets.h"
 #include "tokenizer/tokenizer.h"
 
 namespace kvsqueeze::eval {
@@ -264,15 +265,11 @@ int64_t run_qa_task(const EvalOptions& o, const Model& model, const Tokenizer& t
     if (!o.question_agnostic) all.insert(all.end(), question_ids.begin(), question_ids.end());
     // The compressed prompt (the context alone when question-agnostic) is read once for
     // every point (Model::forward_shared), or once per point with --separate-prefill.
-    std::vector<std::unique_ptr<CompressionPress>> presses;
-    std::vector<KvCache> caches;
-    caches.reserve(points.size());
-    std::vector<PressTarget> targets;
-    for (const GridPoint* p : points) {
-      presses.push_back(p->preset == "none" ? nullptr : make_compression_press(p->config));
-      caches.push_back(model.make_cache(o.kv_type));
-      targets.push_back({&caches.back(), presses.back().get()});
-    }
+    std::vector<PressConfig> configs;
+    for (const GridPoint* p : points) configs.push_back(p->config);  // "none": a default config, no press
+    PressTargets pt(model, configs, o.kv_type);
+    auto& caches = pt.caches;
+    const auto& targets = pt.targets;
     std::vector<std::vector<float>> logits(o.separate_prefill ? points.size() : 1,
                                            std::vector<float>(static_cast<size_t>(model.config().vocab)));
     std::vector<double> prefill_seconds(points.size());
