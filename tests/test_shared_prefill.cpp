@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <memory>
 #include <vector>
 
@@ -13,6 +14,8 @@
 #include "model/model_maker.h"
 #include "press/compression_press.h"
 #include "press/press_config.h"
+#include "press/score_memo.h"
+#include "press/scorers.h"
 #include "test_util.h"
 
 using namespace kvsqueeze;
@@ -64,7 +67,10 @@ TEST_P(SharedPrefill, EveryCacheEqualsItsSeparateRun) {
   const std::vector<Case> cases = {{"none", 0, 0},          {"snapkv", 40, 8},     {"ada-snapkv", 40, 16},
                                    {"pyramidkv", 48, 8},    {"h2o", 40, 8},        {"tova", 40, 8},
                                    {"criticalkv", 40, 8},   {"streamingllm", 40, 8}, {"lava", 40, 8},
-                                   {"lava-layers", 64, 12}, {"snapkv", 500, 8}};  // a budget above the prompt
+                                   {"lava-layers", 64, 12}, {"snapkv", 500, 8},  // a budget above the prompt
+                                   // The same scores as above at other budgets: read from the layer's memo.
+                                   {"h2o", 64, 8}, {"critical-ada-snapkv", 56, 8}, {"ada-pyramidkv", 64, 8},
+                                   {"lava-heads", 48, 8}};
   const size_t V = static_cast<size_t>(model->config().vocab);
 
   std::vector<std::unique_ptr<CompressionPress>> shared_presses;
@@ -117,4 +123,53 @@ TEST(SharedPrefillErrors, RefusesCachesThatAreNotEmpty) {
   EXPECT_THROW(model->forward_shared({{&fresh, nullptr}, {&used, nullptr}}, &id, 1, logits.data(), false),
                std::invalid_argument);
   EXPECT_THROW(model->forward_shared({}, &id, 1, logits.data(), false), std::invalid_argument);
+}
+
+// The memo key holds what a scorer reads: presets that only allocate differently share
+// one entry, another window or reduction gets its own, and the memo hands back what the
+// scorer computes.
+TEST(ScoreMemo, PresetsThatScoreAlikeShareOneEntry) {
+  const auto model = model_for(Arch::Llama);
+  const ModelConfig& c = model->config();
+  const int64_t n = 60, hd = c.head_dim;
+  std::vector<float> k(static_cast<size_t>(n * c.n_head_kv * hd)), v(k.size()), q(static_cast<size_t>(16 * c.n_head * hd));
+  for (size_t i = 0; i < k.size(); ++i) k[i] = std::sin(0.37f * static_cast<float>(i)), v[i] = std::cos(0.11f * static_cast<float>(i));
+  for (size_t i = 0; i < q.size(); ++i) q[i] = std::cos(0.23f * static_cast<float>(i));
+  std::vector<int32_t> pos(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) pos[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+  ScoreMemo memo;
+  LayerSnapshot s;
+  s.cfg = &c;
+  s.n = n;
+  s.pos = pos.data();
+  s.k = k.data();
+  s.v = v.data();
+  s.window = 8;
+  s.q_window = q.data() + 8 * c.n_head * hd;
+  s.memo = &memo;
+  const int64_t prefix = n - s.window;
+  auto scores = [&](const char* name, int64_t budget) {
+    PressConfig pc = PressConfig::from_preset(name);
+    pc.budget = budget;
+    return compute_scores(s, prefix, pc);
+  };
+  const std::vector<float> snap = scores("snapkv", 20);
+  EXPECT_EQ(memo.size(), 1u);
+  EXPECT_EQ(scores("ada-snapkv", 40), snap);
+  EXPECT_EQ(scores("pyramidkv", 30), snap);
+  EXPECT_EQ(memo.size(), 1u);
+  const std::vector<float> lava = scores("lava", 20);  // max over the group, times the value norm
+  EXPECT_EQ(memo.size(), 2u);
+  EXPECT_EQ(scores("lava-heads", 24), lava);
+  EXPECT_EQ(memo.size(), 2u);
+  s.window = 16;  // another window: other queries, another entry
+  s.q_window = q.data();
+  const std::vector<float> wide = scores("snapkv", 20);
+  EXPECT_EQ(memo.size(), 3u);
+  EXPECT_NE(wide, snap);
+  s.memo = nullptr;  // without the memo: the same numbers
+  EXPECT_EQ(scores("snapkv", 20), wide);
+  s.window = 8;
+  s.q_window = q.data() + 8 * c.n_head * hd;
+  EXPECT_EQ(scores("lava", 20), lava);
 }

@@ -14,6 +14,7 @@
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "press/press.h"
+#include "press/score_memo.h"
 #include "tensor/quant.h"
 
 namespace kvsqueeze {
@@ -171,6 +172,8 @@ struct Model::Pass {
   std::vector<int32_t> positions;
   int64_t window = 0;                      // the widest observation window a press asked for
   std::vector<float> q_window, q_all;
+  bool share_scores = false;               // several targets: presses that score alike compute once
+  ScoreMemo memo;                          // this layer's scores when shared
   RopeTable rope, rope_sliding;
   // Per tile.
   std::vector<float> xn, q, att, proj, g, u;
@@ -336,6 +339,7 @@ void Model::store_layer(Pass& p, int l, const PressTarget& target) const {
     snap.q_all = p.q_all.empty() ? nullptr : p.q_all.data();
     snap.wo = &layers_[static_cast<size_t>(l)].wo;
     snap.cache = &cache;
+    snap.memo = p.share_scores ? &p.memo : nullptr;
     keep = press->select(snap);
     if (static_cast<int>(keep.size()) != c.n_head_kv) throw std::logic_error("press returned a wrong number of heads");
   }
@@ -401,6 +405,7 @@ void Model::run_pass(const std::vector<PressTarget>& targets, const int32_t* tok
   p.fresh_v.resize(static_cast<size_t>(n * v_w));
   p.positions.resize(static_cast<size_t>(n));
   for (int64_t t = 0; t < n; ++t) p.positions[static_cast<size_t>(t)] = p.pos0 + static_cast<int32_t>(t);
+  p.share_scores = targets.size() > 1;
   bool all_queries = false;
   for (const PressTarget& target : targets)
     if (target.press) {
@@ -426,6 +431,7 @@ void Model::run_pass(const std::vector<PressTarget>& targets, const int32_t* tok
       attention_block(p, l, t0, nt, attended, tap);
       ffn_block(p, l, t0, nt);
     }
+    p.memo.clear();
     for (const PressTarget& target : targets) store_layer(p, l, target);  // the layer is done with its full K/V
   }
   for (const PressTarget& target : targets) target.cache->set_next_pos(p.pos0 + static_cast<int32_t>(n));

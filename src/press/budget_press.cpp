@@ -50,7 +50,7 @@ std::vector<std::vector<int64_t>> BudgetPress::select(const LayerSnapshot& s) {
       std::vector<int64_t> rest;
       for (int64_t j = 0; j < prefix; ++j)
         if (!taken[static_cast<size_t>(j)]) rest.push_back(j);
-      const std::vector<float> norms = value_output_norms(s, h, rest);
+      const std::vector<float> norms = value_output_norms(s, h, rest, prefix);
       std::vector<float> crit(rest.size());
       for (size_t i = 0; i < rest.size(); ++i) crit[i] = (row[rest[i]] + 1e-4f) * norms[i];
       for (int64_t i : top_k_ascending(crit.data(), static_cast<int64_t>(rest.size()), bh - bh / 2))

@@ -99,7 +99,7 @@ std::vector<std::vector<int64_t>> LavaPress::select(const LayerSnapshot& s) {
 
   LayerState st;
   st.layer = s.layer;
-  st.scores = lava_scores(s, prefix, config_);
+  st.scores = compute_scores(s, prefix, config_);
   st.prefix = prefix;
   st.n = n;
   st.pos0 = s.pos[0];

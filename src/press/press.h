@@ -12,6 +12,7 @@
 namespace kvsqueeze {
 
 class KvCache;
+class ScoreMemo;
 
 struct LayerSnapshot {
   int layer = 0;                      // the model layer (cache index)
@@ -27,6 +28,7 @@ struct LayerSnapshot {
   const float* q_all = nullptr;       // [n][n_head * head_dim] when the press asked for it
   const MatrixView* wo = nullptr;     // the layer's output projection
   KvCache* cache = nullptr;           // rows already cached (a press may evict from them)
+  ScoreMemo* memo = nullptr;          // shared prefill: scores other presses computed for this layer
 };
 
 class LayerPress {

@@ -4,14 +4,24 @@
 #include <cmath>
 #include <stdexcept>
 
+#include <fmt/format.h>
+
+#include "kernels/fast_exp.h"
+#include "press/score_memo.h"
 #include "tensor/quant.h"
 
 namespace kvsqueeze {
 namespace {
 
+// Eight independent partial sums, so the compiler can vectorise without -ffast-math
+// (one chain of float adds cannot be reordered).
 float dot(const float* a, const float* b, int64_t n) {
-  float s = 0;
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  float part[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) part[k] += a[i + k] * b[i + k];
+  float s = ((part[0] + part[4]) + (part[1] + part[5])) + ((part[2] + part[6]) + (part[3] + part[7]));
+  for (; i < n; ++i) s += a[i] * b[i];
   return s;
 }
 
@@ -32,7 +42,7 @@ void add_attention(const LayerSnapshot& s, const float* q, int64_t qi, int kh, i
   }
   double sum = 0;
   for (int64_t j = 0; j < m; ++j) {
-    logits[static_cast<size_t>(j)] = std::exp(logits[static_cast<size_t>(j)] - mx);
+    logits[static_cast<size_t>(j)] = fast_exp(logits[static_cast<size_t>(j)] - mx);  // rel. error ~2e-7
     sum += logits[static_cast<size_t>(j)];
   }
   const float inv = weight / static_cast<float>(sum);
@@ -155,7 +165,8 @@ std::vector<float> lava_scores(const LayerSnapshot& s, int64_t prefix, const Pre
   return out;
 }
 
-std::vector<float> compute_scores(const LayerSnapshot& s, int64_t prefix, const PressConfig& c) {
+namespace {
+std::vector<float> score_uncached(const LayerSnapshot& s, int64_t prefix, const PressConfig& c) {
   switch (c.scorer) {
     case ScorerKind::Lava: return lava_scores(s, prefix, c);
     case ScorerKind::SnapKV: return snapkv_scores(s, prefix, c);
@@ -166,6 +177,32 @@ std::vector<float> compute_scores(const LayerSnapshot& s, int64_t prefix, const 
     case ScorerKind::None: break;
   }
   throw std::logic_error("compute_scores: no scorer");
+}
+}  // namespace
+
+std::string score_key(const LayerSnapshot& s, int64_t prefix, const PressConfig& c) {
+  // Every setting a scorer reads; the budget and the allocation are not among them.
+  return fmt::format("scores/{}/w{}/p{}/k{}{}/g{}/s{}", static_cast<int>(c.scorer), s.window, prefix, c.pool_kernel,
+                     c.pool_max ? "max" : "avg", c.gqa_max ? "max" : "mean", c.sinks);
+}
+
+std::vector<float> compute_scores(const LayerSnapshot& s, int64_t prefix, const PressConfig& c) {
+  if (!s.memo) return score_uncached(s, prefix, c);
+  return s.memo->get(score_key(s, prefix, c), [&] { return score_uncached(s, prefix, c); });
+}
+
+std::vector<float> value_output_norms(const LayerSnapshot& s, int kv_head, const std::vector<int64_t>& rows,
+                                      int64_t prefix) {
+  if (!s.memo) return value_output_norms(s, kv_head, rows);
+  // Shared: the norms of every prefix row, once per layer and head, then the rows asked for.
+  const std::vector<float>& all = s.memo->get(fmt::format("vo_norms/{}/p{}", kv_head, prefix), [&] {
+    std::vector<int64_t> every(static_cast<size_t>(prefix));
+    for (int64_t j = 0; j < prefix; ++j) every[static_cast<size_t>(j)] = j;
+    return value_output_norms(s, kv_head, every);
+  });
+  std::vector<float> out(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) out[i] = all[static_cast<size_t>(rows[i])];
+  return out;
 }
 
 std::vector<float> value_output_norms(const LayerSnapshot& s, int kv_head, const std::vector<int64_t>& rows) {

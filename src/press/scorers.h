@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "press/press.h"
@@ -28,7 +29,10 @@ std::vector<float> streaming_scores(const LayerSnapshot& s, int64_t prefix, int 
 // norm over the prefix, so entries of different heads are comparable.
 std::vector<float> lava_scores(const LayerSnapshot& s, int64_t prefix, const PressConfig& c);
 
+// The scores of c's scorer; read from / left in s.memo when the pass shares one.
 std::vector<float> compute_scores(const LayerSnapshot& s, int64_t prefix, const PressConfig& c);
+// The memo key of those scores: equal keys mean equal scores.
+std::string score_key(const LayerSnapshot& s, int64_t prefix, const PressConfig& c);
 
 // 1-D pooling along positions, stride 1, padding kernel/2: max (padding never wins) or
 // average (padding counts as zero, divisor = kernel), as torch's pool1d defaults do.
@@ -37,5 +41,8 @@ void pool1d(float* x, int64_t n, int kernel, bool use_max);
 // CriticalKV: ||v_j W_O^(h)||_1 for the given rows of KV head h, averaged over the
 // group's query heads (W_O^(h) = the columns of the output projection that read head h).
 std::vector<float> value_output_norms(const LayerSnapshot& s, int kv_head, const std::vector<int64_t>& rows);
+// The same for rows below `prefix`, through s.memo when the pass shares one.
+std::vector<float> value_output_norms(const LayerSnapshot& s, int kv_head, const std::vector<int64_t>& rows,
+                                      int64_t prefix);
 
 }  // namespace kvsqueeze
