@@ -222,6 +222,34 @@ TEST(EvalCli, SharedPrefillGivesTheRecordsOfSeparateRuns) {
   }
 }
 
+// fidelity and ppl share the prefill too: each point's continuation is read against its
+// own cache, and every metric equals the run that read the prompt once per point.
+TEST(EvalCli, SharedPrefillGivesTheTeacherForcedMetricsOfSeparateRuns) {
+  REQUIRE_FIXTURE(kStories);
+  const std::string dir = fresh_dir("eval-shared-fidelity");
+  std::map<std::string, std::vector<nlohmann::json>> by_kind;
+  for (const std::string kind : {"shared", "separate"}) {
+    const std::string results = dir + "/" + kind + ".jsonl";
+    const CliResult r = run("eval fidelity -m " + test::shared_path(kStories) +
+                            " --presets snapkv,h2o,criticalkv,lava --budgets 64,160 --ratios 0.25 --samples 2 -t 2 "
+                            "--no-progress --out " + results + (kind == "separate" ? " --separate-prefill" : ""));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    by_kind[kind] = read_results(results);
+  }
+  const auto& shared = by_kind["shared"];
+  const auto& separate = by_kind["separate"];
+  ASSERT_EQ(shared.size(), 2u * (1 + 4 * 3));  // per window: none + 4 presets x (2 budgets + 1 ratio)
+  ASSERT_EQ(shared.size(), separate.size());
+  bool compressed = false;
+  for (size_t i = 0; i < shared.size(); ++i) {
+    for (const char* field : {"preset", "budget", "ratio", "sample", "score", "kv_bytes"})
+      EXPECT_EQ(shared[i][field], separate[i][field]) << field << " of record " << i;
+    EXPECT_EQ(shared[i]["metrics"], separate[i]["metrics"]) << "record " << i;
+    compressed = compressed || shared[i]["metrics"]["kl"].get<double>() > 0;
+  }
+  EXPECT_TRUE(compressed) << "some point must differ from the full cache";
+}
+
 // Instruction models read their prompts as a chat turn (--chat auto when the GGUF has a
 // template); question-agnostic runs cut the turn after the context.
 TEST(EvalCli, ChatTemplateWrapsThePromptsOfInstructionModels) {

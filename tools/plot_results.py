@@ -25,6 +25,7 @@ EXTRA = {
 
 
 MARKERS = "os^Dv<>PX*ph"
+FORMATS = ("png", "svg")
 
 
 def load(paths):
@@ -52,7 +53,7 @@ def x_of(r):
 
 
 def save(fig, out, name, written):
-    for ext in ("png", "svg"):
+    for ext in FORMATS:
         path = os.path.join(out, f"{name}.{ext}")
         fig.savefig(path, dpi=120, bbox_inches="tight")
         written.append(path)
@@ -93,13 +94,17 @@ def draw_lines(ax, rows, key, log):
 
 
 def score_plots(rows, out, written):
+    # Budgets and ratios are different axes: a grid with both gets a plot for each.
     groups = collections.defaultdict(list)
     for r in rows:
-        groups[(r["model"], r["task"], bool(r.get("question_agnostic")))].append(r)
-    for (model, task, agnostic), rs in sorted(groups.items()):
+        kinds = ["budget", "ratio"] if r["preset"] == "none" else ["budget" if r.get("budget") is not None else "ratio"]
+        for kind in kinds:
+            groups[(r["model"], r["task"], bool(r.get("question_agnostic")), kind)].append(r)
+    for (model, task, agnostic, kind), rs in sorted(groups.items()):
+        if all(r["preset"] == "none" for r in rs):
+            continue
         mode = "agnostic" if agnostic else "aware"
-        xlabel = "budget per KV head (window included)" if any(r.get("budget") is not None for r in rs) \
-            else "fraction of the prompt kept"
+        xlabel = "budget per KV head (window included)" if kind == "budget" else "fraction of the prompt kept"
         subtasks = sorted({r.get("subtask", "") for r in rs})
         panels = ([("all", rs)] if len(subtasks) > 1 else []) + \
             [(s or task, [r for r in rs if r.get("subtask", "") == s]) for s in subtasks]
@@ -121,7 +126,8 @@ def score_plots(rows, out, written):
             handles, labels = axes.flat[0].get_legend_handles_labels()
             axes[0][cols - 1].legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
             fig.suptitle(f"{task} on {model} (question-{mode})")
-            save(fig, out, f"{task}_{mode}_{key}_{os.path.splitext(model)[0]}", written)
+            suffix = "_ratio" if kind == "ratio" else ""
+            save(fig, out, f"{task}_{mode}_{key}{suffix}_{os.path.splitext(model)[0]}", written)
 
 
 def heatmaps(rows, out, written):

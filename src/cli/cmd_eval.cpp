@@ -33,7 +33,7 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--chat", o.chat, "niah/ruler/longbench: prompts as a chat turn: auto (when the model has a template) | on | off")
       ->check(CLI::IsMember({"auto", "on", "off"}));
   cmd->add_flag("--separate-prefill", o.separate_prefill,
-                "niah/ruler/longbench: read each prompt once per grid point instead of once for all (for comparison)");
+                "read each prompt once per grid point instead of once for all (for comparison)");
   cmd->add_option("--samples", o.samples, "samples per grid point (longbench: per file; default: 1 for niah, "
                                           "fidelity and ppl, 5 for ruler, all for longbench)")
       ->check(CLI::Range(1, 1 << 20));

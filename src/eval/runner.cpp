@@ -55,8 +55,7 @@ std::vector<GridPoint> make_grid(const EvalOptions& o) {
   const bool any_press = std::any_of(o.presets.begin(), o.presets.end(), [](const std::string& p) {
     return PressConfig::from_preset(p).enabled();  // throws for unknown names
   });
-  if (!o.budgets.empty() && !o.ratios.empty()) throw std::invalid_argument("give either --budgets or --ratios, not both");
-  if (any_press && o.budgets.empty() && o.ratios.empty()) throw std::invalid_argument("give either --budgets or --ratios");
+  if (any_press && o.budgets.empty() && o.ratios.empty()) throw std::invalid_argument("give --budgets or --ratios (or both)");
   std::vector<GridPoint> grid;
   GridPoint full;
   full.preset = "none";
@@ -147,14 +146,44 @@ int64_t run_text_task(const EvalOptions& o, const Model& model, const Tokenizer&
   ProgressBar bar(todo, o.progress);
   int64_t ran = 0;
   for (const auto& w : windows) {
-    std::optional<TeacherForcedRun> full;
-    for (const auto& p : grid) {
+    std::vector<const GridPoint*> points;  // what this window still needs
+    for (const auto& p : grid)
+      if (!results.has(ResultsFile::key_of(base_record(o, p, "", w.id)))) points.push_back(&p);
+    if (points.empty()) continue;
+    // The full cache first (every run is compared with it), then each point: one shared
+    // prefill fills them all, or one prefill each with --separate-prefill.
+    std::vector<PressConfig> configs{PressConfig{}};
+    for (const GridPoint* p : points) configs.push_back(p->config);
+    PressTargets pt(model, configs, o.kv_type);
+    const auto prompt_n = static_cast<int64_t>(w.prompt.size());
+    std::vector<std::vector<float>> logits(o.separate_prefill ? configs.size() : 1,
+                                           std::vector<float>(static_cast<size_t>(model.config().vocab)));
+    std::vector<double> prefill_seconds(configs.size());
+    const double t_shared = now();
+    if (o.separate_prefill) {
+      for (size_t i = 0; i < configs.size(); ++i) {
+        const double t0 = now();
+        model.forward(pt.caches[i], w.prompt.data(), prompt_n, logits[i].data(), false, pt.targets[i].press);
+        prefill_seconds[i] = now() - t0;
+      }
+    } else {
+      model.forward_shared(pt.targets, w.prompt.data(), prompt_n, logits[0].data(), false);
+      std::fill(prefill_seconds.begin(), prefill_seconds.end(), (now() - t_shared) / static_cast<double>(configs.size()));
+    }
+    auto continue_run = [&](size_t i) {
+      TeacherForcedRun run = read_continuation(model, pt.caches[i], w, logits[o.separate_prefill ? i : 0]);
+      run.seconds += prefill_seconds[i];
+      pt.caches[i].clear();  // done with it: release its memory before the next point
+      return run;
+    };
+    const TeacherForcedRun full = continue_run(0);
+    for (size_t i = 0; i < points.size(); ++i) {
+      const GridPoint& p = *points[i];
       json r = base_record(o, p, "", w.id);
-      if (results.has(ResultsFile::key_of(r))) continue;
-      if (!full) full = teacher_forced(model, w, nullptr, o.kv_type);
-      auto press = p.preset == "none" ? nullptr : make_compression_press(p.config);
-      const TeacherForcedRun run = teacher_forced(model, w, press.get(), o.kv_type);
-      const FidelityMetrics m = compare_runs(*full, run, w.continuation);
+      std::optional<TeacherForcedRun> own;
+      if (p.preset != "none") own = continue_run(i + 1);
+      const TeacherForcedRun& run = own ? *own : full;
+      const FidelityMetrics m = compare_runs(full, run, w.continuation);
       r["metric"] = o.task == "fidelity" ? "top1_agreement" : "neg_log_ppl";
       r["score"] = o.task == "fidelity" ? m.top1 : -m.nll;
       r["metrics"] = {{"kl", m.kl}, {"top1_agreement", m.top1}, {"nll", m.nll}, {"ppl", m.ppl},

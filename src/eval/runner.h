@@ -17,7 +17,7 @@ struct EvalOptions {
   std::string task;  // fidelity | ppl | niah | ruler | longbench
   std::string model_path;
   std::vector<std::string> presets;  // "none" (the full-cache reference) always runs too
-  std::vector<int64_t> budgets;      // exactly one of budgets / ratios
+  std::vector<int64_t> budgets;      // budgets, ratios or both: every preset runs at each
   std::vector<double> ratios;
   PressConfig tuning;                // window, alpha, pooling ... applied to every preset
   std::optional<bool> gqa_max;       // GQA reduction by max (unset: each preset's own, max for LAVa)

@@ -63,21 +63,29 @@ double now() { return std::chrono::duration<double>(std::chrono::steady_clock::n
 
 }  // namespace
 
-TeacherForcedRun teacher_forced(const Model& model, const TextWindow& w, LayerPress* press, DType kv_type) {
+TeacherForcedRun read_continuation(const Model& model, KvCache& cache, const TextWindow& w,
+                                   std::vector<float> prompt_logits) {
   const auto& c = model.config();
   const auto n = static_cast<int64_t>(w.continuation.size());
   const double t0 = now();
-  KvCache cache = model.make_cache(kv_type);
   TeacherForcedRun r;
-  std::vector<float> last(static_cast<size_t>(c.vocab));
-  model.forward(cache, w.prompt.data(), static_cast<int64_t>(w.prompt.size()), last.data(), false, press);
   r.kv_bytes = cache.bytes_used();
   std::vector<float> all(static_cast<size_t>(n * c.vocab));
   KeepAttention tap(c.n_layer, c.dim, n);
   model.forward(cache, w.continuation.data(), n, all.data(), true, nullptr, &tap);
   r.attention = tap.take();
-  r.logits.push_back(std::move(last));
+  r.logits.push_back(std::move(prompt_logits));
   for (int64_t i = 0; i + 1 < n; ++i) r.logits.emplace_back(all.begin() + i * c.vocab, all.begin() + (i + 1) * c.vocab);
+  r.seconds = now() - t0;
+  return r;
+}
+
+TeacherForcedRun teacher_forced(const Model& model, const TextWindow& w, LayerPress* press, DType kv_type) {
+  const double t0 = now();
+  KvCache cache = model.make_cache(kv_type);
+  std::vector<float> last(static_cast<size_t>(model.config().vocab));
+  model.forward(cache, w.prompt.data(), static_cast<int64_t>(w.prompt.size()), last.data(), false, press);
+  TeacherForcedRun r = read_continuation(model, cache, w, std::move(last));
   r.seconds = now() - t0;
   return r;
 }

@@ -11,6 +11,7 @@
 #include "tensor/dtype.h"
 
 namespace kvsqueeze {
+class KvCache;
 class LayerPress;
 class Model;
 class Tokenizer;
@@ -41,7 +42,12 @@ struct TeacherForcedRun {
   double seconds = 0;
 };
 
+// Compresses the window's prompt through `press` (null: full cache), then reads the continuation.
 TeacherForcedRun teacher_forced(const Model& model, const TextWindow& w, LayerPress* press, DType kv_type);
+// The second half alone: the continuation read against a cache that already holds the
+// prompt, whose last next-token logits are `prompt_logits`.
+TeacherForcedRun read_continuation(const Model& model, KvCache& cache, const TextWindow& w,
+                                   std::vector<float> prompt_logits);
 
 struct FidelityMetrics {
   double kl = 0;        // mean KL(full || run), nats

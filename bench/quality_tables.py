@@ -1,0 +1,135 @@
+#!/usr/bin/python3
+"""Runs the quality tables of docs/RESULTS.md for one model, in four resumable stages,
+each a `kvsqueeze eval` grid appending to a JSONL file in OUT:
+
+  baseline.jsonl  full cache only: every RULER subtask and NIAH at each length (raw text
+                  prompts), and NIAH read through the model's chat template
+  grid.jsonl      every preset at budgets and ratios, question-aware and question-agnostic,
+                  at --grid-length, for the tasks the full cache solves (mean >= 50 there)
+  heatmap.jsonl   NIAH depth x length for the headline presets at two budgets
+
+A stage that was interrupted continues where it stopped on the next run (eval skips the
+runs already in its file). Wall times go to OUT/wall_times.json.
+Then: tools/results_report.py writes docs/RESULTS.md from the files.
+
+usage: bench/quality_tables.py -m smollm2-135m-instruct --out docs/results/smollm2-135m-instruct
+"""
+import argparse
+import collections
+import json
+import os
+import subprocess
+import sys
+import time
+
+RULER_SUBTASKS = ["niah_single_number", "niah_single_word", "niah_single_uuid", "niah_multikey", "niah_multivalue",
+                  "niah_multiquery", "variable_tracking", "common_words", "frequent_words"]
+GRID_PRESETS = "all"
+HEATMAP_PRESETS = "streamingllm,snapkv,pyramidkv,ada-snapkv,ada-pyramidkv,lava"
+SOLVED = 50.0  # full-cache mean score from which a task enters the grid
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-m", "--model", required=True, help="GGUF file or known model name")
+    ap.add_argument("--out", required=True, help="folder for the JSONL files")
+    ap.add_argument("--kvsqueeze", default="build/release/src/kvsqueeze")
+    ap.add_argument("--haystack", default=None, help="filler text (default: the Paul Graham essays in the model cache)")
+    ap.add_argument("--lengths", default="2048,4096,8192", help="baseline prompt lengths")
+    ap.add_argument("--baseline-samples", type=int, default=3, help="RULER samples per subtask and length (full cache)")
+    ap.add_argument("--grid-length", type=int, default=4096)
+    ap.add_argument("--grid-samples", type=int, default=2, help="RULER samples per subtask in the grid")
+    ap.add_argument("--budgets", default="128,256,512,1024")
+    ap.add_argument("--ratios", default="0.1,0.25,0.5")
+    ap.add_argument("--depths", default="0,25,50,75,100")
+    ap.add_argument("--heatmap-budgets", default="256,1024")
+    ap.add_argument("--stages", default="baseline,grid,heatmap")
+    ap.add_argument("-t", "--threads", type=int, default=0)
+    return ap.parse_args()
+
+
+def model_cache_dir():
+    return os.environ.get("KVSQUEEZE_MODELS") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models")
+
+
+def eval_cmd(a, task, out, *extra):
+    cmd = [a.kvsqueeze, "eval", task, "-m", a.model, "--haystack", a.haystack, "--no-progress", "--out", out]
+    if a.threads:
+        cmd += ["-t", str(a.threads)]
+    return cmd + [str(x) for x in extra]
+
+
+def run(cmd, stage, times):
+    print("+", " ".join(cmd), flush=True)
+    t0 = time.monotonic()
+    r = subprocess.run(cmd)
+    times[stage] = times.get(stage, 0.0) + time.monotonic() - t0
+    if r.returncode != 0:
+        sys.exit(f"error: {stage}: kvsqueeze eval failed (exit {r.returncode})")
+
+
+def load(path):
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def solved_tasks(baseline, length):
+    """(task, subtask) pairs whose full-cache mean at `length` (raw prompts) reaches SOLVED."""
+    scores = collections.defaultdict(list)
+    for r in baseline:
+        if r["preset"] == "none" and r.get("length") == length and "chat" not in r:
+            scores[(r["task"], r["subtask"])].append(r["score"])
+    return sorted(k for k, v in scores.items() if sum(v) / len(v) >= SOLVED)
+
+
+def main():
+    a = parse_args()
+    if a.haystack is None:
+        a.haystack = os.path.join(model_cache_dir(), "paul_graham_essays.txt")
+    if not os.path.exists(a.haystack):
+        sys.exit(f"error: no haystack at {a.haystack} (scripts/fetch_models.sh paul-graham-essays)")
+    os.makedirs(a.out, exist_ok=True)
+    stages = a.stages.split(",")
+    times_path = os.path.join(a.out, "wall_times.json")
+    times = json.load(open(times_path)) if os.path.exists(times_path) else {}
+    baseline, grid, heatmap = (os.path.join(a.out, f) for f in ("baseline.jsonl", "grid.jsonl", "heatmap.jsonl"))
+    raw = ["--chat", "off"]  # completion prompts: what both small models answer (the chat rows say why)
+
+    def save_times():
+        with open(times_path, "w") as f:
+            json.dump({k: round(v, 1) for k, v in times.items()}, f, indent=1)
+
+    if "baseline" in stages:
+        run(eval_cmd(a, "niah", baseline, "--presets", "none", "--lengths", a.lengths, "--depths", a.depths, *raw),
+            "baseline", times)
+        run(eval_cmd(a, "niah", baseline, "--presets", "none", "--lengths", a.lengths, "--depths", a.depths,
+                     "--chat", "auto"), "baseline", times)  # without a template: the raw runs, skipped
+        run(eval_cmd(a, "ruler", baseline, "--presets", "none", "--lengths", a.lengths, "--samples",
+                     a.baseline_samples, *raw), "baseline", times)
+        save_times()
+
+    if "grid" in stages:
+        solved = solved_tasks(load(baseline), a.grid_length)
+        print(f"tasks the full cache solves at {a.grid_length} tokens:", solved or "none", flush=True)
+        subtasks = [s for t, s in solved if t == "ruler"]
+        for mode in ([], ["--question-agnostic"]):
+            if ("niah", "") in solved:
+                run(eval_cmd(a, "niah", grid, "--presets", GRID_PRESETS, "--budgets", a.budgets, "--ratios", a.ratios,
+                             "--lengths", a.grid_length, "--depths", a.depths, *raw, *mode), "grid", times)
+            if subtasks:
+                run(eval_cmd(a, "ruler", grid, "--presets", GRID_PRESETS, "--budgets", a.budgets, "--ratios",
+                             a.ratios, "--lengths", a.grid_length, "--subtasks", ",".join(subtasks), "--samples",
+                             a.grid_samples, *raw, *mode), "grid", times)
+            save_times()
+
+    if "heatmap" in stages:
+        run(eval_cmd(a, "niah", heatmap, "--presets", HEATMAP_PRESETS, "--budgets", a.heatmap_budgets, "--lengths",
+                     a.lengths, "--depths", a.depths, *raw), "heatmap", times)
+        save_times()
+    print(json.dumps(times))
+
+
+if __name__ == "__main__":
+    main()
