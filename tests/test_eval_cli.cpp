@@ -290,3 +290,53 @@ TEST(EvalCli, ChatTemplateWrapsThePromptsOfInstructionModels) {
                            dir + "/x.jsonl"),
                        "no chat template");
 }
+
+// tools/results_report.py: a template's placeholders become tables, and a claim is
+// confirmed only where the paired differences say so.
+TEST(ResultsReport, FillsTheTemplateAndChecksClaimsOnPairedSamples) {
+  const std::string dir = fresh_dir("results-report");
+  std::filesystem::create_directories(dir + "/res/tiny");
+  {
+    std::ofstream grid(dir + "/res/tiny/grid.jsonl");
+    for (const bool agnostic : {false, true})
+      for (int s = 0; s < 6; ++s)
+        for (const std::string preset : {"none", "snapkv", "ada-snapkv"})
+          for (const int budget : {64, 128}) {
+            if (preset == "none" && budget == 128) continue;
+            nlohmann::json r{{"model", "tiny.gguf"}, {"task", "niah"},   {"subtask", ""},
+                             {"sample", std::to_string(s)},             {"preset", preset},
+                             {"question_agnostic", agnostic},           {"ratio", nullptr}};
+            r["budget"] = preset == "none" ? nlohmann::json(nullptr) : nlohmann::json(budget);
+            // Aware: Ada-KV finds every needle, SnapKV none; agnostic: both find the even samples.
+            const bool found = preset == "none" || (agnostic ? s % 2 == 0 : preset == "ada-snapkv");
+            r["score"] = found ? 100.0 : 0.0;
+            grid << r.dump() << "\n";
+          }
+  }
+  {
+    std::ofstream t(dir + "/res/RESULTS.md.in");
+    t << "# report\n\n@@grid tiny@@\n\n@@claims tiny@@\n\n@@baseline tiny@@\n";
+  }
+  const std::string cmd = "/usr/bin/python3 " + kSource + "/tools/results_report.py --results " + dir + "/res --out " +
+                          dir + "/RESULTS.md --img " + dir + "/img";
+  ASSERT_EQ(shell(cmd + " >" + dir + "/log 2>&1"), 0) << "see " << dir << "/log";
+  std::ifstream in(dir + "/RESULTS.md");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text.find("@@"), std::string::npos) << text;
+  EXPECT_NE(text.find("| ada-snapkv |  | 100 | 100 |"), std::string::npos) << text;
+  EXPECT_NE(text.find("| snapkv |  | 0 | 0 |"), std::string::npos) << text;
+  EXPECT_NE(text.find("| Ada-KV head budgets beat SnapKV's uniform ones | aware | +100.0 [+100.0, +100.0] | 12/0/0 | "
+                      "**confirmed** |"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("| Ada-KV head budgets beat SnapKV's uniform ones | agnostic | +0.0 [+0.0, +0.0] | 0/0/12 | "
+                      "not measurable"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("no baseline results yet"), std::string::npos) << text;
+  {
+    std::ofstream t(dir + "/res/RESULTS.md.in");
+    t << "@@nonsense tiny@@\n";
+  }
+  EXPECT_NE(shell(cmd + " >/dev/null 2>&1"), 0) << "an unknown placeholder is an error";
+}

@@ -275,8 +275,6 @@ def main():
 
     def model_rows(model):
         folder = os.path.join(a.results, model)
-        if not os.path.isdir(folder):
-            sys.exit(f"error: the template names model '{model}' but {folder} does not exist")
         if model not in cache:
             files = {}
             for name in ("baseline", "grid", "heatmap"):
