@@ -6,6 +6,9 @@ each a `kvsqueeze eval` grid appending to a JSONL file in OUT:
                   prompts), and NIAH read through the model's chat template
   grid.jsonl      every preset at budgets and ratios, question-aware and question-agnostic,
                   at --grid-length, for the tasks the full cache solves (mean >= 50 there)
+  fidelity.jsonl  the grid's presets on the generation side: windows of the haystack text
+                  compressed at --grid-length tokens, the next 64 tokens teacher-forced,
+                  top-1 agreement and KL against the full cache
   heatmap.jsonl   NIAH depth x length for the headline presets at two budgets
 
 A stage that was interrupted continues where it stopped on the next run (eval skips the
@@ -43,7 +46,8 @@ def parse_args():
     ap.add_argument("--ratios", default="0.1,0.25,0.5")
     ap.add_argument("--depths", default="0,25,50,75,100")
     ap.add_argument("--heatmap-budgets", default="256,1024")
-    ap.add_argument("--stages", default="baseline,grid,heatmap")
+    ap.add_argument("--fidelity-samples", type=int, default=5, help="text windows of the fidelity stage")
+    ap.add_argument("--stages", default="baseline,grid,fidelity,heatmap")
     ap.add_argument("-t", "--threads", type=int, default=0)
     return ap.parse_args()
 
@@ -53,7 +57,8 @@ def model_cache_dir():
 
 
 def eval_cmd(a, task, out, *extra):
-    cmd = [a.kvsqueeze, "eval", task, "-m", a.model, "--haystack", a.haystack, "--no-progress", "--out", out]
+    filler = ["--haystack", a.haystack] if task in ("niah", "ruler") else ["--text", a.haystack]
+    cmd = [a.kvsqueeze, "eval", task, "-m", a.model, *filler, "--no-progress", "--out", out]
     if a.threads:
         cmd += ["-t", str(a.threads)]
     return cmd + [str(x) for x in extra]
@@ -94,7 +99,8 @@ def main():
     stages = a.stages.split(",")
     times_path = os.path.join(a.out, "wall_times.json")
     times = json.load(open(times_path)) if os.path.exists(times_path) else {}
-    baseline, grid, heatmap = (os.path.join(a.out, f) for f in ("baseline.jsonl", "grid.jsonl", "heatmap.jsonl"))
+    baseline, grid, fidelity, heatmap = (os.path.join(a.out, f) for f in
+                                         ("baseline.jsonl", "grid.jsonl", "fidelity.jsonl", "heatmap.jsonl"))
     raw = ["--chat", "off"]  # completion prompts: what both small models answer (the chat rows say why)
 
     def save_times():
@@ -123,6 +129,12 @@ def main():
                              a.ratios, "--lengths", a.grid_length, "--subtasks", ",".join(subtasks), "--samples",
                              a.grid_samples, *raw, *mode), "grid", times)
             save_times()
+
+    if "fidelity" in stages:
+        cmd = eval_cmd(a, "fidelity", fidelity, "--presets", GRID_PRESETS, "--budgets", a.budgets, "--ratios", a.ratios,
+                       "--prompt-tokens", a.grid_length, "--samples", a.fidelity_samples)
+        run(cmd, "fidelity", times)
+        save_times()
 
     if "heatmap" in stages:
         run(eval_cmd(a, "niah", heatmap, "--presets", HEATMAP_PRESETS, "--budgets", a.heatmap_budgets, "--lengths",

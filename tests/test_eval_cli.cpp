@@ -325,11 +325,11 @@ TEST(ResultsReport, FillsTheTemplateAndChecksClaimsOnPairedSamples) {
   EXPECT_EQ(text.find("@@"), std::string::npos) << text;
   EXPECT_NE(text.find("| ada-snapkv |  | 100 | 100 |"), std::string::npos) << text;
   EXPECT_NE(text.find("| snapkv |  | 0 | 0 |"), std::string::npos) << text;
-  EXPECT_NE(text.find("| Ada-KV head budgets beat SnapKV's uniform ones | aware | +100.0 [+100.0, +100.0] | 12/0/0 | "
+  EXPECT_NE(text.find("| Ada-KV head budgets beat SnapKV's uniform ones | extraction (NIAH/RULER) | aware | +100.0 [+100.0, +100.0] | 12/0/0 | "
                       "**confirmed** |"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("| Ada-KV head budgets beat SnapKV's uniform ones | agnostic | +0.0 [+0.0, +0.0] | 0/0/12 | "
+  EXPECT_NE(text.find("| Ada-KV head budgets beat SnapKV's uniform ones | extraction (NIAH/RULER) | agnostic | +0.0 [+0.0, +0.0] | 0/0/12 | "
                       "not measurable"),
             std::string::npos)
       << text;

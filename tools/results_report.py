@@ -9,7 +9,8 @@ Placeholders (one per line in the template, MODEL = a folder under --results):
   @@baseline MODEL@@   full-cache score per task and length, chat-template row included
   @@grid MODEL@@       every preset at every budget and ratio, both modes, all grid tasks pooled
   @@bytask MODEL@@     presets x tasks at each mode's middle budget
-  @@claims MODEL@@     the papers' claims as paired comparisons
+  @@fidelity MODEL@@   teacher-forced continuations: top-1 agreement and KL per preset
+  @@claims MODEL@@     the papers' claims as paired comparisons, extraction and generation
   @@plots MODEL@@      score curves and NIAH heatmaps
   @@times MODEL@@      wall time of each stage
 Intervals are 95%: Wilson for all-or-nothing scores, Student t otherwise; claim intervals
@@ -208,31 +209,57 @@ def bootstrap(diffs, rounds=2000, seed=1):
     return means[int(0.025 * rounds)], means[int(0.975 * rounds) - 1]
 
 
-def claims_section(rows):
+def fidelity_section(rows):
     if not rows:
+        return "_(no fidelity results yet)_"
+    cols = sorted({column_of(r) for r in rows if r["preset"] != "none"}, key=lambda c: (c[0] != "b", c[1]))
+    windows = {r["sample"] for r in rows}
+    out = [f"{len(windows)} windows of {rows[0]['prompt_tokens']} prompt tokens, "
+           f"{rows[0].get('continuation_tokens', 64)} teacher-forced tokens each.\n"]
+    for key, what, fmt in (("top1_agreement", "top-1 agreement with the full cache (%)", "{:.1f}"),
+                           ("kl", "mean KL(full ‖ compressed) per token (nats)", "{:.3f}")):
+        by = collections.defaultdict(list)
+        for r in rows:
+            if r["preset"] != "none":
+                by[(r["preset"], column_of(r))].append(r["metrics"][key])
+        presets = sorted({p for p, _ in by}, key=preset_rank)
+        body = [[p] + [fmt.format(sum(by[(p, c)]) / len(by[(p, c)])) if by.get((p, c)) else "" for c in cols]
+                for p in presets]
+        out.append(f"**{what}**\n")
+        out.append(table(["preset", *[column_label(c) for c in cols]], body) + "\n")
+    return "\n".join(out)
+
+
+def claims_section(grid_rows, fidelity_rows):
+    if not grid_rows and not fidelity_rows:
         return "_(no grid results yet)_"
+    kinds = [("extraction (NIAH/RULER)", grid_rows, (False, True)), ("generation (teacher-forced top-1)",
+                                                                      fidelity_rows, (False,))]
     body = []
     for a, b, what in CLAIMS:
-        for agnostic in (False, True):
-            diffs = paired(rows, a, b, agnostic)
-            vals = [d for v in diffs.values() for d in v]
-            mode = "agnostic" if agnostic else "aware"
-            if not vals:
-                continue
-            m = sum(vals) / len(vals)
-            lo, hi = bootstrap(diffs)
-            wins, losses = sum(d > 0 for d in vals), sum(d < 0 for d in vals)
-            if wins == losses == 0:
-                verdict = "not measurable (equal scores at every point)"
-            elif lo > 0:
-                verdict = "**confirmed**"
-            elif hi < 0:
-                verdict = "**refuted** (the opposite holds)"
-            else:
-                verdict = "not significant"
-            body.append([what, mode, f"{m:+.1f} [{lo:+.1f}, {hi:+.1f}]", f"{wins}/{losses}/{len(vals) - wins - losses}",
-                         verdict])
-    return table(["claim (A vs B)", "mode", "mean A − B, 95% CI", "wins/losses/ties", "verdict"], body)
+        for kind, rows, modes in kinds:
+            for agnostic in modes:
+                diffs = paired(rows, a, b, agnostic)
+                vals = [d for v in diffs.values() for d in v]
+                if not vals:
+                    continue
+                mode = "agnostic" if agnostic else "aware"
+                m = sum(vals) / len(vals)
+                lo, hi = bootstrap(diffs)
+                wins, losses = sum(d > 0 for d in vals), sum(d < 0 for d in vals)
+                if len(diffs) < 4:
+                    verdict = f"too few samples ({len(diffs)})"
+                elif wins == losses == 0:
+                    verdict = "not measurable (equal scores at every point)"
+                elif lo > 0:
+                    verdict = "**confirmed**"
+                elif hi < 0:
+                    verdict = "**refuted** (the opposite holds)"
+                else:
+                    verdict = "not significant"
+                body.append([what, kind, mode if "generation" not in kind else "-", f"{m:+.1f} [{lo:+.1f}, {hi:+.1f}]",
+                             f"{wins}/{losses}/{len(vals) - wins - losses}", verdict])
+    return table(["claim (A vs B)", "task", "mode", "mean A − B, 95% CI", "wins/losses/ties", "verdict"], body)
 
 
 def plots_section(model, rows, img_dir, doc_dir):
@@ -242,10 +269,10 @@ def plots_section(model, rows, img_dir, doc_dir):
     os.makedirs(out_dir, exist_ok=True)
     written = []
     plot_results.FORMATS = ("png",)
-    plot_results.score_plots([r for r in rows if r["_file"] == "grid"], out_dir, written)
+    plot_results.score_plots([r for r in rows if r["_file"] in ("grid", "fidelity")], out_dir, written)
     plot_results.heatmaps([r for r in rows if r["_file"] == "heatmap"], out_dir, written)
     lines = []
-    for path in sorted(written):
+    for path in sorted(p for p in written if "attn_l1" not in p):  # the attention-error plots: see EVALUATION.md
         rel = os.path.relpath(path, doc_dir)
         lines.append(f"![{os.path.basename(path)}]({rel})")
     return "\n\n".join(lines)
@@ -277,7 +304,7 @@ def main():
         folder = os.path.join(a.results, model)
         if model not in cache:
             files = {}
-            for name in ("baseline", "grid", "heatmap"):
+            for name in ("baseline", "grid", "fidelity", "heatmap"):
                 files[name] = load(os.path.join(folder, f"{name}.jsonl"))
                 for r in files[name]:
                     r["_file"] = name
@@ -293,10 +320,12 @@ def main():
             return grid_section(files["grid"])
         if kind == "bytask":
             return bytask_section(files["grid"])
+        if kind == "fidelity":
+            return fidelity_section(files["fidelity"])
         if kind == "claims":
-            return claims_section(files["grid"])
+            return claims_section(files["grid"], files["fidelity"])
         if kind == "plots":
-            return plots_section(model, files["baseline"] + files["grid"] + files["heatmap"], a.img, doc_dir)
+            return plots_section(model, files["grid"] + files["fidelity"] + files["heatmap"], a.img, doc_dir)
         if kind == "times":
             return times_section(folder)
         sys.exit(f"error: unknown placeholder @@{kind} {model}@@")
