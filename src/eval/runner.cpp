@@ -119,6 +119,35 @@ size_t full_kv_bytes(const Model& m, DType kv_type, int64_t tokens) {
   return static_cast<size_t>(m.config().full_cache_rows(tokens)) * row * static_cast<size_t>(m.config().n_head_kv);
 }
 
+// Reads `ids` into every target's cache: once for all (Model::forward_shared) or, with
+// `separate`, once per target. The next-token logits after the prompt and each target's
+// share of the prefill time.
+struct Prefill {
+  std::vector<std::vector<float>> logits;  // one row shared by all, or one per target
+  std::vector<double> seconds;
+  const std::vector<float>& logits_of(size_t i) const { return logits[logits.size() == 1 ? 0 : i]; }
+};
+
+Prefill prefill_targets(const Model& model, PressTargets& pt, const std::vector<int32_t>& ids, bool separate) {
+  const size_t n = pt.targets.size();
+  const auto len = static_cast<int64_t>(ids.size());
+  Prefill r;
+  r.logits.assign(separate ? n : 1, std::vector<float>(static_cast<size_t>(model.config().vocab)));
+  r.seconds.resize(n);
+  const double t_shared = now();
+  if (separate) {
+    for (size_t i = 0; i < n; ++i) {
+      const double t0 = now();
+      model.forward(pt.caches[i], ids.data(), len, r.logits[i].data(), false, pt.targets[i].press);
+      r.seconds[i] = now() - t0;
+    }
+  } else {
+    model.forward_shared(pt.targets, ids.data(), len, r.logits[0].data(), false);
+    std::fill(r.seconds.begin(), r.seconds.end(), (now() - t_shared) / static_cast<double>(n));
+  }
+  return r;
+}
+
 // fidelity and ppl: the full cache's run per window, then every other grid point against it.
 int64_t run_text_task(const EvalOptions& o, const Model& model, const Tokenizer& tok, const std::vector<GridPoint>& grid,
                       ResultsFile& results) {
@@ -155,24 +184,10 @@ int64_t run_text_task(const EvalOptions& o, const Model& model, const Tokenizer&
     std::vector<PressConfig> configs{PressConfig{}};
     for (const GridPoint* p : points) configs.push_back(p->config);
     PressTargets pt(model, configs, o.kv_type);
-    const auto prompt_n = static_cast<int64_t>(w.prompt.size());
-    std::vector<std::vector<float>> logits(o.separate_prefill ? configs.size() : 1,
-                                           std::vector<float>(static_cast<size_t>(model.config().vocab)));
-    std::vector<double> prefill_seconds(configs.size());
-    const double t_shared = now();
-    if (o.separate_prefill) {
-      for (size_t i = 0; i < configs.size(); ++i) {
-        const double t0 = now();
-        model.forward(pt.caches[i], w.prompt.data(), prompt_n, logits[i].data(), false, pt.targets[i].press);
-        prefill_seconds[i] = now() - t0;
-      }
-    } else {
-      model.forward_shared(pt.targets, w.prompt.data(), prompt_n, logits[0].data(), false);
-      std::fill(prefill_seconds.begin(), prefill_seconds.end(), (now() - t_shared) / static_cast<double>(configs.size()));
-    }
+    const Prefill prefill = prefill_targets(model, pt, w.prompt, o.separate_prefill);
     auto continue_run = [&](size_t i) {
-      TeacherForcedRun run = read_continuation(model, pt.caches[i], w, logits[o.separate_prefill ? i : 0]);
-      run.seconds += prefill_seconds[i];
+      TeacherForcedRun run = read_continuation(model, pt.caches[i], w, prefill.logits_of(i));
+      run.seconds += prefill.seconds[i];
       pt.caches[i].clear();  // done with it: release its memory before the next point
       return run;
     };
@@ -297,26 +312,11 @@ int64_t run_qa_task(const EvalOptions& o, const Model& model, const Tokenizer& t
     std::vector<PressConfig> configs;
     for (const GridPoint* p : points) configs.push_back(p->config);  // "none": a default config, no press
     PressTargets pt(model, configs, o.kv_type);
-    auto& caches = pt.caches;
-    const auto& targets = pt.targets;
-    std::vector<std::vector<float>> logits(o.separate_prefill ? points.size() : 1,
-                                           std::vector<float>(static_cast<size_t>(model.config().vocab)));
-    std::vector<double> prefill_seconds(points.size());
-    const double t_shared = now();
-    if (o.separate_prefill) {
-      for (size_t i = 0; i < points.size(); ++i) {
-        const double t0 = now();
-        model.forward(caches[i], all.data(), static_cast<int64_t>(all.size()), logits[i].data(), false, targets[i].press);
-        prefill_seconds[i] = now() - t0;
-      }
-    } else {
-      model.forward_shared(targets, all.data(), static_cast<int64_t>(all.size()), logits[0].data(), false);
-      std::fill(prefill_seconds.begin(), prefill_seconds.end(), (now() - t_shared) / static_cast<double>(points.size()));
-    }
+    const Prefill prefill = prefill_targets(model, pt, all, o.separate_prefill);
     for (size_t i = 0; i < points.size(); ++i) {
       const double t0 = now();
-      Generator gen(model, &tok, std::move(caches[i]));
-      std::vector<float> next = logits[o.separate_prefill ? i : 0];
+      Generator gen(model, &tok, std::move(pt.caches[i]));
+      std::vector<float> next = prefill.logits_of(i);
       if (o.question_agnostic && !question_ids.empty()) next = gen.prefill(question_ids);
       const size_t kv_bytes = gen.cache().bytes_used();
       GenerationOptions gopt;
@@ -332,7 +332,7 @@ int64_t run_qa_task(const EvalOptions& o, const Model& model, const Tokenizer& t
       r["kv_bytes_full"] = full_kv_bytes(model, o.kv_type, static_cast<int64_t>(context_ids.size() + question_ids.size()));
       r["prompt_tokens"] = context_ids.size() + question_ids.size();
       // A shared prefill's time is split evenly between the points it served.
-      r["seconds"] = prefill_seconds[i] + (now() - t0);
+      r["seconds"] = prefill.seconds[i] + (now() - t0);
       r["prediction"] = prediction.size() > 400 ? prediction.substr(0, 400) : prediction;
       r["answers"] = s.answers;
       results.append(r);
