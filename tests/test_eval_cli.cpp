@@ -249,6 +249,38 @@ TEST(EvalCli, SharedPrefillGivesTheTeacherForcedMetricsOfSeparateRuns) {
   EXPECT_TRUE(compressed) << "some point must differ from the full cache";
 }
 
+// --export-samples writes each sample with the token ids the grid reads, so another
+// engine can run the very same prompts; it refuses tasks that have no samples to export.
+TEST(EvalCli, ExportedSamplesHoldTheTokenIdsTheGridReads) {
+  REQUIRE_FIXTURE(kRetrieval);
+  const std::string dir = fresh_dir("eval-export");
+  const std::string common = "eval niah -m " + test::shared_path(kRetrieval) + " --lengths 256,384 --depths 0,60 -t 2 ";
+  CliResult r = run(common + "--export-samples " + dir + "/samples.jsonl");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("4 samples written"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/r.jsonl"));
+  ASSERT_EQ(run(common + "--presets none --no-progress --out " + dir + "/r.jsonl").exit_code, 0);
+  std::map<std::string, nlohmann::json> graded;
+  for (const auto& row : read_results(dir + "/r.jsonl")) graded[row["sample"]] = row;
+  const auto samples = read_results(dir + "/samples.jsonl");
+  ASSERT_EQ(samples.size(), 4u);
+  for (const auto& s : samples) {
+    ASSERT_TRUE(graded.count(s["sample"])) << s.dump();
+    const auto& g = graded[s["sample"]];
+    EXPECT_EQ(s["context_ids"].size() + s["question_ids"].size(), g["prompt_tokens"].get<size_t>());
+    EXPECT_EQ(s["answers"], g["answers"]);
+    EXPECT_EQ(s["length"], g["length"]);
+    EXPECT_EQ(s["depth"], g["depth"]);
+    EXPECT_EQ(s["context_ids"][0], 1) << "BOS first";
+    EXPECT_TRUE(s["chat"].is_null());
+    EXPECT_NE(s["context"].get<std::string>().find(s["answers"][0].get<std::string>()), std::string::npos)
+        << "the needle is in the context";
+  }
+  expect_clean_failure(run("eval fidelity -m " + test::shared_path(kRetrieval) + " --export-samples " + dir + "/f.jsonl"),
+                       "--export-samples is for niah, ruler and longbench");
+  expect_clean_failure(run(common + "--presets none"), "--out FILE is required");
+}
+
 // Instruction models read their prompts as a chat turn (--chat auto when the GGUF has a
 // template); question-agnostic runs cut the turn after the context.
 TEST(EvalCli, ChatTemplateWrapsThePromptsOfInstructionModels) {

@@ -38,7 +38,9 @@ void add_eval_command(CLI::App& app) {
                                           "fidelity and ppl, 5 for ruler, all for longbench)")
       ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--seed", o.seed, "seed of the generated tasks");
-  cmd->add_option("--out", o.out_path, "results file (JSON lines; runs already in it are skipped)")->required();
+  cmd->add_option("--out", o.out_path, "results file (JSON lines; runs already in it are skipped)");
+  cmd->add_option("--export-samples", o.export_path,
+                  "niah/ruler/longbench: write the samples (text, answers, token ids) to this JSONL file and stop");
   cmd->add_option("--text", o.text_path, "fidelity/ppl: text file (default: a built-in story)")->check(CLI::ExistingFile);
   cmd->add_option("--prompt-tokens", o.prompt_tokens, "fidelity/ppl: prompt length (default: what fits, up to 2048)")
       ->check(CLI::Range(int64_t{2}, int64_t{1} << 24));

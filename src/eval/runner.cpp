@@ -270,28 +270,67 @@ std::optional<ChatTemplate> eval_chat_template(const EvalOptions& o, const Model
   return t;
 }
 
-int64_t run_qa_task(const EvalOptions& o, const Model& model, const Tokenizer& tok, const std::vector<GridPoint>& grid,
-                    ResultsFile& results) {
-  const std::optional<ChatTemplate> chat = eval_chat_template(o, model, tok);
-  std::vector<QaSample> samples;
+// The samples of a QA task: read from LongBench files or generated.
+std::vector<QaSample> qa_samples(const EvalOptions& o, const Model& model, const Tokenizer& tok) {
   const int64_t ctx = model.config().context;
   if (o.task == "longbench") {
     if (!o.lengths.empty() || !o.haystack_path.empty()) throw std::invalid_argument("longbench takes neither --lengths nor --haystack");
-    samples = longbench_samples(o.data_files, o.samples);
-  } else {
-    if (!o.data_files.empty()) throw std::invalid_argument(fmt::format("{} generates its samples; --data is for longbench", o.task));
-    const Haystack hay = o.haystack_path.empty() ? Haystack::generated() : Haystack::from_file(o.haystack_path);
-    SyntheticOptions so;
-    so.lengths = o.lengths.empty() ? default_lengths(model, o.task) : o.lengths;
-    so.depths = o.depths;
-    so.samples = o.samples > 0 ? o.samples : (o.task == "niah" ? 1 : 5);
-    so.seed = o.seed;
-    so.subtasks = o.subtasks;
-    for (int64_t l : so.lengths)
-      if (ctx > 0 && l > ctx)
-        fmt::print(stderr, "warning: length {} is beyond the model's trained context ({} tokens)\n", l, ctx);
-    samples = o.task == "niah" ? niah_samples(tok, hay, so) : ruler_samples(tok, hay, so);
+    return longbench_samples(o.data_files, o.samples);
   }
+  if (!o.data_files.empty()) throw std::invalid_argument(fmt::format("{} generates its samples; --data is for longbench", o.task));
+  const Haystack hay = o.haystack_path.empty() ? Haystack::generated() : Haystack::from_file(o.haystack_path);
+  SyntheticOptions so;
+  so.lengths = o.lengths.empty() ? default_lengths(model, o.task) : o.lengths;
+  so.depths = o.depths;
+  so.samples = o.samples > 0 ? o.samples : (o.task == "niah" ? 1 : 5);
+  so.seed = o.seed;
+  so.subtasks = o.subtasks;
+  for (int64_t l : so.lengths)
+    if (ctx > 0 && l > ctx)
+      fmt::print(stderr, "warning: length {} is beyond the model's trained context ({} tokens)\n", l, ctx);
+  return o.task == "niah" ? niah_samples(tok, hay, so) : ruler_samples(tok, hay, so);
+}
+
+// Prompt tokens a sample may use: --max-length, or for LongBench the context minus the answer.
+int64_t prompt_limit(const EvalOptions& o, const Model& model, const QaSample& s) {
+  const int64_t ctx = model.config().context;
+  return o.max_length > 0 ? o.max_length : o.task == "longbench" && ctx > 0 ? ctx - s.max_new_tokens : 0;
+}
+
+// --export-samples: every sample as the grid would read it, one JSON line each, so another
+// engine (bench/vs_kvpress) can run the very same token ids.
+int64_t export_qa_samples(const EvalOptions& o, const Model& model, const Tokenizer& tok) {
+  const std::optional<ChatTemplate> chat = eval_chat_template(o, model, tok);
+  const std::vector<QaSample> samples = qa_samples(o, model, tok);
+  std::ofstream out(o.export_path, std::ios::binary | std::ios::trunc);
+  if (!out) throw std::runtime_error(fmt::format("cannot write '{}'", o.export_path));
+  for (const QaSample& s : samples) {
+    const auto [context_ids, question_ids] = sample_ids(tok, s, prompt_limit(o, model, s), chat ? &*chat : nullptr);
+    json r;
+    r["model"] = std::filesystem::path(o.model_path).filename().string();
+    r["task"] = o.task;
+    r["subtask"] = s.subtask;
+    r["sample"] = s.id;
+    for (auto it = s.tags.begin(); it != s.tags.end(); ++it) r[it.key()] = it.value();
+    r["chat"] = chat ? json(chat->name()) : json(nullptr);
+    r["context"] = s.context;
+    r["question"] = s.question;
+    r["answers"] = s.answers;
+    r["metric"] = metric_name(s.metric);
+    r["max_new_tokens"] = s.max_new_tokens;
+    r["context_ids"] = context_ids;    // BOS and the chat turn's opening included
+    r["question_ids"] = question_ids;  // read after the compressed context when question-agnostic
+    out << r.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
+  }
+  out.flush();
+  if (!out) throw std::runtime_error(fmt::format("writing '{}' failed", o.export_path));
+  return static_cast<int64_t>(samples.size());
+}
+
+int64_t run_qa_task(const EvalOptions& o, const Model& model, const Tokenizer& tok, const std::vector<GridPoint>& grid,
+                    ResultsFile& results) {
+  const std::optional<ChatTemplate> chat = eval_chat_template(o, model, tok);
+  const std::vector<QaSample> samples = qa_samples(o, model, tok);
   int64_t todo = 0;
   for (const auto& s : samples)
     for (const auto& p : grid)
@@ -303,8 +342,7 @@ int64_t run_qa_task(const EvalOptions& o, const Model& model, const Tokenizer& t
     for (const auto& p : grid)
       if (!results.has(ResultsFile::key_of(base_record(o, p, s.subtask, s.id, chat ? &*chat : nullptr)))) points.push_back(&p);
     if (points.empty()) continue;
-    const int64_t limit = o.max_length > 0 ? o.max_length : o.task == "longbench" && ctx > 0 ? ctx - s.max_new_tokens : 0;
-    const auto [context_ids, question_ids] = sample_ids(tok, s, limit, chat ? &*chat : nullptr);
+    const auto [context_ids, question_ids] = sample_ids(tok, s, prompt_limit(o, model, s), chat ? &*chat : nullptr);
     std::vector<int32_t> all = context_ids;
     if (!o.question_agnostic) all.insert(all.end(), question_ids.begin(), question_ids.end());
     // The compressed prompt (the context alone when question-agnostic) is read once for
@@ -349,13 +387,22 @@ int64_t run_qa_task(const EvalOptions& o, const Model& model, const Tokenizer& t
 int64_t run_eval(const EvalOptions& o) {
   if (std::find(eval_tasks().begin(), eval_tasks().end(), o.task) == eval_tasks().end())
     throw std::invalid_argument(fmt::format("unknown task '{}' (known: {})", o.task, fmt::join(eval_tasks(), ", ")));
+  const bool text_task = o.task == "fidelity" || o.task == "ppl";
+  if (!o.export_path.empty()) {
+    if (text_task) throw std::invalid_argument("--export-samples is for niah, ruler and longbench");
+    auto file = std::make_shared<const GgufFile>(o.model_path);
+    const Model model(file);
+    const auto tok = Tokenizer::from_gguf(*file);
+    const int64_t n = export_qa_samples(o, model, *tok);
+    fmt::print("{} samples written to {}\n", n, o.export_path);
+    return 0;
+  }
   if (o.out_path.empty()) throw std::invalid_argument("--out FILE is required");
   const auto grid = make_grid(o);
   auto file = std::make_shared<const GgufFile>(o.model_path);
   const Model model(file);
   const auto tok = Tokenizer::from_gguf(*file);
   ResultsFile results(o.out_path);
-  const bool text_task = o.task == "fidelity" || o.task == "ppl";
   const int64_t ran = text_task ? run_text_task(o, model, *tok, grid, results) : run_qa_task(o, model, *tok, grid, results);
   std::set<std::string> presets;
   for (const auto& p : grid) presets.insert(p.preset);

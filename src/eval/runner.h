@@ -33,6 +33,9 @@ struct EvalOptions {
   uint64_t seed = 0;
   DType kv_type = DType::F16;
   std::string out_path;
+  // QA tasks: write every sample (text, answers, the token ids the grid reads) to this
+  // JSONL file instead of running the grid.
+  std::string export_path;
   // fidelity / ppl
   std::string text_path;             // empty: the built-in story
   int64_t prompt_tokens = 0;         // 0: as much of the text as the context allows, up to 2048
@@ -50,7 +53,8 @@ struct EvalOptions {
 
 const std::vector<std::string>& eval_tasks();
 
-// Runs the grid; returns the number of runs it performed (0 when everything was done).
+// Runs the grid; returns the number of runs it performed (0 when everything was done, or
+// when only exporting samples).
 // Throws std::invalid_argument for bad options before running anything.
 int64_t run_eval(const EvalOptions& o);
 
