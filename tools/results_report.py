@@ -9,6 +9,7 @@ Placeholders (one per line in the template, MODEL = a folder under --results):
   @@baseline MODEL@@   full-cache score per task and length, chat-template row included
   @@grid MODEL@@       every preset at every budget and ratio, both modes, all grid tasks pooled
   @@bytask MODEL@@     presets x tasks at each mode's middle budget
+  @@digits MODEL@@     number needles: how many leading digits of the needle the answer has right
   @@fidelity MODEL@@   teacher-forced continuations: top-1 agreement and KL per preset
   @@claims MODEL@@     the papers' claims as paired comparisons, extraction and generation
   @@plots MODEL@@      score curves and NIAH heatmaps
@@ -209,6 +210,44 @@ def bootstrap(diffs, rounds=2000, seed=1):
     return means[int(0.025 * rounds)], means[int(0.975 * rounds) - 1]
 
 
+def correct_prefix(answer, prediction):
+    p = prediction.strip()
+    k = 0
+    while k < len(answer) and k < len(p) and p[k] == answer[k]:
+        k += 1
+    return k
+
+
+def digits_section(rows):
+    rows = [r for r in rows if (r["task"] == "niah" or r.get("subtask") == "niah_single_number") and r.get("answers")]
+    if not rows:
+        return "_(no number-needle results yet)_"
+    width = len(rows[0]["answers"][0])
+    out = []
+    for agnostic in (False, True):
+        rs = [r for r in rows if r["question_agnostic"] == agnostic]
+        if not rs:
+            continue
+        cols = sorted({column_of(r) for r in rs if r["preset"] != "none"}, key=lambda c: (c[0] != "b", c[1]))
+        by = collections.defaultdict(list)
+        for r in rs:
+            by[(r["preset"], column_of(r))].append(correct_prefix(r["answers"][0], r["prediction"]))
+        presets = sorted({r["preset"] for r in rs}, key=preset_rank)
+        body = []
+        for p in presets:
+            if p == "none":
+                v = by[("none", ("full", 0))]
+                body.append(["**none** (full cache)", f"{sum(v) / len(v):.1f}"] + [""] * len(cols))
+            else:
+                body.append([p, ""] + [f"{sum(by[(p, c)]) / len(by[(p, c)]):.1f}" if by.get((p, c)) else ""
+                                       for c in cols])
+        n = len({(task_name(r), r["sample"]) for r in rs})
+        out.append(f"**question-{'agnostic' if agnostic else 'aware'}**: mean leading digits right, of {width} "
+                   f"({n} samples)\n")
+        out.append(table(["preset", "full", *[column_label(c) for c in cols]], body) + "\n")
+    return "\n".join(out)
+
+
 def fidelity_section(rows):
     if not rows:
         return "_(no fidelity results yet)_"
@@ -320,6 +359,8 @@ def main():
             return grid_section(files["grid"])
         if kind == "bytask":
             return bytask_section(files["grid"])
+        if kind == "digits":
+            return digits_section(files["grid"])
         if kind == "fidelity":
             return fidelity_section(files["fidelity"])
         if kind == "claims":
