@@ -41,6 +41,7 @@ def string_match_all(prediction: str, answers: list[str]) -> float:
 def load_model(path: str):
     folder, name = os.path.split(os.path.abspath(path))
     transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     return model.eval()
 
