@@ -18,8 +18,8 @@ from kvpress import (
     TOVAPress,
 )
 
-# Presets kvpress has an equivalent for. Missing on purpose: h2o (kvpress's
-# ObservedAttentionPress needs eager attention, which its Ada-KV masking refuses),
+# Presets kvpress has an equivalent for. Missing: h2o (kvpress's ObservedAttentionPress
+# needs eager attention; its Ada-KV presses refuse eager, so that needs a second load),
 # ada-pyramidkv (AdaKVPress ignores PyramidKV's layer budgets), lava* (not in kvpress).
 PRESETS = ("none", "snapkv", "ada-snapkv", "pyramidkv", "criticalkv", "critical-ada-snapkv",
            "streamingllm", "knorm", "tova")

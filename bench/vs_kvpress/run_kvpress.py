@@ -26,7 +26,7 @@ from transformers import AutoModelForCausalLM, DynamicCache  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gguf_vocab import GgufVocab  # noqa: E402
 from kept import KeptRecorder  # noqa: E402
-from presses import PRESETS, attach, make_press  # noqa: E402
+from presses import PRESETS, attach, is_sliding, make_press  # noqa: E402
 
 
 def string_match_all(prediction: str, answers: list[str]) -> float:
@@ -66,9 +66,14 @@ def run_one(model, vocab: GgufVocab, sample: dict, press, agnostic: bool, record
     n = len(ctx) + len(q)
     pos = len(first)  # true positions continue after the prompt, not at the compressed length
     if agnostic:
-        out = model(input_ids=torch.tensor([q]), past_key_values=cache,
-                    position_ids=torch.arange(pos, n).unsqueeze(0), logits_to_keep=1)
-        pos = n
+        # transformers builds one causal mask for all full-attention layers, sized by
+        # the first; when a press left them different lengths (PyramidKV) a chunk
+        # cannot be masked, so the question is read a token at a time (same maths).
+        chunks = [q] if _even_lengths(model, cache) else [[t] for t in q]
+        for c in chunks:
+            out = model(input_ids=torch.tensor([c]), past_key_values=cache,
+                        position_ids=torch.arange(pos, pos + len(c)).unsqueeze(0), logits_to_keep=1)
+            pos += len(c)
     generated = []
     for _ in range(sample["max_new_tokens"]):
         tok = int(out.logits[0, -1].argmax())
@@ -86,11 +91,19 @@ def _as_list(x):
     return [] if x is None else x if isinstance(x, list) else [x]
 
 
+def _language_layers(model):
+    return (model.model.language_model if hasattr(model.model, "language_model") else model.model).layers
+
+
+def _even_lengths(model, cache) -> bool:
+    full = [c.keys.shape[2] for c, layer in zip(cache.layers, _language_layers(model)) if not is_sliding(layer)]
+    return len(set(full)) <= 1
+
+
 def _masked(model) -> int:
     """Entries Ada-KV style presses mask instead of evicting (they stay in memory)."""
-    lm = model.model.language_model if hasattr(model.model, "language_model") else model.model
     total = 0
-    for layer in lm.layers:
+    for layer in _language_layers(model):
         m = getattr(layer.self_attn, "masked_key_indices", None)
         if m is not None:
             total += len(m[2])
@@ -98,8 +111,7 @@ def _masked(model) -> int:
 
 
 def _reset_masks(model):
-    lm = model.model.language_model if hasattr(model.model, "language_model") else model.model
-    for layer in lm.layers:
+    for layer in _language_layers(model):
         layer.self_attn.masked_key_indices = None
 
 
