@@ -36,12 +36,12 @@ if [ -z "$todo" ]; then
   exit 0
 fi
 echo "installing into $venv:" $todo
-"$py" -m pip install --upgrade pip >/dev/null
-# torch first from the CPU index, so that kvpress/transformers find it satisfied.
+# torch first and exactly pinned: `pip install torch==2.13.0` takes the CPU build that lies
+# on this machine's disk; left to kvpress's range, pip would fetch a multi-GB CUDA build.
 torch_pin="$(grep -E '^torch==' "$req" | cut -d' ' -f1)"
 if echo "$todo" | grep -q '^torch=='; then
-  "$py" -m pip install --index-url https://download.pytorch.org/whl/cpu "$torch_pin"
+  "$py" -m pip install "$torch_pin"
 fi
-"$py" -m pip install -r "$req" "$torch_pin"
+"$py" -m pip install -r "$req"
 [ -z "$(missing)" ] || { echo "still missing after install:"; missing; exit 1; }
 echo "vs-kvpress venv ready: $venv"
