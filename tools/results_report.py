@@ -272,8 +272,13 @@ def fidelity_section(rows):
 def claims_section(grid_rows, fidelity_rows):
     if not grid_rows and not fidelity_rows:
         return "_(no grid results yet)_"
-    kinds = [("extraction (NIAH/RULER)", grid_rows, (False, True)), ("generation (teacher-forced top-1)",
-                                                                      fidelity_rows, (False,))]
+    # Number needles scored by their leading digits right: partial credit where all-or-nothing recall ties.
+    digit_rows = [dict(r, score=100.0 * correct_prefix(r["answers"][0], r["prediction"]) / len(r["answers"][0]))
+                  for r in grid_rows if (r["task"] == "niah" or r.get("subtask") == "niah_single_number")
+                  and r.get("answers")]
+    kinds = [("extraction (NIAH/RULER)", grid_rows, (False, True)),
+             ("number needles, digits right (%)", digit_rows, (False, True)),
+             ("generation (teacher-forced top-1)", fidelity_rows, (False,))]
     body = []
     for a, b, what in CLAIMS:
         for kind, rows, modes in kinds:
