@@ -10,6 +10,8 @@ each a `kvsqueeze eval` grid appending to a JSONL file in OUT:
                   compressed at --grid-length tokens, the next 64 tokens teacher-forced,
                   top-1 agreement and KL against the full cache
   heatmap.jsonl   NIAH depth x length for the headline presets at two budgets
+  pooling.jsonl   NIAH at --grid-length for SnapKV and Ada-SnapKV with a wider pooling
+                  kernel (15 instead of 7): do the needle's later tokens survive then?
 
 A stage that was interrupted continues where it stopped on the next run (eval skips the
 runs already in its file). Wall times go to OUT/wall_times.json.
@@ -29,6 +31,7 @@ RULER_SUBTASKS = ["niah_single_number", "niah_single_word", "niah_single_uuid", 
                   "niah_multiquery", "variable_tracking", "common_words", "frequent_words"]
 GRID_PRESETS = "all"
 HEATMAP_PRESETS = "streamingllm,snapkv,pyramidkv,ada-snapkv,ada-pyramidkv,lava"
+POOLING_KERNEL = 15  # the pooling stage's kernel (the presets' default is 7)
 SOLVED = 50.0  # full-cache mean score from which a task enters the grid
 
 
@@ -47,7 +50,7 @@ def parse_args():
     ap.add_argument("--depths", default="0,25,50,75,100")
     ap.add_argument("--heatmap-budgets", default="256,1024")
     ap.add_argument("--fidelity-samples", type=int, default=5, help="text windows of the fidelity stage")
-    ap.add_argument("--stages", default="baseline,grid,fidelity,heatmap")
+    ap.add_argument("--stages", default="baseline,grid,fidelity,heatmap,pooling")
     ap.add_argument("-t", "--threads", type=int, default=0)
     return ap.parse_args()
 
@@ -99,13 +102,16 @@ def main():
     stages = a.stages.split(",")
     times_path = os.path.join(a.out, "wall_times.json")
     times = json.load(open(times_path)) if os.path.exists(times_path) else {}
-    baseline, grid, fidelity, heatmap = (os.path.join(a.out, f) for f in
-                                         ("baseline.jsonl", "grid.jsonl", "fidelity.jsonl", "heatmap.jsonl"))
+    baseline, grid, fidelity, heatmap, pooling = (os.path.join(a.out, f) for f in (
+        "baseline.jsonl", "grid.jsonl", "fidelity.jsonl", "heatmap.jsonl", "pooling.jsonl"))
     raw = ["--chat", "off"]  # completion prompts: what both small models answer (the chat rows say why)
 
     def save_times():
+        # Merged with what is on disk: another stage may have run meanwhile in another process.
+        on_disk = json.load(open(times_path)) if os.path.exists(times_path) else {}
+        on_disk.update({k: round(v, 1) for k, v in times.items()})
         with open(times_path, "w") as f:
-            json.dump({k: round(v, 1) for k, v in times.items()}, f, indent=1)
+            json.dump(on_disk, f, indent=1)
 
     if "baseline" in stages:
         run(eval_cmd(a, "niah", baseline, "--presets", "none", "--lengths", a.lengths, "--depths", a.depths, *raw),
@@ -139,6 +145,11 @@ def main():
     if "heatmap" in stages:
         run(eval_cmd(a, "niah", heatmap, "--presets", HEATMAP_PRESETS, "--budgets", a.heatmap_budgets, "--lengths",
                      a.lengths, "--depths", a.depths, *raw), "heatmap", times)
+        save_times()
+    if "pooling" in stages:
+        run(eval_cmd(a, "niah", pooling, "--presets", "snapkv,ada-snapkv", "--budgets", "256,1024", "--ratios", "0.25",
+                     "--lengths", a.grid_length, "--depths", a.depths, "--pool-kernel", POOLING_KERNEL, *raw),
+            "pooling", times)
         save_times()
     print(json.dumps(times))
 

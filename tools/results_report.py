@@ -10,6 +10,7 @@ Placeholders (one per line in the template, MODEL = a folder under --results):
   @@grid MODEL@@       every preset at every budget and ratio, both modes, all grid tasks pooled
   @@bytask MODEL@@     presets x tasks at each mode's middle budget
   @@digits MODEL@@     number needles: how many leading digits of the needle the answer has right
+  @@pooling MODEL@@    NIAH with the pooling stage's wider kernel beside the grid's default
   @@fidelity MODEL@@   teacher-forced continuations: top-1 agreement and KL per preset
   @@claims MODEL@@     the papers' claims as paired comparisons, extraction and generation
   @@plots MODEL@@      score curves and NIAH heatmaps
@@ -248,6 +249,35 @@ def digits_section(rows):
     return "\n".join(out)
 
 
+def pooling_section(pool_rows, grid_rows, kernel=15):
+    if not pool_rows:
+        return "_(no pooling results yet)_"
+    keys = {(r["preset"], column_of(r), r["sample"]) for r in pool_rows if r["preset"] != "none"}
+    presets = sorted({k[0] for k in keys}, key=preset_rank)
+    cols = sorted({k[1] for k in keys}, key=lambda c: (c[0] != "b", c[1]))
+    body = []
+    for label, rows in (("7 (default)", grid_rows), (str(kernel), pool_rows)):
+        by = collections.defaultdict(list)
+        for r in rows:
+            if r["task"] == "niah" and not r["question_agnostic"] and (r["preset"], column_of(r), r["sample"]) in keys:
+                by[(r["preset"], column_of(r))].append(r)
+        for p in presets:
+            cells = []
+            for c in cols:
+                rs = by.get((p, c), [])
+                if not rs:
+                    cells.append("")
+                    continue
+                recall = sum(r["score"] for r in rs) / len(rs)
+                digits = sum(correct_prefix(r["answers"][0], r["prediction"]) for r in rs) / len(rs)
+                cells.append(f"{recall:.0f} ({digits:.1f})")
+            body.append([p, label] + cells)
+    n = len({k[2] for k in keys})
+    return (f"NIAH, question-aware, {n} depths: recall % (leading digits right, of 7), the same samples with the "
+            f"presets' default max-pooling kernel and with kernel {kernel}.\n\n" +
+            table(["preset", "pooling kernel", *[column_label(c) for c in cols]], body))
+
+
 def fidelity_section(rows):
     if not rows:
         return "_(no fidelity results yet)_"
@@ -348,7 +378,7 @@ def main():
         folder = os.path.join(a.results, model)
         if model not in cache:
             files = {}
-            for name in ("baseline", "grid", "fidelity", "heatmap"):
+            for name in ("baseline", "grid", "fidelity", "heatmap", "pooling"):
                 files[name] = load(os.path.join(folder, f"{name}.jsonl"))
                 for r in files[name]:
                     r["_file"] = name
@@ -368,6 +398,8 @@ def main():
             return digits_section(files["grid"])
         if kind == "fidelity":
             return fidelity_section(files["fidelity"])
+        if kind == "pooling":
+            return pooling_section(files["pooling"], files["grid"])
         if kind == "claims":
             return claims_section(files["grid"], files["fidelity"])
         if kind == "plots":
