@@ -306,9 +306,12 @@ def claims_section(grid_rows, fidelity_rows):
     digit_rows = [dict(r, score=100.0 * correct_prefix(r["answers"][0], r["prediction"]) / len(r["answers"][0]))
                   for r in grid_rows if (r["task"] == "niah" or r.get("subtask") == "niah_single_number")
                   and r.get("answers")]
+    # Teacher-forced KL as a score (higher is better): finer than top-1 agreement.
+    kl_rows = [dict(r, score=-1000.0 * r["metrics"]["kl"]) for r in fidelity_rows]
     kinds = [("extraction (NIAH/RULER)", grid_rows, (False, True)),
              ("number needles, digits right (%)", digit_rows, (False, True)),
-             ("generation (teacher-forced top-1)", fidelity_rows, (False,))]
+             ("generation (teacher-forced top-1)", fidelity_rows, (False,)),
+             ("generation (−KL, millinats)", kl_rows, (False,))]
     body = []
     for a, b, what in CLAIMS:
         for kind, rows, modes in kinds:
