@@ -344,12 +344,17 @@ def plots_section(model, rows, img_dir, doc_dir):
         return "_(no plots yet)_"
     out_dir = os.path.join(img_dir, model)
     os.makedirs(out_dir, exist_ok=True)
+    for stale in os.listdir(out_dir):  # the folder holds exactly what the page links
+        if stale.endswith(".png"):
+            os.remove(os.path.join(out_dir, stale))
     written = []
     plot_results.FORMATS = ("png",)
     plot_results.score_plots([r for r in rows if r["_file"] in ("grid", "fidelity")], out_dir, written)
     plot_results.heatmaps([r for r in rows if r["_file"] == "heatmap"], out_dir, written)
     lines = []
-    for path in sorted(p for p in written if "attn_l1" not in p):  # the attention-error plots: see EVALUATION.md
+    for path in [p for p in written if "attn_l1" in p]:  # the attention-error view: EVALUATION.md, not here
+        os.remove(path)
+    for path in sorted(p for p in written if "attn_l1" not in p):
         rel = os.path.relpath(path, doc_dir)
         lines.append(f"![{os.path.basename(path)}]({rel})")
     return "\n\n".join(lines)
