@@ -103,6 +103,16 @@ def column_of(r):
     return ("full", 0)
 
 
+def grid_columns(rows):
+    """The compressed columns of rows: budgets ascending, then ratios ascending."""
+    return sorted({column_of(r) for r in rows if r["preset"] != "none"}, key=lambda c: (c[0] != "b", c[1]))
+
+
+def is_number_needle(r):
+    """A 7-digit needle whose answer can be scored digit by digit."""
+    return (r["task"] == "niah" or r.get("subtask") == "niah_single_number") and bool(r.get("answers"))
+
+
 def column_label(c):
     return {"b": str(c[1]), "r": f"{c[1]:g}×", "full": "full"}[c[0]]
 
@@ -143,7 +153,7 @@ def grid_section(rows):
         rs = [r for r in rows if r["question_agnostic"] == agnostic]
         if not rs:
             continue
-        cols = sorted({column_of(r) for r in rs if r["preset"] != "none"}, key=lambda c: (c[0] != "b", c[1]))
+        cols = grid_columns(rs)
         by = collections.defaultdict(list)
         for r in rs:
             by[(r["preset"], column_of(r))].append(r["score"])
@@ -220,7 +230,7 @@ def correct_prefix(answer, prediction):
 
 
 def digits_section(rows):
-    rows = [r for r in rows if (r["task"] == "niah" or r.get("subtask") == "niah_single_number") and r.get("answers")]
+    rows = [r for r in rows if is_number_needle(r)]
     if not rows:
         return "_(no number-needle results yet)_"
     width = len(rows[0]["answers"][0])
@@ -229,7 +239,7 @@ def digits_section(rows):
         rs = [r for r in rows if r["question_agnostic"] == agnostic]
         if not rs:
             continue
-        cols = sorted({column_of(r) for r in rs if r["preset"] != "none"}, key=lambda c: (c[0] != "b", c[1]))
+        cols = grid_columns(rs)
         by = collections.defaultdict(list)
         for r in rs:
             by[(r["preset"], column_of(r))].append(correct_prefix(r["answers"][0], r["prediction"]))
@@ -281,7 +291,7 @@ def pooling_section(pool_rows, grid_rows, kernel=15):
 def fidelity_section(rows):
     if not rows:
         return "_(no fidelity results yet)_"
-    cols = sorted({column_of(r) for r in rows if r["preset"] != "none"}, key=lambda c: (c[0] != "b", c[1]))
+    cols = grid_columns(rows)
     windows = {r["sample"] for r in rows}
     out = [f"{len(windows)} windows of {rows[0]['prompt_tokens']} prompt tokens, "
            f"{rows[0].get('continuation_tokens', 64)} teacher-forced tokens each.\n"]
@@ -304,8 +314,7 @@ def claims_section(grid_rows, fidelity_rows):
         return "_(no grid results yet)_"
     # Number needles scored by their leading digits right: partial credit where all-or-nothing recall ties.
     digit_rows = [dict(r, score=100.0 * correct_prefix(r["answers"][0], r["prediction"]) / len(r["answers"][0]))
-                  for r in grid_rows if (r["task"] == "niah" or r.get("subtask") == "niah_single_number")
-                  and r.get("answers")]
+                  for r in grid_rows if is_number_needle(r)]
     # Teacher-forced KL as a score (higher is better): finer than top-1 agreement.
     kl_rows = [dict(r, score=-1000.0 * r["metrics"]["kl"]) for r in fidelity_rows]
     kinds = [("extraction (NIAH/RULER)", grid_rows, (False, True)),
