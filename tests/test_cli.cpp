@@ -2,6 +2,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_util.h"
+#include "model/known_models.h"
 #include "test_util.h"
 
 using namespace kvsqueeze;
@@ -39,6 +40,26 @@ TEST(Cli, GenerateGreedyStreamsReferenceTextAndStats) {
   EXPECT_EQ(r.out.rfind("Once upon a time, there was a little girl named Lily.", 0), 0u) << r.out;
   EXPECT_NE(r.err.find("tokens/s"), std::string::npos);
   EXPECT_NE(r.err.find("KV cache"), std::string::npos);
+}
+
+// A chat turn ends with the end-of-turn token; --ignore-eos (for timing runs, as in
+// llama.cpp) decodes all -n tokens anyway. Needs a model whose EOS greedy decoding reaches.
+TEST(Cli, GenerateStopsAtEndOfTurnUnlessIgnoreEos) {
+  const auto model = cached_model_path("smollm2-135m-instruct");
+  if (!model) GTEST_SKIP() << "smollm2-135m-instruct is not in " << model_cache_dir() << ": run scripts/fetch_models.sh";
+  const std::string args = "generate -m " + *model +
+                           " -p '<|im_start|>user\nSay hi.<|im_end|>\n<|im_start|>assistant\n' -n 96 --greedy -t 2";
+  const CliResult stops = run(args), all = run(args + " --ignore-eos");
+  ASSERT_EQ(stops.exit_code, 0) << stops.err;
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  const auto decoded = [](const CliResult& r) {
+    const auto at = r.err.find("decode: ");
+    return at == std::string::npos ? -1 : std::stoi(r.err.substr(at + 8));
+  };
+  EXPECT_GT(decoded(stops), 0) << stops.err;
+  EXPECT_LT(decoded(stops), 96) << stops.out;
+  EXPECT_EQ(decoded(all), 96) << all.err;
+  EXPECT_EQ(all.out.rfind(stops.out.substr(0, stops.out.size() - 1), 0), 0u) << "the same greedy text first";
 }
 
 TEST(Cli, SampledGenerationIsReproduciblePerSeed) {

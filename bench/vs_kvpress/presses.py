@@ -65,12 +65,14 @@ def attach(press, model, hook=None):
     kvpress skips them only for Gemma3ForConditionalGeneration; the text-only
     Gemma3ForCausalLM would get its sliding layers compressed too. kvsqueeze never
     presses sliding layers, so neither do we. `hook`, when given, replaces
-    press.forward_hook (used to record what is kept).
+    press.forward_hook (to record what is kept, or with no press what a prefill gives
+    each pressed layer).
     """
-    if press is None:
+    if press is None and hook is None:
         yield
         return
-    press.post_init_from_model(model)
+    if press is not None:
+        press.post_init_from_model(model)
     lm = model.model.language_model if hasattr(model.model, "language_model") else model.model
     handles = []
     try:

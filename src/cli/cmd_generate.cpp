@@ -20,7 +20,7 @@ void add_generate_command(CLI::App& app) {
   struct Opts {
     std::string model, text, file, context, question, dump, save_cache, load_cache;
     int n = 64, threads = 0, top_k = 40;
-    bool greedy = false, no_parse_special = false;
+    bool greedy = false, no_parse_special = false, ignore_eos = false;
     float temp = 0.8f, top_p = 0.95f;
     uint64_t seed = 0;
     PressOptions press;
@@ -38,6 +38,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--top-k", o->top_k, "keep the k most likely tokens (0 = all)")->check(CLI::Range(0, 1 << 24));
   cmd->add_option("--top-p", o->top_p, "keep the smallest set with this probability mass")->check(CLI::Range(0.0f, 1.0f));
   cmd->add_option("--seed", o->seed, "sampling seed");
+  cmd->add_flag("--ignore-eos", o->ignore_eos, "generate all -n tokens, past end-of-generation tokens (for timing)");
   cmd->add_flag("--no-parse-special", o->no_parse_special, "treat special-token text in the prompt as plain text");
   cmd->add_option("--dump-selection", o->dump, "write the kept positions of every layer and KV head as JSON");
   cmd->add_option("--save-cache", o->save_cache, "save the (compressed) cache of the prompt or context to this file");
@@ -79,6 +80,7 @@ void add_generate_command(CLI::App& app) {
     g.sampling.top_k = o->top_k;
     g.sampling.top_p = o->top_p;
     g.sampling.seed = o->seed;
+    g.stop_at_eog = !o->ignore_eos;
     Generator gen = loaded ? Generator(*m.model, m.tokenizer.get(), load_cache(o->load_cache, m.model->fingerprint()))
                            : Generator(*m.model, m.tokenizer.get(), kv_type);
     fmt::print("{}", agnostic ? o->question : first_text);
