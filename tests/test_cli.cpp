@@ -1,8 +1,13 @@
 // The command-line front end, run as a user would: outputs, exit codes, error messages.
+#include <cstring>
+#include <vector>
+
 #include <nlohmann/json.hpp>
 
 #include "cli_util.h"
+#include "gguf/gguf_file.h"
 #include "model/known_models.h"
+#include "tensor/quant.h"
 #include "test_util.h"
 
 using namespace kvsqueeze;
@@ -240,4 +245,36 @@ TEST(CliPress, LavaKeepsASupersetOrSubsetOfSnapKvWithMaxReductionInEveryHead) {
       EXPECT_GT(differing, 0) << lava << ": its budgets should differ from SnapKV's somewhere";
     }
   }
+}
+
+// convert dequantize: same tensors, same metadata, matrices as F16/F32 holding exactly
+// the dequantized values (F32), vectors F32.
+TEST(CliConvert, DequantizedCopyHoldsTheSameWeights) {
+  const std::string q8 = test::temp_path("deq_q8.gguf"), f32 = test::temp_path("deq_f32.gguf"),
+                    f16 = test::temp_path("deq_f16.gguf");
+  ASSERT_EQ(run("make-model --layers 2 --dim 64 --heads 4 --kv-heads 2 --ffn 128 --vocab 300 --type q8_0 --out " + q8)
+                .exit_code,
+            0);
+  CliResult r = run("convert dequantize -m " + q8 + " --type f32 --out " + f32);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(run("convert dequantize -m " + q8 + " --out " + f16).exit_code, 0);
+  const GgufFile src(q8), a(f32), b(f16);
+  ASSERT_EQ(a.tensors().size(), src.tensors().size());
+  EXPECT_EQ(a.metadata().size(), src.metadata().size());
+  int quantized = 0;
+  for (size_t i = 0; i < src.tensors().size(); ++i) {
+    const auto &s = src.tensors()[i], &x = a.tensors()[i], &h = b.tensors()[i];
+    ASSERT_EQ(x.name, s.name);
+    EXPECT_EQ(x.dims, s.dims);
+    const bool matrix = s.dims.size() >= 2;
+    EXPECT_EQ(x.type, DType::F32) << s.name;
+    EXPECT_EQ(h.type, matrix ? DType::F16 : DType::F32) << s.name;
+    quantized += s.type == DType::Q8_0;
+    std::vector<float> want(static_cast<size_t>(s.cols()));
+    dequantize_row(s.type, s.data, want.data(), s.cols());  // first row, bit for bit
+    EXPECT_EQ(std::memcmp(want.data(), x.data, want.size() * sizeof(float)), 0) << s.name;
+  }
+  EXPECT_GT(quantized, 0);
+  expect_clean_failure(run("convert dequantize -m " + q8 + " --type q4_0 --out " + f32), "--type");
+  expect_clean_failure(run("convert dequantize -m " + test::temp_path("absent.gguf") + " --out " + f32), "absent.gguf");
 }

@@ -18,6 +18,7 @@
 #include "cache/kv_cache.h"
 #include "cli_util.h"
 #include "eval/builtin_text.h"
+#include "gguf/dequantized_copy.h"
 #include "gguf/gguf_file.h"
 #include "gguf/gguf_writer.h"
 #include "model/known_models.h"
@@ -397,36 +398,6 @@ LogitsComparison compare_teacher_forced(const Oracle& oracle, const std::string&
   return c;
 }
 
-// A copy of a model with every matrix dequantized to F16 (vectors F32, metadata as is):
-// the same weights without 8-bit activations on either side.
-void write_f16_copy(const GgufFile& src, const std::string& path) {
-  GgufWriter w;
-  for (const auto& [key, value] : src.metadata())
-    w.set(key, key == "general.file_type" ? GgufValue::u32(1) : value);  // 1: mostly F16
-  std::vector<float> row;
-  for (const auto& t : src.tensors()) {
-    const bool matrix = t.dims.size() >= 2;
-    const DType type = matrix ? DType::F16 : DType::F32;
-    const int64_t cols = t.cols(), rows = t.rows();
-    std::vector<uint8_t> out(static_cast<size_t>(rows * row_bytes(type, cols)));
-    row.resize(static_cast<size_t>(cols));
-    for (int64_t r = 0; r < rows; ++r) {
-      dequantize_row(t.type, t.data + r * row_bytes(t.type, cols), row.data(), cols);
-      uint8_t* dst = out.data() + r * row_bytes(type, cols);
-      if (!matrix) {
-        std::memcpy(dst, row.data(), row.size() * sizeof(float));
-        continue;
-      }
-      for (int64_t i = 0; i < cols; ++i) {
-        const uint16_t h = fp32_to_fp16(row[static_cast<size_t>(i)]);
-        std::memcpy(dst + 2 * i, &h, 2);
-      }
-    }
-    w.add_tensor(t.name, t.dims, type, std::move(out));
-  }
-  w.write(path);
-}
-
 TEST_P(LlamaCppParity, TeacherForcedLogitsOnQuantizedFileClose) {
   const auto c = compare_teacher_forced(*oracle_, model_path_, *tok_, story_ids(*tok_, kTeacherForcedTokens));
   std::cout << GetParam() << " teacher-forced, quantized file, " << c.rows << " rows: " << c.summary() << "\n";
@@ -438,7 +409,7 @@ TEST_P(LlamaCppParity, TeacherForcedLogitsOnQuantizedFileClose) {
 TEST_P(LlamaCppParity, TeacherForcedLogitsOnF16CopyAgree) {
   if (kSanitized) GTEST_SKIP() << "the F16 copy is half a gigabyte: the release build runs this test";
   const std::string copy = test::temp_path("f16-" + test::test_stem() + ".gguf");
-  write_f16_copy(GgufFile(model_path_), copy);
+  write_dequantized_copy(GgufFile(model_path_), copy, DType::F16);
   const Oracle oracle(*oracle_binary(), copy);
   const auto c = compare_teacher_forced(oracle, copy, *tok_, story_ids(*tok_, kTeacherForcedTokens));
   std::filesystem::remove(copy);
