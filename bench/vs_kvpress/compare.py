@@ -6,6 +6,8 @@
 Stages (each resumes from what DIR already holds; --stages picks some):
   export   kvsqueeze writes the RULER samples both engines read (token ids, answers)
   answers  both engines answer them under every preset x ratio (question-aware)
+  f16      kvsqueeze again on an F16 copy of the weights (no 8-bit activations), retrieval
+           samples: how much of the difference is arithmetic
   kept     positions kept per layer and KV head on a few samples, both engines
   cost     prefill time, decode speed, KV bytes and peak memory at --cost-lengths
   logits   full-cache logits of one sample, kvsqueeze against transformers
@@ -24,11 +26,12 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-STAGES = ("export", "answers", "kept", "cost", "logits", "report")
+STAGES = ("export", "answers", "f16", "kept", "cost", "logits", "report")
 PRESETS = "none,snapkv,ada-snapkv,criticalkv,critical-ada-snapkv,pyramidkv,streamingllm,knorm,tova"
 RETRIEVAL = "niah_single_number,niah_single_word,niah_multikey"
 LONG_ANSWERS = "variable_tracking,common_words"  # 48 and 120 answer tokens: fewer samples
 COST_PRESETS = "none,snapkv,ada-snapkv"
+F16_PRESETS = "none,snapkv,critical-ada-snapkv"  # one that agrees by definition, one that does not
 
 
 def parse_args(argv=None):
@@ -45,7 +48,7 @@ def parse_args(argv=None):
     p.add_argument("--ratios", default="0.25,0.5", help="shares of the prompt kept")
     p.add_argument("--window", type=int, default=32)
     p.add_argument("--kernel", type=int, default=15, help="pooling kernel, average pooling on both sides")
-    p.add_argument("--kept-samples", type=int, default=4, help="samples whose kept positions are compared")
+    p.add_argument("--kept-samples", type=int, default=2, help="samples whose kept positions are compared")
     p.add_argument("--cost-lengths", default="2048,4096,8192")
     p.add_argument("--cost-presets", default=COST_PRESETS)
     p.add_argument("--cost-ratio", type=float, default=0.25)
@@ -119,6 +122,19 @@ def stage_answers(a):
             "--kernel", str(a.kernel), "--threads", str(a.threads), "--out", f"{a.out}/kvpress.jsonl"])
 
 
+def stage_f16(a):
+    stem = os.path.basename(a.model).removesuffix(".gguf")
+    stem = re.sub(r"\.(Q|IQ|F|BF)[0-9A-Z_]*$", "", stem, flags=re.IGNORECASE)  # SmolLM2-135M-Instruct.Q4_1
+    copy = f"{a.out}/{stem}.F16.gguf"
+    if not os.path.exists(copy):
+        sh([a.kvsqueeze, "convert", "dequantize", "-m", a.model, "--type", "f16", "--out", copy],
+           stdout=subprocess.DEVNULL)
+    name, args = sample_groups(a)[0]
+    args = [copy if x == a.model else x for x in args]
+    sh([a.kvsqueeze, "eval", "ruler", *args, "--presets", F16_PRESETS, "--ratios", a.ratios, *match_flags(a),
+        "-t", str(a.threads), "--no-progress", "--out", f"{a.out}/kvsqueeze_f16.jsonl"], stdout=subprocess.DEVNULL)
+
+
 def kept_samples(a) -> list[dict]:
     """Spread over subtasks and lengths: every k-th retrieval sample."""
     samples = load_jsonl(f"{a.out}/samples_retrieval.jsonl")
@@ -150,6 +166,22 @@ def jaccard_by_layer(ks: dict, kp: dict) -> dict[int, list[float]]:
             x, y = set(h["positions"]), set(g["positions"])
             js.append(len(x & y) / len(x | y) if x | y else 1.0)
         out[layer["layer"]] = js
+    return out
+
+
+def cut_distances(ks: dict, kp: dict) -> list[int]:
+    """For each position exactly one engine keeps: how many places it sits from kvpress's
+    cut in kvpress's own score order (0: the first dropped or the last kept one)."""
+    theirs = {l["layer"]: l["heads"] for l in kp["layers"]}
+    out = []
+    for layer in ks["layers"]:
+        for h, g in zip(layer["heads"], theirs.get(layer["layer"], [])):
+            rank = g.get("score_rank")
+            if rank is None:
+                return []
+            x, y = set(h["positions"]), set(g["positions"])
+            cut = len(y)
+            out += [rank[p] - cut for p in x - y] + [cut - 1 - rank[p] for p in y - x]
     return out
 
 
@@ -189,6 +221,7 @@ def stage_kept(a):
                 out.write(json.dumps({"sample": s["sample"], "preset": pr, "ratio": ratio,
                                       "prompt_tokens": len(s["context_ids"]) + len(s["question_ids"]),
                                       "kept_kvsqueeze": kept(ks), "kept_kvpress": kept(kp),
+                                      "cut_distances": sorted(cut_distances(ks, kp)),
                                       "jaccard": {str(l): js for l, js in by_layer.items()}}) + "\n")
                 out.flush()
 

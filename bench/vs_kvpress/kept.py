@@ -9,12 +9,17 @@ Two ways kvpress drops entries:
   pruned (batch, head, position) triples in module.masked_key_indices, which kvpress's
   attention patch masks while decoding.
 The hook wraps press.forward_hook and records both, without touching kvpress's code.
+For scorer presses it also records each position's rank in the press's own score order
+(0 = best), so that a position one engine keeps and the other drops can be placed
+relative to kvpress's cut: next to it (a near-tie) or far from it (a different rule).
 """
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import torch
+from kvpress.presses.scorer_press import ScorerPress
 
 
 def _rows(t) -> list[bytes]:
@@ -26,11 +31,18 @@ class KeptRecorder:
     def __init__(self, press):
         self.press = press
         self.layers: dict[int, list[list[int]]] = {}
+        self.ranks: dict[int, list[list[int]]] = {}
         self.prompt_tokens = 0
 
     def hook(self, module, args, kwargs, output):
         layer = kwargs["past_key_values"].layers[module.layer_idx]
         before = layer.keys
+        if isinstance(self.press, ScorerPress) and kwargs["hidden_states"].shape[1] == before.shape[2]:
+            scores = self.press.score(module, kwargs["hidden_states"], before, layer.values, output[1], kwargs)
+            order = scores[0].float().argsort(dim=-1, descending=True, stable=True)
+            rank = torch.empty_like(order)
+            rank.scatter_(-1, order, torch.arange(order.shape[-1]).expand_as(order))
+            self.ranks[module.layer_idx] = rank.tolist()
         out = self.press.forward_hook(module, args, kwargs, output)
         after = layer.keys
         if after is before and getattr(module, "masked_key_indices", None) is None:
@@ -60,6 +72,8 @@ class KeptRecorder:
         j = {"engine": "kvpress", "preset": preset, "prompt_tokens": self.prompt_tokens, **extra, "layers": []}
         for l in sorted(self.layers):
             heads = [{"head": h, "budget": len(p), "positions": p} for h, p in enumerate(self.layers[l])]
+            for h, r in enumerate(self.ranks.get(l, [])):
+                heads[h]["score_rank"] = r
             j["layers"].append({"layer": l, "heads": heads})
         with open(path, "w") as f:
             f.write(json.dumps(j) + "\n")

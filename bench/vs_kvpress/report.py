@@ -2,11 +2,15 @@
 """Tables and plot of a compare.py run: DIR/comparison.md and DIR/comparison.png.
 
     report.py DIR [--plot FILE]
+    report.py DIR --template docs/comparison/COMPARISON.md.in --doc docs/COMPARISON.md \
+        --plot docs/img/comparison.png        # the published page
 
 Answers: per preset and ratio, both engines' mean score with its 95% interval, and the
 paired difference (kvsqueeze - kvpress, same sample) with a bootstrap interval over
 samples. Kept sets: mean Jaccard index of the positions each engine keeps, per preset
-(over samples x layers x KV heads), with the lowest layer's mean. Cost: prefill time,
+(over samples x layers x KV heads), with the lowest layer's mean, and for scorer presses
+how far the positions only one engine keeps sit from kvpress's cut in its own score
+order (a few places: near-ties; hundreds: a different rule). Cost: prefill time,
 decode speed, KV bytes and peak memory. Plain python3 (+ matplotlib for the plot).
 """
 from __future__ import annotations
@@ -63,6 +67,30 @@ def answers_section(folder):
                   "identical answers"], rows)
 
 
+def f16_section(folder):
+    """kvsqueeze on the F16 copy against kvpress and against itself on the Q4_1 file."""
+    f16 = {answers_key(r): r for r in load(f"{folder}/kvsqueeze_f16.jsonl")}
+    q = {answers_key(r): r for r in load(f"{folder}/kvsqueeze.jsonl")}
+    kp = {answers_key(r): r for r in load(f"{folder}/kvpress.jsonl")}
+    groups = collections.defaultdict(list)
+    for k in sorted(set(f16) & set(q) & set(kp)):
+        groups[(k[1], k[2])].append((f16[k], q[k], kp[k]))
+    rows = []
+    for (preset, ratio), runs in sorted(groups.items(), key=lambda kv: (kv[0][1] or 0, preset_rank(kv[0][0]))):
+        n = len(runs)
+
+        def same(i, j):
+            return sum(r[i]["prediction"].strip() == r[j]["prediction"].strip() for r in runs)
+
+        rows.append([preset, "full" if ratio is None else f"{ratio:g}", str(n),
+                     *(f"{sum(r[i]['score'] for r in runs) / n:.1f}" for i in range(3)),
+                     f"{same(0, 2)}/{n}", f"{same(1, 2)}/{n}"])
+    if not rows:
+        return "(no F16 run)"
+    return table(["preset", "kept", "samples", "kvsqueeze F16", "kvsqueeze Q4_1", "kvpress",
+                  "identical F16 / kvpress", "identical Q4_1 / kvpress"], rows)
+
+
 def by_task_section(folder):
     """Full cache and the two ratios of SnapKV, per subtask: where the scores come from."""
     groups = paired_answers(folder)
@@ -94,14 +122,20 @@ def kept_section(folder):
                 per_layer[int(layer)] += js
         every = [j for js in per_layer.values() for j in js]
         worst_layer, worst = min(((l, sum(js) / len(js)) for l, js in per_layer.items()), key=lambda t: t[1])
+        dist = sorted(d for r in rs for d in r.get("cut_distances", []))
+        if dist:
+            near = f"{len(dist)}: {dist[len(dist) // 2]} / {dist[int(0.9 * (len(dist) - 1))]} / {dist[-1]}"
+        else:
+            near = "0" if all(j == 1.0 for j in every) else "(no score order)"
         kept_ks = sum(r["kept_kvsqueeze"] for r in rs)
         kept_kp = sum(r["kept_kvpress"] for r in rs)
         out.append([preset, f"{ratio:g}", str(len(rs)), str(len(every)), f"{sum(every) / len(every):.3f}",
-                    f"{min(every):.3f}", f"{worst:.3f} (layer {worst_layer})", f"{kept_ks / kept_kp:.3f}"])
+                    f"{min(every):.3f}", f"{worst:.3f} (layer {worst_layer})", f"{kept_ks / kept_kp:.3f}", near])
     if not out:
         return "(no kept sets compared)"
     return table(["preset", "kept", "samples", "layer x head pairs", "mean Jaccard", "lowest pair",
-                  "lowest layer mean", "entries kept, kvsqueeze / kvpress"], out)
+                  "lowest layer mean", "entries kept, kvsqueeze / kvpress",
+                  "entries in one only: count: median / p90 / max places from kvpress's cut"], out)
 
 
 def cost_section(folder):
@@ -116,9 +150,9 @@ def cost_section(folder):
             name = preset if a["ratio"] is None else f"{preset} {a['ratio']:g}"
             out.append([str(length), name,
                         f"{a['prefill_seconds']:.2f} / {b['prefill_seconds']:.2f}",
-                        f"{b['prefill_seconds'] / a['prefill_seconds']:.1f}x",
+                        f"{b['prefill_seconds'] / a['prefill_seconds']:.2f}x",
                         f"{a['decode_tps']:.1f} / {b['decode_tps']:.1f}",
-                        f"{a['decode_tps'] / b['decode_tps']:.1f}x",
+                        f"{a['decode_tps'] / b['decode_tps']:.2f}x",
                         f"{a['kv_mib']:.1f} / {b['kv_mib']:.1f}",
                         f"{a['peak_rss_mib']:.0f} / {b['peak_rss_mib']:.0f}"])
     if not out:
@@ -161,39 +195,71 @@ def plot(folder, path):
         ax.legend(fontsize=8)
     cost = load(f"{folder}/cost.jsonl")
     ax = axes[-1]
+    styles = {"none": "-", "snapkv": "--", "ada-snapkv": ":"}
     for engine, colour in (("kvsqueeze", "tab:blue"), ("kvpress", "tab:orange")):
-        for preset, style in (("none", "-"), ("snapkv", "--")):
-            pts = sorted((r["prompt_tokens_target"], r["prefill_seconds"] + r["decode_tokens"] / r["decode_tps"])
+        for preset in sorted({r["preset"] for r in cost}, key=preset_rank):
+            pts = sorted((r["prompt_tokens_target"], r["decode_tps"])
                          for r in cost if r["engine"] == engine and r["preset"] == preset)
-            if pts:
-                ax.plot(*zip(*pts), style, marker="o", color=colour, label=f"{engine} {preset}")
+            ratio = next(r["ratio"] for r in cost if r["preset"] == preset)
+            label = preset if ratio is None else f"{preset} {ratio:g}"
+            ax.plot(*zip(*pts), styles.get(preset, "-."), marker="o", color=colour, label=f"{engine} {label}")
     ax.set_xlabel("prompt tokens")
-    ax.set_ylabel("seconds: prefill + timed decode steps")
-    ax.set_title("cost per request, same threads")
-    ax.legend(fontsize=8)
+    ax.set_ylabel("decode tokens/s")
+    ax.set_ylim(bottom=0)
+    ax.set_title("decode speed after the prompt, same threads")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     print(f"plot -> {path}", file=sys.stderr)
+
+
+def sections(folder) -> dict[str, str]:
+    logits = f"{folder}/logits.txt"
+    return {
+        "ANSWERS": answers_section(folder),
+        "BYTASK": by_task_section(folder),
+        "F16": f16_section(folder),
+        "KEPT": kept_section(folder),
+        "COST": cost_section(folder),
+        "LOGITS": "```\n" + (open(logits).read().strip() if os.path.exists(logits) else "(not run)") + "\n```",
+    }
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder")
     p.add_argument("--plot", help="plot file (default DIR/comparison.png)")
+    p.add_argument("--template", help="fill the @@ANSWERS@@, @@BYTASK@@, @@F16@@, @@KEPT@@, @@COST@@, @@LOGITS@@ and "
+                                      "@@PLOT@@ markers of this file ...")
+    p.add_argument("--doc", help="... and write the result here (docs/COMPARISON.md)")
     a = p.parse_args(argv)
     if not os.path.isdir(a.folder):
         sys.exit(f"error: {a.folder} is not a folder")
-    logits = open(f"{a.folder}/logits.txt").read().strip() if os.path.exists(f"{a.folder}/logits.txt") else "(not run)"
-    text = "\n\n".join([
-        "## Answers (question-aware)", answers_section(a.folder),
-        "### By subtask", by_task_section(a.folder),
-        "## Kept sets", kept_section(a.folder),
-        "## Cost", cost_section(a.folder),
-        "## Full-cache logits", "```\n" + logits + "\n```"]) + "\n"
+    if bool(a.template) != bool(a.doc):
+        sys.exit("error: --template and --doc go together")
+    parts = sections(a.folder)
+    plot_path = a.plot or f"{a.folder}/comparison.png"
+    plot(a.folder, plot_path)
+    if a.template:
+        text = open(a.template).read()
+        rel = os.path.relpath(plot_path, os.path.dirname(os.path.abspath(a.doc)))
+        parts["PLOT"] = f"![answers per preset, both engines, and cost per request]({rel})"
+        for key, value in parts.items():
+            text = text.replace(f"@@{key}@@", value)
+        left = sorted(set(m for m in text.split("@@")[1::2] if m.isupper()))
+        if left:
+            sys.exit(f"error: unknown markers in {a.template}: {', '.join(left)}")
+        with open(a.doc, "w") as f:
+            f.write(text)
+        print(f"{a.doc} written", file=sys.stderr)
+        return 0
+    titles = {"ANSWERS": "## Answers (question-aware)", "BYTASK": "### By subtask",
+              "F16": "### The same weights without 8-bit activations", "KEPT": "## Kept sets", "COST": "## Cost",
+              "LOGITS": "## Full-cache logits"}
+    text = "\n\n".join(f"{titles[k]}\n\n{v}" for k, v in parts.items()) + "\n"
     with open(f"{a.folder}/comparison.md", "w") as f:
         f.write(text)
     print(text)
-    plot(a.folder, a.plot or f"{a.folder}/comparison.png")
     return 0
 
 
