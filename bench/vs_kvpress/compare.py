@@ -6,6 +6,8 @@
 Stages (each resumes from what DIR already holds; --stages picks some):
   export   kvsqueeze writes the RULER samples both engines read (token ids, answers)
   answers  both engines answer them under every preset x ratio (question-aware)
+  h2o      both engines with H2O on the retrieval samples of the first length (kvpress
+           needs eager attention for it: a separate model load, n x n weights per layer)
   f16      kvsqueeze again on an F16 copy of the weights (no 8-bit activations), retrieval
            samples: how much of the difference is arithmetic
   kept     positions kept per layer and KV head on a few samples, both engines
@@ -26,7 +28,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-STAGES = ("export", "answers", "f16", "kept", "cost", "logits", "report")
+STAGES = ("export", "answers", "h2o", "f16", "kept", "cost", "logits", "report")
 PRESETS = "none,snapkv,ada-snapkv,criticalkv,critical-ada-snapkv,pyramidkv,streamingllm,knorm,tova"
 RETRIEVAL = "niah_single_number,niah_single_word,niah_multikey"
 LONG_ANSWERS = "variable_tracking,common_words"  # 48 and 120 answer tokens: fewer samples
@@ -120,6 +122,21 @@ def stage_answers(a):
         sh([a.python, f"{HERE}/run_kvpress.py", "-m", a.model, "--input", f"{a.out}/samples_{name}.jsonl",
             "--presets", a.presets, "--ratios", a.ratios, "--modes", "aware", "--window", str(a.window),
             "--kernel", str(a.kernel), "--threads", str(a.threads), "--out", f"{a.out}/kvpress.jsonl"])
+
+
+def stage_h2o(a):
+    length = a.lengths.split(",")[0]
+    name, args = sample_groups(a)[0]
+    args = [length if x == a.lengths else x for x in args]
+    sh([a.kvsqueeze, "eval", "ruler", *args, "--presets", "h2o", "--ratios", a.ratios, *match_flags(a),
+        "-t", str(a.threads), "--no-progress", "--out", f"{a.out}/kvsqueeze.jsonl"], stdout=subprocess.DEVNULL)
+    subset = f"{a.out}/samples_{name}_{length}.jsonl"
+    with open(subset, "w") as f:
+        f.writelines(json.dumps(s) + "\n" for s in load_jsonl(f"{a.out}/samples_{name}.jsonl")
+                     if str(s["length"]) == length)
+    sh([a.python, f"{HERE}/run_kvpress.py", "-m", a.model, "--input", subset, "--presets", "h2o", "--ratios", a.ratios,
+        "--modes", "aware", "--window", str(a.window), "--kernel", str(a.kernel), "--threads", str(a.threads),
+        "--out", f"{a.out}/kvpress.jsonl"])
 
 
 def stage_f16(a):

@@ -12,17 +12,20 @@ from kvpress import (
     CriticalAdaKVPress,
     CriticalKVPress,
     KnormPress,
+    ObservedAttentionPress,
     PyramidKVPress,
     SnapKVPress,
     StreamingLLMPress,
     TOVAPress,
 )
 
-# Presets kvpress has an equivalent for. Missing: h2o (kvpress's ObservedAttentionPress
-# needs eager attention; its Ada-KV presses refuse eager, so that needs a second load),
-# ada-pyramidkv (AdaKVPress ignores PyramidKV's layer budgets), lava* (not in kvpress).
+# Presets kvpress has an equivalent for. Missing: ada-pyramidkv (AdaKVPress ignores
+# PyramidKV's layer budgets), lava* (not in kvpress). h2o (ObservedAttentionPress) needs
+# the attention weights, so the model is loaded with eager attention, which kvpress's
+# Ada-KV presses refuse: h2o runs on its own (EAGER_ONLY).
 PRESETS = ("none", "snapkv", "ada-snapkv", "pyramidkv", "criticalkv", "critical-ada-snapkv",
-           "streamingllm", "knorm", "tova")
+           "streamingllm", "knorm", "tova", "h2o")
+EAGER_ONLY = ("h2o",)
 
 
 def make_press(preset: str, ratio: float | None, window: int, kernel: int, alpha: float, beta: float):
@@ -51,6 +54,8 @@ def make_press(preset: str, ratio: float | None, window: int, kernel: int, alpha
         return StreamingLLMPress(compression_ratio=cr)
     if preset == "knorm":
         return KnormPress(compression_ratio=cr)
+    if preset == "h2o":
+        return ObservedAttentionPress(compression_ratio=cr)
     return TOVAPress(compression_ratio=cr)
 
 

@@ -27,7 +27,7 @@ from transformers import AutoModelForCausalLM, DynamicCache  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gguf_vocab import GgufVocab  # noqa: E402
 from kept import KeptRecorder  # noqa: E402
-from presses import PRESETS, attach, is_sliding, make_press  # noqa: E402
+from presses import EAGER_ONLY, PRESETS, attach, is_sliding, make_press  # noqa: E402
 
 
 def string_match_all(prediction: str, answers: list[str]) -> float:
@@ -39,11 +39,12 @@ def string_match_all(prediction: str, answers: list[str]) -> float:
     return 100.0 * sum(a.translate(fold) in p for a in answers) / len(answers)
 
 
-def load_model(path: str):
+def load_model(path: str, eager: bool = False):
     folder, name = os.path.split(os.path.abspath(path))
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    extra = {"attn_implementation": "eager"} if eager else {}
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32, **extra)
     return model.eval()
 
 
@@ -271,12 +272,18 @@ def main(argv=None) -> int:
         samples = [{**s, "force_decode": a.force_decode} for s in samples]
     for pr in a.presets:
         make_press(pr, a.ratios[0] if pr != "none" else None, a.window, a.kernel, a.alpha, a.beta)  # fail early
+    eager = any(pr in EAGER_ONLY for pr in a.presets)
+    if eager and any(pr not in EAGER_ONLY + ("none",) for pr in a.presets):
+        sys.exit(f"{', '.join(EAGER_ONLY)} need eager attention (the attention weights), which kvpress's Ada-KV "
+                 "presses refuse: run them on their own, e.g. --presets none,h2o")
+    if eager:
+        a.direct = True  # a shared prefill would hold every layer's n x n attention weights
 
     done = set()
     if a.out and os.path.exists(a.out):
         done = {run_key(json.loads(line)) for line in open(a.out) if line.strip()}
     t = time.perf_counter()
-    model = load_model(a.model)
+    model = load_model(a.model, eager)
     vocab = GgufVocab(a.model)
     print(f"loaded {os.path.basename(a.model)} in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     load_rss_mib = reset_peak_rss()
