@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -20,13 +19,10 @@
 #include "eval/builtin_text.h"
 #include "gguf/dequantized_copy.h"
 #include "gguf/gguf_file.h"
-#include "gguf/gguf_writer.h"
 #include "model/known_models.h"
 #include "model/model.h"
 #include "runtime/sampler.h"
 #include "tensor/dtype.h"
-#include "tensor/half.h"
-#include "tensor/quant.h"
 #include "tokenizer/tokenizer.h"
 #include "test_util.h"
 

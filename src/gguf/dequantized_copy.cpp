@@ -1,11 +1,9 @@
 #include "gguf/dequantized_copy.h"
 
-#include <cstring>
 #include <stdexcept>
 #include <vector>
 
 #include "gguf/gguf_writer.h"
-#include "tensor/half.h"
 #include "tensor/quant.h"
 
 namespace kvsqueeze {
@@ -25,15 +23,7 @@ void write_dequantized_copy(const GgufFile& src, const std::string& path, DType 
     row.resize(static_cast<size_t>(cols));
     for (int64_t r = 0; r < rows; ++r) {
       dequantize_row(t.type, t.data + r * row_bytes(t.type, cols), row.data(), cols);
-      uint8_t* dst = out.data() + r * row_bytes(type, cols);
-      if (type == DType::F32) {
-        std::memcpy(dst, row.data(), row.size() * sizeof(float));
-        continue;
-      }
-      for (int64_t i = 0; i < cols; ++i) {
-        const uint16_t h = fp32_to_fp16(row[static_cast<size_t>(i)]);
-        std::memcpy(dst + 2 * i, &h, 2);
-      }
+      quantize_row(type, row.data(), out.data() + r * row_bytes(type, cols), cols);
     }
     w.add_tensor(t.name, t.dims, type, std::move(out));
   }
