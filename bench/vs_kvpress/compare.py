@@ -28,6 +28,8 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+from compare_kept import jaccard_by_layer, positions  # noqa: E402
 STAGES = ("export", "answers", "h2o", "f16", "kept", "cost", "logits", "report")
 PRESETS = "none,snapkv,ada-snapkv,criticalkv,critical-ada-snapkv,pyramidkv,streamingllm,knorm,tova"
 RETRIEVAL = "niah_single_number,niah_single_word,niah_multikey"
@@ -105,38 +107,48 @@ def load_jsonl(path: str) -> list[dict]:
     return [json.loads(line) for line in open(path) if line.strip()] if os.path.exists(path) else []
 
 
+def write_jsonl(path: str, rows, mode: str = "w") -> None:
+    with open(path, mode) as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+def ksq_eval(a, args: list[str], presets: str, out: str) -> None:
+    """kvsqueeze's side of an answers grid: eval ruler with the matched press settings."""
+    sh([a.kvsqueeze, "eval", "ruler", *args, "--presets", presets, "--ratios", a.ratios, *match_flags(a),
+        "-t", str(a.threads), "--no-progress", "--out", out], stdout=subprocess.DEVNULL)
+
+
+def kvpress(a, samples: str, presets: str, ratios: str, *extra: str, **kw) -> subprocess.CompletedProcess:
+    """kvpress's side: run_kvpress.py on a samples file, question-aware, matched settings."""
+    return sh([a.python, f"{HERE}/run_kvpress.py", "-m", a.model, "--input", samples, "--presets", presets,
+               "--ratios", ratios, "--modes", "aware", "--window", str(a.window), "--kernel", str(a.kernel),
+               "--threads", str(a.threads), *extra], **kw)
+
+
 def stage_export(a):
     for name, args in sample_groups(a):
         sh([a.kvsqueeze, "eval", "ruler", *args, "--export-samples", f"{a.out}/samples_{name}.jsonl"],
            stdout=subprocess.DEVNULL)
-    lengths = ",".join(a.cost_lengths.split(","))
-    sh([a.kvsqueeze, "eval", "ruler", "-m", a.model, "--chat", "off", "--haystack", a.haystack, "--lengths", lengths,
+    sh([a.kvsqueeze, "eval", "ruler", "-m", a.model, "--chat", "off", "--haystack", a.haystack,
+        "--lengths", a.cost_lengths,
         "--subtasks", "niah_single_number", "--samples", "1", "--export-samples", f"{a.out}/samples_cost.jsonl"],
        stdout=subprocess.DEVNULL)
 
 
 def stage_answers(a):
     for name, args in sample_groups(a):
-        sh([a.kvsqueeze, "eval", "ruler", *args, "--presets", a.presets, "--ratios", a.ratios, *match_flags(a),
-            "-t", str(a.threads), "--no-progress", "--out", f"{a.out}/kvsqueeze.jsonl"], stdout=subprocess.DEVNULL)
-        sh([a.python, f"{HERE}/run_kvpress.py", "-m", a.model, "--input", f"{a.out}/samples_{name}.jsonl",
-            "--presets", a.presets, "--ratios", a.ratios, "--modes", "aware", "--window", str(a.window),
-            "--kernel", str(a.kernel), "--threads", str(a.threads), "--out", f"{a.out}/kvpress.jsonl"])
+        ksq_eval(a, args, a.presets, f"{a.out}/kvsqueeze.jsonl")
+        kvpress(a, f"{a.out}/samples_{name}.jsonl", a.presets, a.ratios, "--out", f"{a.out}/kvpress.jsonl")
 
 
 def stage_h2o(a):
     length = a.lengths.split(",")[0]
     name, args = sample_groups(a)[0]
     args = [length if x == a.lengths else x for x in args]
-    sh([a.kvsqueeze, "eval", "ruler", *args, "--presets", "h2o", "--ratios", a.ratios, *match_flags(a),
-        "-t", str(a.threads), "--no-progress", "--out", f"{a.out}/kvsqueeze.jsonl"], stdout=subprocess.DEVNULL)
+    ksq_eval(a, args, "h2o", f"{a.out}/kvsqueeze.jsonl")
     subset = f"{a.out}/samples_{name}_{length}.jsonl"
-    with open(subset, "w") as f:
-        f.writelines(json.dumps(s) + "\n" for s in load_jsonl(f"{a.out}/samples_{name}.jsonl")
-                     if str(s["length"]) == length)
-    sh([a.python, f"{HERE}/run_kvpress.py", "-m", a.model, "--input", subset, "--presets", "h2o", "--ratios", a.ratios,
-        "--modes", "aware", "--window", str(a.window), "--kernel", str(a.kernel), "--threads", str(a.threads),
-        "--out", f"{a.out}/kvpress.jsonl"])
+    write_jsonl(subset, (s for s in load_jsonl(f"{a.out}/samples_{name}.jsonl") if str(s["length"]) == length))
+    kvpress(a, subset, "h2o", a.ratios, "--out", f"{a.out}/kvpress.jsonl")
 
 
 def stage_f16(a):
@@ -148,8 +160,7 @@ def stage_f16(a):
            stdout=subprocess.DEVNULL)
     name, args = sample_groups(a)[0]
     args = [copy if x == a.model else x for x in args]
-    sh([a.kvsqueeze, "eval", "ruler", *args, "--presets", F16_PRESETS, "--ratios", a.ratios, *match_flags(a),
-        "-t", str(a.threads), "--no-progress", "--out", f"{a.out}/kvsqueeze_f16.jsonl"], stdout=subprocess.DEVNULL)
+    ksq_eval(a, args, F16_PRESETS, f"{a.out}/kvsqueeze_f16.jsonl")
 
 
 def kept_samples(a) -> list[dict]:
@@ -169,21 +180,6 @@ def write_prompt(a, s: dict) -> str:
     if ids != s["context_ids"] + s["question_ids"]:
         raise SystemExit(f"{path} does not tokenize to the sample's ids (export with --chat off)")
     return path
-
-
-def jaccard_by_layer(ks: dict, kp: dict) -> dict[int, list[float]]:
-    """Per layer both files hold: the Jaccard index of each KV head's kept positions."""
-    theirs = {l["layer"]: l["heads"] for l in kp["layers"]}
-    out = {}
-    for layer in ks["layers"]:
-        if layer["layer"] not in theirs:
-            continue
-        js = []
-        for h, g in zip(layer["heads"], theirs[layer["layer"]]):
-            x, y = set(h["positions"]), set(g["positions"])
-            js.append(len(x & y) / len(x | y) if x | y else 1.0)
-        out[layer["layer"]] = js
-    return out
 
 
 def cut_distances(ks: dict, kp: dict) -> list[int]:
@@ -218,11 +214,8 @@ def stage_kept(a):
                 continue
             prompt = write_prompt(a, s)
             one = f"{folder}/{s['sample']}.jsonl"
-            with open(one, "w") as f:
-                f.write(json.dumps(s) + "\n")
-            sh([a.python, f"{HERE}/run_kvpress.py", "-m", a.model, "--input", one, "--presets", ",".join(presets),
-                "--ratios", a.ratios, "--modes", "aware", "--window", str(a.window), "--kernel", str(a.kernel),
-                "--threads", str(a.threads), "--dump-kept", folder], stderr=subprocess.DEVNULL)
+            write_jsonl(one, [s])
+            kvpress(a, one, ",".join(presets), a.ratios, "--dump-kept", folder, stderr=subprocess.DEVNULL)
             for pr, ratio in todo:
                 ks_file = f"{folder}/ksq_{s['sample']}_{pr}_{ratio:g}.json"
                 kp_file = f"{folder}/kept_{s['sample']}_{pr}_{ratio:g}_aware.json"
@@ -230,7 +223,7 @@ def stage_kept(a):
                     "--ratio", str(ratio), *match_flags(a), "-t", str(a.threads), "--dump-selection", ks_file],
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 ks, kp = json.load(open(ks_file)), json.load(open(kp_file))
-                by_layer = jaccard_by_layer(ks, kp)
+                by_layer = jaccard_by_layer(positions(ks), positions(kp))
 
                 def kept(j):
                     return sum(len(h["positions"]) for l in j["layers"] if l["layer"] in by_layer for h in l["heads"])
@@ -258,8 +251,7 @@ def stage_cost(a):
     for length in (int(x) for x in a.cost_lengths.split(",")):
         s = samples[length]
         one = f"{a.out}/cost/{length}.jsonl"
-        with open(one, "w") as f:
-            f.write(json.dumps(s) + "\n")
+        write_jsonl(one, [s])
         prompt = f"{a.out}/cost/{length}.txt"
         with open(prompt, "w") as f:
             f.write(s["context"] + s["question"])
@@ -276,24 +268,20 @@ def stage_cost(a):
                        "decode_tokens": d, "decode_tps": dtps, "kv_mib": float(KSQ_STATS["kv"].search(r.stderr)[1]),
                        "peak_rss_mib": float(KSQ_STATS["rss"].search(r.stderr)[1]), "threads": a.threads,
                        "kv_type": "f16"}
-                with open(path, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
+                write_jsonl(path, [rec], "a")
             if ("kvpress", pr, length) not in done:
                 tmp = f"{a.out}/cost/kvpress_{pr}_{length}.jsonl"
                 if os.path.exists(tmp):
                     os.remove(tmp)
-                sh([a.python, f"{HERE}/run_kvpress.py", "-m", a.model, "--input", one, "--presets", pr, "--ratios",
-                    str(a.cost_ratio), "--modes", "aware", "--window", str(a.window), "--kernel", str(a.kernel),
-                    "--threads", str(a.threads), "--direct", "--force-decode", str(a.decode), "--out", tmp],
-                   stderr=subprocess.DEVNULL)
+                kvpress(a, one, pr, str(a.cost_ratio), "--direct", "--force-decode", str(a.decode), "--out", tmp,
+                        stderr=subprocess.DEVNULL)
                 r = load_jsonl(tmp)[0]
                 rec = {"engine": "kvpress", "preset": pr, "ratio": r["ratio"], "prompt_tokens_target": length,
                        "prompt_tokens": r["prompt_tokens"], "prefill_seconds": r["prefill_seconds"],
                        "decode_tokens": r["decode_tokens"], "decode_tps": round(r["decode_tokens"] / r["decode_seconds"], 1),
                        "kv_mib": round(r["kv_bytes"] / 2**20, 2), "peak_rss_mib": r["peak_rss_mib"],
                        "load_rss_mib": r["load_rss_mib"], "threads": a.threads, "kv_type": "f32"}
-                with open(path, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
+                write_jsonl(path, [rec], "a")
 
 
 def stage_logits(a):

@@ -14,14 +14,23 @@ import json
 import sys
 
 
+def positions(j: dict) -> dict[int, dict[int, set[int]]]:
+    """{layer: {head: kept positions}} of a --dump-selection / --dump-kept document."""
+    return {L["layer"]: {h["head"]: set(h["positions"]) for h in L["heads"]} for L in j["layers"]}
+
+
 def load(path: str) -> tuple[dict, dict[int, dict[int, set[int]]]]:
     j = json.load(open(path))
-    layers = {L["layer"]: {h["head"]: set(h["positions"]) for h in L["heads"]} for L in j["layers"]}
-    return j, layers
+    return j, positions(j)
 
 
 def jaccard(a: set[int], b: set[int]) -> float:
     return 1.0 if not a and not b else len(a & b) / len(a | b)
+
+
+def jaccard_by_layer(a: dict, b: dict) -> dict[int, list[float]]:
+    """For each layer both hold, the Jaccard index of each head both hold (head order)."""
+    return {l: [jaccard(a[l][h], b[l][h]) for h in sorted(set(a[l]) & set(b[l]))] for l in sorted(set(a) & set(b))}
 
 
 def main(argv=None) -> int:
@@ -42,9 +51,8 @@ def main(argv=None) -> int:
         print(f"layers in one file only (skipped): {only}", file=sys.stderr)
     print("layer  jaccard  kept(a)  kept(b)")
     all_j = []
-    for l in common:
+    for l, js in jaccard_by_layer(A, B).items():
         heads = sorted(set(A[l]) & set(B[l]))
-        js = [jaccard(A[l][h], B[l][h]) for h in heads]
         all_j += js
         ka = sum(len(A[l][h]) for h in heads)
         kb = sum(len(B[l][h]) for h in heads)
