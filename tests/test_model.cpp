@@ -54,6 +54,33 @@ TEST(Stories260K, GreedyMatchesReference) {
   check_greedy_reference(test::shared_path("models/stories260K/stories260K.gguf"));
 }
 
+TEST(Stories260K, DecodeStreamFeedsOnlyTheTokensAskedFor) {
+  REQUIRE_FIXTURE("models/stories260K/stories260K.gguf");
+  auto file = std::make_shared<const GgufFile>(test::shared_path("models/stories260K/stories260K.gguf"));
+  Model model(file);
+  auto tok = Tokenizer::from_gguf(*file);
+  const std::vector<int32_t> prompt = tok->encode("Once upon a time", true, true);
+  GenerationOptions opt;
+  opt.n_predict = 12;
+  opt.stop_at_eog = false;
+  Generator whole(model, tok.get());
+  const std::vector<int32_t> expected = whole.generate(prompt, opt);
+  ASSERT_EQ(expected.size(), 12u);
+
+  Generator gen(model, tok.get());
+  DecodeStream stream(gen, gen.prefill(prompt), opt);
+  std::vector<int32_t> got;
+  for (int i = 0; i < 5; ++i) got.push_back(*stream.next());
+  // Five tokens handed out, four run through the model: the fifth waits for the next ask.
+  EXPECT_EQ(gen.cache().next_pos(), static_cast<int32_t>(prompt.size()) + 4);
+  while (const auto t = stream.next()) got.push_back(*t);
+  EXPECT_EQ(got, expected);
+  EXPECT_TRUE(stream.done());
+  EXPECT_FALSE(stream.next().has_value());
+  EXPECT_EQ(gen.stats().generated_tokens, 12);
+  EXPECT_EQ(gen.stats().decode_passes, 11);
+}
+
 TEST(Stories260K, ConvertedLlama2cMatchesReference) {
   REQUIRE_FIXTURE("models/stories260K/stories260K.bin");
   const std::string out = test::temp_path("stories260K-converted.gguf");

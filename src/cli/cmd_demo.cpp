@@ -13,7 +13,7 @@
 #include <fmt/format.h>
 
 #include "cli/common.h"
-#include "cli/press_options.h"
+#include "cli/press_cli.h"
 #include "eval/synthetic.h"
 #include "gguf/gguf_file.h"
 #include "model/known_models.h"

@@ -9,7 +9,7 @@
 
 #include "cli/common.h"
 #include "cache/cache_file.h"
-#include "cli/press_options.h"
+#include "cli/press_cli.h"
 #include "model/model.h"
 #include "runtime/generator.h"
 #include "tokenizer/tokenizer.h"

@@ -6,7 +6,7 @@
 
 #include "cache/kv_cache.h"
 #include "cli/common.h"
-#include "cli/press_options.h"
+#include "cli/press_cli.h"
 #include "model/model.h"
 
 namespace kvsqueeze {

@@ -7,16 +7,10 @@
 
 #include <CLI/CLI.hpp>
 
+#include "runtime/loaded_model.h"
+
 namespace kvsqueeze {
 
-class Model;
-class Tokenizer;
-
-struct LoadedModel {
-  std::unique_ptr<Model> model;
-  std::unique_ptr<Tokenizer> tokenizer;
-};
-LoadedModel load_model(const std::string& path);
 // Adds -m/--model: a GGUF path, or a short name of scripts/fetch_models.sh resolved to its
 // cached file; anything else is refused with one message.
 CLI::Option* add_model_option(CLI::App* cmd, std::string& path, const std::string& help);

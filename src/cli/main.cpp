@@ -19,14 +19,6 @@
 
 namespace kvsqueeze {
 
-LoadedModel load_model(const std::string& path) {
-  auto file = std::make_shared<const GgufFile>(path);
-  LoadedModel m;
-  m.model = std::make_unique<Model>(file);
-  m.tokenizer = Tokenizer::from_gguf(*file);
-  return m;
-}
-
 CLI::Option* add_model_option(CLI::App* cmd, std::string& path, const std::string& help) {
   const CLI::Validator resolve(
       [](std::string& arg) {

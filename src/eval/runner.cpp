@@ -233,14 +233,14 @@ std::pair<std::vector<int32_t>, std::vector<int32_t>> sample_ids(const Tokenizer
                                                                   int64_t max_length, const ChatTemplate* chat) {
   std::vector<int32_t> ctx, q;
   if (chat) {
-    const std::string turn = render_chat(*chat, {{"user", s.context + s.question}});
-    const size_t first = s.context.find_first_not_of(" \t\n\r");  // templates may trim the turn
-    const std::string context = first == std::string::npos ? "" : s.context.substr(first);
-    const size_t at = turn.find(context);
-    if (context.empty() || at == std::string::npos)
-      throw std::logic_error(fmt::format("sample '{}': the chat template changed its context", s.id));
-    ctx = tok.encode(turn.substr(0, at + context.size()), tok.adds_bos(), true);
-    q = tok.encode(turn.substr(at + context.size()), false, true);
+    std::pair<std::string, std::string> parts;
+    try {
+      parts = split_turn_after_context(*chat, s.context, s.question);
+    } catch (const std::exception& e) {
+      throw std::logic_error(fmt::format("sample '{}': {}", s.id, e.what()));
+    }
+    ctx = tok.encode(parts.first, tok.adds_bos(), true);
+    q = tok.encode(parts.second, false, true);
   } else {
     ctx = tok.encode(s.context, true, false);
     q = tok.encode(s.question, false, false);

@@ -53,6 +53,7 @@ void PressConfig::validate() const {
   if (!(alpha >= 0 && alpha <= 1)) throw std::invalid_argument(fmt::format("--alpha must be in [0, 1] (got {})", alpha));
   if (!(pyramid_beta >= 1)) throw std::invalid_argument(fmt::format("--pyramid-beta must be >= 1 (got {})", pyramid_beta));
   if (skip_layers < 0) throw std::invalid_argument("--skip-layers must be >= 0");
+  if (sinks < 0) throw std::invalid_argument(fmt::format("--sinks must be >= 0 (got {})", sinks));
 }
 
 int64_t PressConfig::budget_for(int64_t n) const {

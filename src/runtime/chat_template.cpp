@@ -119,4 +119,15 @@ std::string render_chat(const ChatTemplate& t, const std::vector<ChatMessage>& m
   return out;
 }
 
+std::pair<std::string, std::string> split_turn_after_context(const ChatTemplate& t, const std::string& context,
+                                                             const std::string& question) {
+  const std::string turn = render_chat(t, {{"user", context + question}});
+  const size_t first = context.find_first_not_of(" \t\n\r");  // templates may trim the turn
+  if (first == std::string::npos) throw std::invalid_argument("the context is empty");
+  const std::string trimmed = context.substr(first);
+  const size_t at = turn.find(trimmed);
+  if (at == std::string::npos) throw std::logic_error("the chat template changed the context");
+  return {turn.substr(0, at + trimmed.size()), turn.substr(at + trimmed.size())};
+}
+
 }  // namespace kvsqueeze

@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace kvsqueeze {
@@ -40,5 +41,13 @@ ChatTemplate chat_template_for(const std::string& template_text, const Tokenizer
 // Throws std::invalid_argument for an unknown role or an empty conversation.
 std::string render_chat(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
                         bool add_generation_prompt = true);
+
+// One user turn holding `context` then `question`, rendered and cut right after the
+// context: {the opening of the conversation up to the context's end, the rest (question,
+// end of turn, opening of the assistant's turn)}. Question-agnostic compression reads the
+// first part alone. Throws std::invalid_argument when the context is blank, and
+// std::logic_error if the template altered it.
+std::pair<std::string, std::string> split_turn_after_context(const ChatTemplate& t, const std::string& context,
+                                                             const std::string& question);
 
 }  // namespace kvsqueeze

@@ -40,23 +40,40 @@ std::vector<float> Generator::prefill(const std::vector<int32_t>& tokens, LayerP
 
 std::vector<int32_t> Generator::decode(std::vector<float> logits, const GenerationOptions& opt,
                                        const std::function<void(int32_t)>& on_token, LayerPress* step_press) {
-  Sampler sampler(opt.sampling);
+  DecodeStream stream(*this, std::move(logits), opt, step_press);
   std::vector<int32_t> out;
-  const double t0 = now();
-  for (int i = 0; i < opt.n_predict; ++i) {
-    const int32_t next = sampler.sample(logits.data(), model_.config().vocab);
-    out.push_back(next);
-    if (on_token) on_token(next);
-    if (opt.stop_at_eog && tok_ && tok_->is_end_of_generation(next)) break;
-    if (i + 1 == opt.n_predict) break;  // the last token needs no forward pass
-    model_.forward(cache_, &next, 1, logits.data(), false, step_press);
-    ++stats_.decode_passes;
+  while (const std::optional<int32_t> next = stream.next()) {
+    out.push_back(*next);
+    if (on_token) on_token(*next);
   }
-  stats_.generated_tokens += static_cast<int64_t>(out.size());
-  stats_.decode_seconds += now() - t0;
-  stats_.kv_bytes = cache_.bytes_used();
-  stats_.kv_bytes_reserved = cache_.bytes_reserved();
   return out;
+}
+
+DecodeStream::DecodeStream(Generator& gen, std::vector<float> logits, const GenerationOptions& opt,
+                           LayerPress* step_press)
+    : gen_(gen), logits_(std::move(logits)), opt_(opt), step_press_(step_press), sampler_(opt.sampling),
+      done_(opt.n_predict <= 0) {
+  if (logits_.size() != static_cast<size_t>(gen.model_.config().vocab))
+    throw std::invalid_argument("decoding needs the logits of one position");
+}
+
+std::optional<int32_t> DecodeStream::next() {
+  if (done_) return std::nullopt;
+  const double t0 = now();
+  GenerationStats& stats = gen_.stats_;
+  if (unfed_) {
+    gen_.model_.forward(gen_.cache_, &*unfed_, 1, logits_.data(), false, step_press_);
+    ++stats.decode_passes;
+  }
+  const int32_t next = sampler_.sample(logits_.data(), gen_.model_.config().vocab);
+  unfed_ = next;
+  ++produced_;
+  done_ = produced_ >= opt_.n_predict || (opt_.stop_at_eog && gen_.tok_ && gen_.tok_->is_end_of_generation(next));
+  ++stats.generated_tokens;
+  stats.decode_seconds += now() - t0;
+  stats.kv_bytes = gen_.cache_.bytes_used();
+  stats.kv_bytes_reserved = gen_.cache_.bytes_reserved();
+  return next;
 }
 
 std::vector<int32_t> Generator::generate(const std::vector<int32_t>& prompt, const GenerationOptions& opt,

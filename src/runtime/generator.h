@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "cache/kv_cache.h"
@@ -55,10 +56,34 @@ class Generator {
   KvCache& cache() { return cache_; }
 
  private:
+  friend class DecodeStream;
   const Model& model_;
   const Tokenizer* tok_;
   KvCache cache_;
   GenerationStats stats_;
+};
+
+// decode() one token at a time, for callers that hand each token on as it comes (the
+// Python package's streams) and may stop early. A token is fed to the model only when
+// the next one is asked for, so stopping costs no wasted pass. The generator must
+// outlive the stream.
+class DecodeStream {
+ public:
+  DecodeStream(Generator& gen, std::vector<float> logits, const GenerationOptions& opt, LayerPress* step_press = nullptr);
+  // The next token, or nothing once n_predict tokens or an end-of-generation token (when
+  // stop_at_eog) have been produced.
+  std::optional<int32_t> next();
+  bool done() const { return done_; }
+
+ private:
+  Generator& gen_;
+  std::vector<float> logits_;
+  GenerationOptions opt_;
+  LayerPress* step_press_;
+  Sampler sampler_;
+  int produced_ = 0;
+  std::optional<int32_t> unfed_;  // the last token handed out, not yet run through the model
+  bool done_ = false;
 };
 
 }  // namespace kvsqueeze

@@ -1,19 +1,18 @@
-// Command-line options that choose and tune a compression press (shared by generate,
-// logits and demo), and the report of what a press did.
+// A press described by plain options (what the CLI's --press/--budget/... flags, the
+// Python package's press objects and the HTTP API's kv_press all come down to), and the
+// presses they make. Validation happens here, so every front end refuses an impossible
+// setting with the same message.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "press/compression_press.h"
 #include "press/decode_press.h"
 #include "press/press_config.h"
 
 namespace kvsqueeze {
-
-class KvCache;
 
 struct PressOptions {
   std::string preset = "none";
@@ -26,6 +25,7 @@ struct PressOptions {
   double alpha = 0.2;
   double pyramid_beta = 20;
   int skip_layers = 0;
+  int sinks = 4;
   std::string kv_type = "f16";
   int64_t compress_every = 0;
 
@@ -36,12 +36,5 @@ struct PressOptions {
   std::unique_ptr<DecodePress> make_decode_press(const CompressionPress* prefill, int n_layer, int n_head_kv) const;
   PressConfig config(const std::string& preset_name) const;
 };
-
-void add_press_options(CLI::App* cmd, PressOptions& o);
-
-// "layer 0: budget min/mean/max 40/64.0/90 ..." lines for each layer a press touched.
-std::string budget_spread(const CompressionPress& press);
-// Writes the kept positions of every (layer, KV head) as JSON (--dump-selection).
-void dump_selection(const std::string& path, const std::string& preset, int64_t prompt_tokens, const KvCache& cache);
 
 }  // namespace kvsqueeze
