@@ -13,6 +13,12 @@ double now() {
 }
 }  // namespace
 
+size_t uncompressed_kv_bytes(const Model& model, const KvCache& cache) {
+  const size_t row = static_cast<size_t>(cache.k_row_bytes() + cache.v_row_bytes()) + sizeof(int32_t);
+  const ModelConfig& c = model.config();
+  return static_cast<size_t>(c.full_cache_rows(cache.next_pos())) * row * static_cast<size_t>(c.n_head_kv);
+}
+
 Generator::Generator(const Model& model, const Tokenizer* tokenizer, DType kv_type)
     : model_(model), tok_(tokenizer), cache_(model.make_cache(kv_type)) {}
 
@@ -28,11 +34,7 @@ std::vector<float> Generator::prefill(const std::vector<int32_t>& tokens, LayerP
   model_.forward(cache_, tokens.data(), static_cast<int64_t>(tokens.size()), logits.data(), false, press);
   stats_.prompt_tokens += static_cast<int64_t>(tokens.size());
   stats_.prompt_seconds += now() - t0;
-  const size_t row = static_cast<size_t>(cache_.k_row_bytes() + cache_.v_row_bytes()) + sizeof(int32_t);
-  // What a full cache would hold now (sliding-window layers never hold more than their window).
-  const ModelConfig& c = model_.config();
-  stats_.kv_bytes_uncompressed =
-      static_cast<size_t>(c.full_cache_rows(cache_.next_pos())) * row * static_cast<size_t>(c.n_head_kv);
+  stats_.kv_bytes_uncompressed = uncompressed_kv_bytes(model_, cache_);
   stats_.kv_bytes = cache_.bytes_used();
   stats_.kv_bytes_reserved = cache_.bytes_reserved();
   return logits;

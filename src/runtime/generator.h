@@ -63,6 +63,10 @@ class Generator {
   GenerationStats stats_;
 };
 
+// What `cache` would hold if no row had been evicted: every position up to next_pos() in
+// every head (sliding-window layers never hold more than their window).
+size_t uncompressed_kv_bytes(const Model& model, const KvCache& cache);
+
 // decode() one token at a time, for callers that hand each token on as it comes (the
 // Python package's streams) and may stop early. A token is fed to the model only when
 // the next one is asked for, so stopping costs no wasted pass. The generator must
