@@ -18,7 +18,7 @@ Message = Mapping[str, str]
 
 
 def _press_options(press: Optional[PressLike], compress_every: Optional[int] = None) -> Optional[_core.PressOptions]:
-    if press is None and not compress_every:
+    if press is None and compress_every is None:
         return None
     if press is None:
         o = _core.PressOptions()
@@ -26,7 +26,7 @@ def _press_options(press: Optional[PressLike], compress_every: Optional[int] = N
         o = press.options()
     else:
         raise TypeError(f"press must be a kvsqueeze press (e.g. SnapKVPress), not {type(press).__name__}")
-    if compress_every:
+    if compress_every is not None:
         if int(compress_every) < 1:
             raise ValueError(f"compress_every must be >= 1 (got {compress_every})")
         o.compress_every = int(compress_every)
@@ -174,7 +174,11 @@ class Model:
                  kv_type: str = "f16") -> None:
         if threads is not None and int(threads) < 1:
             raise ValueError(f"threads must be >= 1 (got {threads})")
-        self._engine = _core.Engine(os.fspath(path_or_short_name), int(threads or 0), kv_type)
+        try:
+            path = _core.resolve_model_path(os.fspath(path_or_short_name))
+        except RuntimeError as e:  # neither a file nor a fetched known model
+            raise FileNotFoundError(str(e)) from None
+        self._engine = _core.Engine(path, int(threads or 0), kv_type)
 
     # --- what the model is ---------------------------------------------------------
     @property
@@ -312,6 +316,8 @@ class Model:
 
     def load_context(self, path: Union[str, os.PathLike], *, chat: Optional[bool] = None) -> Context:
         """A context saved by Context.save (or --save-cache) for this same model."""
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no saved context '{os.fspath(path)}'")
         return Context(self, self._engine.load_context(os.fspath(path)), self._use_chat(chat))
 
     # --- helpers -------------------------------------------------------------------

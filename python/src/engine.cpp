@@ -44,6 +44,7 @@ void check_ids(const std::vector<int32_t>& ids, const Model& model) {
 Engine::Engine(const std::string& path_or_name, int threads, const std::string& kv_type)
     : path_(resolve_model_path(path_or_name)), m_(load_model(path_)), kv_type_(kv_type_from_name(kv_type)) {
   set_threads(threads);
+  (void)m_.model->make_cache(kv_type_);  // a storage type this model's heads cannot use fails here
   const std::string text = m_.model->file().get_string_or("tokenizer.chat_template", "");
   has_template_ = !text.empty();
   try {

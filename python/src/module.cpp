@@ -3,6 +3,8 @@
 // settings: the CLI's messages) or RuntimeError.
 #include <omp.h>
 
+#include <cctype>
+
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
@@ -140,7 +142,12 @@ NB_MODULE(_core, m) {
            Release())
       .def_prop_ro("path", &Engine::path)
       .def_prop_rw("threads", &Engine::threads, &Engine::set_threads)
-      .def_prop_ro("kv_type", [](const Engine& e) { return std::string(dtype_name(e.kv_type())); })
+      .def_prop_ro("kv_type",
+                   [](const Engine& e) {
+                     std::string name(dtype_name(e.kv_type()));  // "F16" -> "f16", as kv_type is given
+                     for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+                     return name;
+                   })
       .def_prop_ro("architecture", [](const Engine& e) { return e.model().config().arch_name; })
       .def_prop_ro("n_layer", [](const Engine& e) { return e.model().config().n_layer; })
       .def_prop_ro("n_head", [](const Engine& e) { return e.model().config().n_head; })
