@@ -307,10 +307,11 @@ TEST(EvalCli, ChatTemplateWrapsThePromptsOfInstructionModels) {
     if (chat && row["preset"] == "none") chat_recall += row["score"].get<double>() / 4;
   }
   // The turn adds "<|im_start|>user\n" and "<|im_end|>\n<|im_start|>assistant\n" (9 tokens) to the
-  // same text: SmolLM2's template has no default system turn.
+  // same text, after the default system turn SmolLM2's template writes ("<|im_start|>system\nYou are
+  // a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n": 21 tokens).
   for (const auto& [key, n] : tokens) {
     if (key.size() > 4 && key.substr(key.size() - 4) == "chat") {
-      EXPECT_EQ(n, tokens.at(key.substr(0, key.size() - 4) + "raw") + 9) << key;
+      EXPECT_EQ(n, tokens.at(key.substr(0, key.size() - 4) + "raw") + 9 + 21) << key;
     }
   }
   std::cout << "smollm2-135m-instruct full-cache needle recall at 320 tokens through ChatML: " << chat_recall << "%\n";

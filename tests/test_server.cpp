@@ -49,6 +49,11 @@ TEST(ChatTemplate, RecognisesTheFamiliesAndRefusesOthers) {
       "{%- endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}");
   EXPECT_EQ(qwen.name(), "chatml");
   EXPECT_EQ(qwen.default_system, "You are Qwen, a helpful assistant.");
+  // SmolLM2 writes the newline after "system" as a real one inside its string literal.
+  const ChatTemplate smollm2 = chat_template_from(
+      "{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are SmolLM<|im_end|>\n' }}"
+      "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}");
+  EXPECT_EQ(smollm2.default_system, "You are SmolLM");
   try {
     chat_template_from("{% for m in messages %}<<{{ m.content }}>>{% endfor %}");
     FAIL() << "an unknown template must be refused";

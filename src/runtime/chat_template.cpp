@@ -10,16 +10,26 @@ namespace {
 
 bool contains(const std::string& s, const char* needle) { return s.find(needle) != std::string::npos; }
 
-// Qwen-style templates write a literal system turn for conversations without one:
-// "<|im_start|>system\nYou are ...<|im_end|>". Take that text from the template.
-std::string default_system_prompt(const std::string& t) {
-  const std::string open = "<|im_start|>system\\n";  // inside the template's string literal
+// The first literal system text after `open` (no template expressions in it).
+std::string system_text_after(const std::string& t, const std::string& open) {
   for (size_t at = t.find(open); at != std::string::npos; at = t.find(open, at + 1)) {
     const size_t start = at + open.size();
     const size_t end = t.find("<|im_end|>", start);
     if (end == std::string::npos) break;
     const std::string text = t.substr(start, end - start);
     if (!text.empty() && text.find('{') == std::string::npos && text.find('\'') == std::string::npos) return text;
+  }
+  return "";
+}
+
+// Qwen- and SmolLM2-style templates write a literal system turn for conversations without
+// one: "<|im_start|>system\nYou are ...<|im_end|>". Take that text from the template. The
+// newline after "system" is an escape inside the template's string literal (Qwen) or a
+// real newline (SmolLM2).
+std::string default_system_prompt(const std::string& t) {
+  for (const std::string open : {"<|im_start|>system\\n", "<|im_start|>system\n"}) {
+    const std::string text = system_text_after(t, open);
+    if (!text.empty()) return text;
   }
   return "";
 }
