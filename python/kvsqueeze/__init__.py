@@ -30,7 +30,7 @@ from .presses import (
 __version__ = "0.1.0"
 
 
-def preset_names() -> list:
+def preset_names() -> "list[str]":
     """The engine's preset names (the CLI's --press values)."""
     return list(_core.preset_names())
 

@@ -13,7 +13,7 @@ from .model import Model
 __all__ = ["run", "read_results"]
 
 
-def read_results(path: Union[str, os.PathLike]) -> List[Dict[str, Any]]:
+def read_results(path: Union[str, os.PathLike[str]]) -> List[Dict[str, Any]]:
     """The records of a results file (one JSON object per line)."""
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
@@ -21,7 +21,7 @@ def read_results(path: Union[str, os.PathLike]) -> List[Dict[str, Any]]:
 
 def run(
     task: str,
-    model: Union[Model, str, os.PathLike],
+    model: Union[Model, str, os.PathLike[str]],
     *,
     presets: Sequence[str] = ("snapkv",),
     budgets: Sequence[int] = (),
@@ -30,15 +30,15 @@ def run(
     seed: int = 0,
     question_agnostic: bool = False,
     chat: str = "auto",
-    out: Union[str, os.PathLike, None] = None,
-    text: Union[str, os.PathLike, None] = None,
+    out: Union[str, os.PathLike[str], None] = None,
+    text: Union[str, os.PathLike[str], None] = None,
     prompt_tokens: Optional[int] = None,
     continuation: int = 64,
-    haystack: Union[str, os.PathLike, None] = None,
+    haystack: Union[str, os.PathLike[str], None] = None,
     lengths: Sequence[int] = (),
     depths: Sequence[float] = (0, 25, 50, 75, 100),
     subtasks: Sequence[str] = (),
-    data: Sequence[Union[str, os.PathLike]] = (),
+    data: Sequence[Union[str, os.PathLike[str]]] = (),
     max_length: Optional[int] = None,
     window_size: int = 32,
     kernel_size: int = 7,

@@ -154,7 +154,7 @@ class Context:
         rows = self._core.rows()
         return [[self._core.positions(layer, head) for head in range(len(heads))] for layer, heads in enumerate(rows)]
 
-    def save(self, path: Union[str, os.PathLike]) -> None:
+    def save(self, path: Union[str, os.PathLike[str]]) -> None:
         """Writes the compressed cache (the CLI's --save-cache format); Model.load_context
         reads it back into the same model."""
         self._core.save(os.fspath(path))
@@ -170,7 +170,7 @@ class Model:
     `threads`: CPU threads for this model's work (None: all cores). `kv_type`: storage of
     its KV caches, "f16" (default), "f32" or "q8_0"."""
 
-    def __init__(self, path_or_short_name: Union[str, os.PathLike], threads: Optional[int] = None,
+    def __init__(self, path_or_short_name: Union[str, os.PathLike[str]], threads: Optional[int] = None,
                  kv_type: str = "f16") -> None:
         if threads is not None and int(threads) < 1:
             raise ValueError(f"threads must be >= 1 (got {threads})")
@@ -314,7 +314,7 @@ class Model:
             ids = self.tokenize(context, add_bos=True, parse_special=False)
         return Context(self, self._engine.compress(ids, _press_options(press)), use_chat)
 
-    def load_context(self, path: Union[str, os.PathLike], *, chat: Optional[bool] = None) -> Context:
+    def load_context(self, path: Union[str, os.PathLike[str]], *, chat: Optional[bool] = None) -> Context:
         """A context saved by Context.save (or --save-cache) for this same model."""
         if not os.path.exists(path):
             raise FileNotFoundError(f"no saved context '{os.fspath(path)}'")

@@ -18,7 +18,7 @@ class Pipeline:
     the context is compressed once and every question answered from it
     (``{"answers": [...]}``). Answers are greedy."""
 
-    def __init__(self, model: Union[Model, str, os.PathLike]) -> None:
+    def __init__(self, model: Union[Model, str, os.PathLike[str]]) -> None:
         self.model = model if isinstance(model, Model) else Model(model)
 
     def __call__(
@@ -40,6 +40,6 @@ class Pipeline:
         return {"answers": answers} if questions is not None else {"answer": answers[0]}
 
 
-def pipeline(model: Union[Model, str, os.PathLike]) -> Pipeline:
+def pipeline(model: Union[Model, str, os.PathLike[str]]) -> Pipeline:
     """The question-answering pipeline over `model` (a Model, a GGUF path or a short name)."""
     return Pipeline(model)

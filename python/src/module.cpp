@@ -102,7 +102,7 @@ NB_MODULE(_core, m) {
            "Decodes until there is text to hand on; None at the end. UTF-8 bytes.")
       .def_prop_ro("tokens", &Generation::tokens)
       .def_prop_ro("finish_reason", &Generation::finish_reason)
-      .def("report", [](const Generation& g) { return report_dict(g.report()); });
+      .def("report", [](const Generation& g) { return nb::typed<nb::dict, nb::str, nb::object>(report_dict(g.report())); });
 
   nb::class_<Context>(m, "Context")
       .def("ask",
