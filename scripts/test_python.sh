@@ -20,6 +20,7 @@ PATH="$PWD/$install_venv/bin:$PATH" "$install_venv/bin/python" -m pytest -q pyth
 # The build folder is kept between the two builds, so the wheel only relinks.
 "$install_venv/bin/pip" wheel -q --disable-pip-version-check --no-deps -w build/python/dist .
 "$python" -m venv "$wheel_venv"
-"$wheel_venv/bin/pip" install -q --disable-pip-version-check build/python/dist/kvsqueeze-*.whl pytest
+wheel=(build/python/dist/kvsqueeze-*.whl)
+"$wheel_venv/bin/pip" install -q --disable-pip-version-check "${wheel[0]}[test]"
 echo "== the wheel, in a fresh virtual environment =="
 PATH="$PWD/$wheel_venv/bin:$PATH" "$wheel_venv/bin/python" -m pytest -q python/tests "$@"
