@@ -1,4 +1,5 @@
 // Sampling: greedy, top-k, top-p and temperature do what their names say.
+#include <cmath>
 #include <map>
 
 #include "runtime/sampler.h"
@@ -72,4 +73,42 @@ TEST(Sampler, RejectsImpossibleSettings) {
   o.top_p = 0.9f;
   o.top_k = -1;
   EXPECT_THROW(Sampler{o}, std::invalid_argument);
+}
+
+namespace {
+// Pearson's chi-square of observed counts against the softmax of logits / temperature.
+double chi_square(const std::map<int32_t, int>& counts, const std::vector<float>& logits, double temperature, int draws) {
+  double z = 0;
+  for (float l : logits) z += std::exp(l / temperature);
+  double chi = 0;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    const double expected = draws * std::exp(logits[i] / temperature) / z;
+    const auto it = counts.find(static_cast<int32_t>(i));
+    const double seen = it == counts.end() ? 0 : it->second;
+    chi += (seen - expected) * (seen - expected) / expected;
+  }
+  return chi;
+}
+}  // namespace
+
+TEST(Sampler, DrawsFollowTheSoftmaxAtTheTemperature) {
+  const std::vector<float> logits{2.0f, 1.0f, 0.5f, 0.0f, -1.0f};
+  const int draws = 20000;
+  // 4 degrees of freedom: P(chi2 > 18.47) = 0.001. The seeds are fixed, so this is
+  // deterministic; a sampler that used another temperature lands far beyond it.
+  for (double t : {0.5, 1.0, 2.0}) {
+    SamplerOptions o;
+    o.greedy = false;
+    o.temperature = static_cast<float>(t);
+    o.top_k = 0;
+    o.top_p = 1.0f;
+    o.seed = 11;
+    const auto counts = histogram(o, logits, draws);
+    EXPECT_LT(chi_square(counts, logits, t, draws), 18.47) << "temperature " << t;
+    for (double other : {0.5, 1.0, 2.0}) {
+      if (other != t) {
+        EXPECT_GT(chi_square(counts, logits, other, draws), 100.0) << t << " looks like " << other;
+      }
+    }
+  }
 }

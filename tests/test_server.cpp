@@ -374,6 +374,16 @@ TEST(ServerApi, BadRequestsGetJsonErrorsAndTheServerKeepsServing) {
   expect_error(c->Post("/v1/completions", R"({"prompt": "x"})", "application/json"), 401, "API key");
   expect_error(c->Post("/v1/completions", {{"Authorization", "Bearer wrong"}}, R"({"prompt": "x"})", "application/json"), 401, "API key");
   EXPECT_EQ(c->Get("/health")->status, 200);  // health needs no key
+  // Every other endpoint wants the key, whatever the body (nothing runs, nothing is read).
+  expect_error(c->Get("/v1/models"), 401, "API key");
+  expect_error(c->Get("/metrics"), 401, "API key");
+  expect_error(c->Post("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}]})", "application/json"),
+               401, "API key");
+  expect_error(c->Post("/v1/contexts", R"({"text": "x"})", "application/json"), 401, "API key");
+  expect_error(c->Get("/v1/contexts"), 401, "API key");
+  expect_error(c->Delete("/v1/contexts/abc"), 401, "API key");
+  expect_error(c->Post("/v1/completions", {{"Authorization", "sekret"}}, R"({"prompt": "x"})", "application/json"), 401,
+               "API key");  // the key without its scheme
   expect_error(c->Post("/v1/completions", auth, R"({"prompt": "x",)", "application/json"), 400, "malformed JSON");
   expect_error(c->Post("/v1/completions", auth, R"({"prompt": "x", "max_tokens": "5"})", "application/json"), 400, "integer");
   expect_error(c->Post("/v1/chat/completions", auth, R"({"messages": "hi"})", "application/json"), 400, "messages");
@@ -606,6 +616,40 @@ TEST(ServerLimits, BusyAndTooLargeRequestsAreRefusedAndAHangUpCancelsTheGenerati
   const Served t(test::shared_path(kStories), small);
   EXPECT_EQ(post(t, "/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 400}}, 413)["error"]["type"],
             "request_too_large");
+}
+
+TEST(ServerLimits, TheMemoryBudgetAdmitsWhatFitsBesideTheRunningAndAgainOnceFreed) {
+  REQUIRE_FIXTURE(kStories);
+  const std::string model = model_with_stories_vocab("server-memory-q8_0.gguf", 256, 4);
+  const json request = {{"prompt", "Once upon a time"}, {"max_tokens", 900}, {"temperature", 0}};
+  // What one such request is estimated to need, from the refusal of a server too small for it.
+  double need_mib = 0;
+  {
+    ServerOptions tiny;
+    tiny.max_memory = 1024;
+    const Served t(model, tiny);
+    const std::string m = post(t, "/v1/completions", request, 413)["error"]["message"];
+    need_mib = std::stod(m.substr(m.find("may need ") + 9));
+  }
+  ASSERT_GT(need_mib, 0.5);
+  // Room for one and a half: one runs, a second beside it would pass the budget.
+  ServerOptions o;
+  o.parallel = 4;
+  o.max_queue = 4;
+  o.max_memory = static_cast<size_t>(1.5 * need_mib * (1 << 20));
+  const Served s(model, o);
+  const auto active = [&] { return s.client()->Get("/metrics")->body.find("kvsqueeze_active_sessions 1\n") != std::string::npos; };
+  json streamed = request;
+  streamed["stream"] = true;
+  std::thread runner([&] { s.client()->Post("/v1/completions", streamed.dump(), "application/json"); });
+  for (int i = 0; i < 500 && !active(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  ASSERT_TRUE(active());
+  const auto second = s.client()->Post("/v1/completions", request.dump(), "application/json");
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->status, 429) << "admitted beyond the memory budget: " << second->body;
+  runner.join();
+  // The first one done, its memory is free: the same request is admitted now.
+  EXPECT_EQ(post(s, "/v1/completions", request, 200)["usage"]["completion_tokens"], 900);
 }
 
 TEST(ServerApi, BothEndpointsStreamedAndWholeEqualTheEngineOnBothModels) {
