@@ -2,7 +2,9 @@
 // over what was kept.
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
+#include <functional>
 #include <numeric>
 #include <random>
 #include <set>
@@ -297,7 +299,7 @@ TEST(CacheFile, SaveLoadIsBitIdentical) {
     gen.prefill(ids, &press);
     const std::string path = test::temp_path(std::string("saved-") + std::string(dtype_name(type)) + ".kvsq");
     save_cache(path, gen.cache(), model->fingerprint());
-    KvCache loaded = load_cache(path, model->fingerprint());
+    KvCache loaded = load_cache(path, model->cache_identity());
     EXPECT_EQ(loaded.bytes_used(), gen.cache().bytes_used());
     EXPECT_EQ(loaded.next_pos(), gen.cache().next_pos());
     const std::vector<int32_t> q{7, 8, 9, 10};
@@ -309,14 +311,83 @@ TEST(CacheFile, SaveLoadIsBitIdentical) {
     // Another model (same shape, other weights) is refused, and so is a cut file.
     auto other = small_model(Arch::Llama, 3, 99);
     ASSERT_NE(other->fingerprint(), model->fingerprint());
-    EXPECT_THROW(load_cache(path, other->fingerprint()), std::runtime_error);
+    EXPECT_THROW(load_cache(path, other->cache_identity()), std::runtime_error);
     auto bytes = test::read_bytes(path);
     bytes.resize(bytes.size() - 7);
     test::write_bytes(path + ".cut", bytes);
-    EXPECT_THROW(load_cache(path + ".cut", model->fingerprint()), std::runtime_error);
+    EXPECT_THROW(load_cache(path + ".cut", model->cache_identity()), std::runtime_error);
     test::write_bytes(path + ".junk", {'n', 'o', 'p', 'e', 0, 0, 0, 0});
-    EXPECT_THROW(load_cache(path + ".junk", model->fingerprint()), std::runtime_error);
+    EXPECT_THROW(load_cache(path + ".junk", model->cache_identity()), std::runtime_error);
   }
+}
+
+namespace {
+// A saved file's bytes with `edit` applied to its body and the checksum made right again:
+// what a crafted (not merely damaged) file looks like.
+std::string rewrite(const std::vector<uint8_t>& saved, const std::function<void(std::vector<uint8_t>&)>& edit,
+                    const std::string& name) {
+  std::vector<uint8_t> body(saved.begin(), saved.end() - 8);
+  edit(body);
+  const uint64_t sum = cache_checksum(body.data(), body.size());
+  const auto* p = reinterpret_cast<const uint8_t*>(&sum);
+  body.insert(body.end(), p, p + 8);
+  const std::string path = test::temp_path(name);
+  test::write_bytes(path, body);
+  return path;
+}
+
+template <typename T>
+void put_at(std::vector<uint8_t>& b, size_t offset, T v) {
+  std::memcpy(b.data() + offset, &v, sizeof v);
+}
+
+void expect_refused(const std::string& path, const CacheIdentity& id, const std::string& needle) {
+  try {
+    (void)load_cache(path, id);
+    ADD_FAILURE() << path << " loaded; expected an error with '" << needle << "'";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+}  // namespace
+
+TEST(CacheFile, EveryCorruptionIsRefusedWithOneClearMessage) {
+  auto model = small_model();
+  BudgetPress press(preset("ada-snapkv", 48));
+  Generator gen(*model, nullptr, DType::F16);
+  gen.prefill(random_ids(150, 12), &press);
+  const std::string path = test::temp_path("corrupt-base.kvsq");
+  save_cache(path, gen.cache(), model->fingerprint());
+  const CacheIdentity id = model->cache_identity();
+  const std::vector<uint8_t> saved = test::read_bytes(path);
+  // A flipped byte anywhere (header, positions, rows, the checksum itself) is refused.
+  int flipped = 0;
+  for (size_t at = 0; at < saved.size(); at += std::max<size_t>(1, saved.size() / 97)) {
+    std::vector<uint8_t> b = saved;
+    b[at] ^= 0x10;
+    test::write_bytes(path + ".flip", b);
+    EXPECT_THROW(load_cache(path + ".flip", id), std::runtime_error) << "byte " << at;
+    ++flipped;
+  }
+  EXPECT_GT(flipped, 90);
+  std::vector<uint8_t> b = saved;
+  b[saved.size() / 2] ^= 1;
+  test::write_bytes(path + ".flip", b);
+  expect_refused(path + ".flip", id, "checksum");
+  // Crafted files, with a correct checksum. Offsets: version 4, storage type 16, n_layer 20,
+  // head_dim_v 32, next position 36, the first head's row count 40, its positions from 48.
+  expect_refused(rewrite(saved, [](auto& x) { put_at<uint32_t>(x, 4, 1); }, "v1.kvsq"), id, "version 1");
+  expect_refused(rewrite(saved, [](auto& x) { put_at<uint32_t>(x, 16, 7); }, "type.kvsq"), id, "unknown storage type");
+  expect_refused(rewrite(saved, [](auto& x) { put_at<uint32_t>(x, 20, 16384); }, "layers.kvsq"), id, "holds a cache of 16384 layers");
+  expect_refused(rewrite(saved, [](auto& x) { put_at<uint32_t>(x, 32, 0); }, "hdv.kvsq"), id, "holds a cache of");
+  expect_refused(rewrite(saved, [](auto& x) { put_at<int32_t>(x, 36, -5); }, "negative.kvsq"), id, "negative next position");
+  expect_refused(rewrite(saved, [](auto& x) { put_at<int32_t>(x, 36, 20); }, "next.kvsq"), id, "stay below 20");
+  expect_refused(rewrite(saved, [](auto& x) { std::swap(x[48], x[52]); }, "order.kvsq"), id, "positions must ascend");
+  expect_refused(rewrite(saved, [](auto& x) { put_at<int32_t>(x, 48, -1); }, "minus.kvsq"), id, "positions must ascend");
+  expect_refused(rewrite(saved, [](auto& x) { x.push_back(0); }, "trailing.kvsq"), id, "trailing bytes");
+  expect_refused(rewrite(saved, [](auto& x) { x.resize(x.size() - 3); }, "short.kvsq"), id, "truncated");
+  // And the untouched file still loads.
+  EXPECT_EQ(load_cache(path, id).bytes_used(), gen.cache().bytes_used());
 }
 
 // --compress-every: while decoding, no head grows past budget + every, evictions happen,

@@ -130,7 +130,7 @@ std::unique_ptr<Context> Engine::compress(const std::vector<int32_t>& ids, const
 }
 
 std::unique_ptr<Context> Engine::load_context(const std::string& path) const {
-  KvCache cache = load_cache(path, model().fingerprint());
+  KvCache cache = load_cache(path, model().cache_identity());
   const size_t full = uncompressed_kv_bytes(model(), cache);
   return std::make_unique<Context>(*this, std::move(cache), std::vector<float>{}, full, 0.0,
                                    std::vector<std::vector<int64_t>>{});

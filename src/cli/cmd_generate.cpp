@@ -81,7 +81,7 @@ void add_generate_command(CLI::App& app) {
     g.sampling.top_p = o->top_p;
     g.sampling.seed = o->seed;
     g.stop_at_eog = !o->ignore_eos;
-    Generator gen = loaded ? Generator(*m.model, m.tokenizer.get(), load_cache(o->load_cache, m.model->fingerprint()))
+    Generator gen = loaded ? Generator(*m.model, m.tokenizer.get(), load_cache(o->load_cache, m.model->cache_identity()))
                            : Generator(*m.model, m.tokenizer.get(), kv_type);
     fmt::print("{}", agnostic ? o->question : first_text);
     std::fflush(stdout);

@@ -120,6 +120,10 @@ uint64_t Model::fingerprint() const {
   return h;
 }
 
+CacheIdentity Model::cache_identity() const {
+  return CacheIdentity{fingerprint(), cfg_.n_layer, cfg_.n_head_kv, cfg_.head_dim, cfg_.head_dim_v};
+}
+
 int64_t Model::weight_bytes() const {
   int64_t b = 0;
   for (const auto& t : file_->tensors()) b += t.n_bytes;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/cache_file.h"
 #include "model/config.h"
 #include "tensor/dtype.h"
 #include "tensor/tensor_view.h"
@@ -74,6 +75,8 @@ class Model {
   // shape, and the bytes of the small tensors (norms, biases), which differ between
   // models of one shape.
   uint64_t fingerprint() const;
+  // The fingerprint and cache shape a saved cache must match (load_cache).
+  CacheIdentity cache_identity() const;
 
   // Bytes of weight data the model maps.
   int64_t weight_bytes() const;

@@ -24,8 +24,8 @@ bool valid_context_id(const std::string& id) {
   return true;
 }
 
-ContextStore::ContextStore(size_t memory_cap, std::string dir, uint64_t model_fingerprint, Metrics& metrics)
-    : cap_(memory_cap), dir_(std::move(dir)), fingerprint_(model_fingerprint), metrics_(metrics) {
+ContextStore::ContextStore(size_t memory_cap, std::string dir, CacheIdentity model, Metrics& metrics)
+    : cap_(memory_cap), dir_(std::move(dir)), model_(model), metrics_(metrics) {
   if (!dir_.empty()) std::filesystem::create_directories(dir_);
 }
 
@@ -64,7 +64,7 @@ void ContextStore::add(SavedContext c, bool persist) {
   if (persist) {
     if (dir_.empty()) throw ApiError(400, "invalid_request_error", "this server has no --context-dir to persist to", "persist");
     c.persisted = true;
-    save_cache(path_of(c.id, ".kvc"), *c.cache, fingerprint_);
+    save_cache(path_of(c.id, ".kvc"), *c.cache, model_.fingerprint);
     nlohmann::json meta = c.describe();
     meta.erase("bytes");
     std::ofstream(path_of(c.id, ".json")) << meta.dump();
@@ -101,7 +101,7 @@ std::optional<SavedContext> ContextStore::get(const std::string& id) {
     c.created = meta.at("created").get<int64_t>();
     c.kv_cache = meta.at("kv_cache");
     c.persisted = true;
-    c.cache = std::make_shared<const KvCache>(load_cache(path_of(id, ".kvc"), fingerprint_));
+    c.cache = std::make_shared<const KvCache>(load_cache(path_of(id, ".kvc"), model_));
   } catch (const std::exception& e) {
     throw ApiError(500, "server_error", fmt::format("saved context '{}' could not be read back: {}", id, e.what()));
   }

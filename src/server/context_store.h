@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cache/cache_file.h"
 #include "cache/kv_cache.h"
 
 namespace kvsqueeze {
@@ -36,7 +37,7 @@ struct SavedContext {
 class ContextStore {
  public:
   // memory_cap: bytes of caches kept in memory; dir: "" for memory only.
-  ContextStore(size_t memory_cap, std::string dir, uint64_t model_fingerprint, Metrics& metrics);
+  ContextStore(size_t memory_cap, std::string dir, CacheIdentity model, Metrics& metrics);
   ~ContextStore();
 
   static std::string new_id();
@@ -57,7 +58,7 @@ class ContextStore {
 
   size_t cap_;
   std::string dir_;
-  uint64_t fingerprint_;
+  CacheIdentity model_;
   Metrics& metrics_;
   std::mutex mu_;
   std::map<std::string, SavedContext> memory_;

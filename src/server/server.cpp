@@ -190,7 +190,7 @@ struct ApiServer::State {
   State(const Model& m, const Tokenizer& t, const std::string& chat_text, ServerOptions o)
       : model(m), tok(t), opt(std::move(o)),
         gate(opt.parallel, opt.max_queue, opt.max_memory ? opt.max_memory : available_memory() / 4 * 3),
-        contexts(opt.context_memory, opt.context_dir, m.fingerprint(), metrics) {
+        contexts(opt.context_memory, opt.context_dir, m.cache_identity(), metrics) {
     try {
       chat = chat_template_for(chat_text, t);
     } catch (const std::invalid_argument& e) {
