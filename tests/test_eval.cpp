@@ -1,6 +1,7 @@
 // The evaluation harness's pieces: metrics on known answers, deterministic task
 // generators, the LongBench loader, resumable results, and fidelity's zero point.
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <map>
 
@@ -13,6 +14,7 @@
 #include "eval/teacher_forced.h"
 #include "gguf/gguf_file.h"
 #include "press/press_config.h"
+#include "runtime/divergence.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
 
@@ -358,4 +360,37 @@ TEST(Fidelity, BudgetAtLeastThePromptGivesZeroErrorForEveryPreset) {
   EXPECT_GT(r["metrics"]["kl"].get<double>(), 0.0);
   EXPECT_GT(r["metrics"]["attn_l1"].get<double>(), 0.0);
   EXPECT_LT(r["kv_bytes"].get<size_t>(), r["kv_bytes_full"].get<size_t>() / 4);
+}
+
+// The fidelity metrics on inputs whose values are known in closed form.
+TEST(Fidelity, MetricsEqualTheirClosedForms) {
+  // KL(p || q) in nats, reference first: p = (0.8, 0.1, 0.1), q = (0.2, 0.6, 0.2) gives
+  // 0.8 ln 4 + 0.1 ln(1/6) + 0.1 ln 0.5 = 1.5 ln 2 - 0.1 ln 6; the other direction,
+  // 0.2 ln 0.25 + 0.6 ln 6 + 0.2 ln 2 = 0.6 ln 6 - 0.2 ln 2, is a different number.
+  const auto logits_of = [](std::vector<double> p) {
+    std::vector<float> l;
+    for (double x : p) l.push_back(static_cast<float>(std::log(x)));
+    return l;
+  };
+  const std::vector<float> p = logits_of({0.8, 0.1, 0.1}), q = logits_of({0.2, 0.6, 0.2});
+  const double kl_pq = 1.5 * std::log(2.0) - 0.1 * std::log(6.0);
+  EXPECT_NEAR(next_token_kl(p, q), kl_pq, 1e-6);
+  EXPECT_NEAR(next_token_kl(q, p), 0.6 * std::log(6.0) - 0.2 * std::log(2.0), 1e-6);
+  EXPECT_EQ(next_token_kl(p, p), 0.0);
+  // compare_runs: two continuation tokens; the run's distributions are q then p.
+  eval::TeacherForcedRun full, run;
+  full.logits = {p, p};
+  run.logits = {q, p};
+  // One layer, two tokens of width 2: |y| sums to 10, |y - ŷ| to 1 + 2 = 3.
+  full.attention = {{1.0f, -2.0f, 3.0f, 4.0f}};
+  run.attention = {{2.0f, -2.0f, 3.0f, 2.0f}};
+  const eval::FidelityMetrics m = eval::compare_runs(full, run, {1, 0});
+  EXPECT_NEAR(m.kl, kl_pq / 2, 1e-6);
+  EXPECT_DOUBLE_EQ(m.top1, 50.0);                 // argmax 1 vs 0, then 0 vs 0
+  // The true tokens' probabilities under the run: q[1] = 0.6, p[0] = 0.8.
+  EXPECT_NEAR(m.nll, -(std::log(0.6) + std::log(0.8)) / 2, 1e-6);
+  EXPECT_NEAR(m.ppl, 1.0 / std::sqrt(0.6 * 0.8), 1e-5);
+  ASSERT_EQ(m.attn_l1_layers.size(), 1u);
+  EXPECT_NEAR(m.attn_l1_layers[0], 0.3, 1e-9);
+  EXPECT_NEAR(m.attn_l1, 0.3, 1e-9);
 }
