@@ -175,6 +175,30 @@ TEST(CliPress, CompressesAndReports) {
   }
 }
 
+// --compress-every: a long generation keeps every head within budget + every rows.
+TEST(CliPress, CompressEveryBoundsTheCacheWhileDecoding) {
+  REQUIRE_FIXTURE(kStories);
+  const auto end_bytes = [](const std::string& err) {
+    const size_t at = err.find("at the end (");
+    return at == std::string::npos ? -1L : std::stol(err.substr(at + 12));
+  };
+  const std::string base = "generate -m " + test::shared_path(kStories) + " -p 'Once upon a time' -n 200 --greedy --ignore-eos";
+  const CliResult full = run(base);
+  ASSERT_EQ(full.exit_code, 0) << full.err;
+  // 5 layers x 4 KV heads, f16 rows of 8 + 8 values and a 4-byte position: 36 bytes a row.
+  const long row = 36, heads = 5 * 4;
+  EXPECT_EQ(end_bytes(full.err), heads * row * (5 + 199)) << full.err;  // every position, prompt and all
+  for (const std::string press : {"--press streamingllm --budget 48", "--budget 48"}) {  // with a prefill press, or none
+    const CliResult r = run(base + " " + press + " --compress-every 8");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.err.find("decode-time compression: "), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("decode-time compression: 0 rows"), std::string::npos) << r.err;
+    EXPECT_LE(end_bytes(r.err), heads * row * (48 + 8)) << press << ": " << r.err;
+    EXPECT_GE(end_bytes(r.err), heads * row * 48) << press << ": " << r.err;
+  }
+  expect_clean_failure(run(base + " --compress-every 8"), "--compress-every needs a --budget");
+}
+
 TEST(CliPress, RejectsImpossibleSettings) {
   REQUIRE_FIXTURE(kStories);
   const std::string m = "generate -m " + test::shared_path(kStories) + " -p hi -n 1 ";

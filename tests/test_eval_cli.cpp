@@ -1,4 +1,5 @@
 // `kvsqueeze eval` and tools/plot_results.py end to end, as a user runs them.
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -190,7 +191,21 @@ TEST(EvalCli, RatioGridRecordsTheRatio) {
     // The kept share of the cache follows the ratio (the window is always kept).
     const double kept = row["kv_bytes"].get<double>() / row["kv_bytes_full"].get<double>();
     EXPECT_NEAR(kept, ratio, 0.05) << row.dump();
-    EXPECT_GT(row["metrics"]["ppl"].get<double>(), 1.0);
+    // The score is -NLL, and perplexity its exponential; a compressed cache moves the
+    // next-token distributions (KL > 0) and the attention outputs, never to chance level.
+    const auto& m = row["metrics"];
+    EXPECT_DOUBLE_EQ(row["score"].get<double>(), -m["nll"].get<double>());
+    EXPECT_NEAR(m["ppl"].get<double>(), std::exp(m["nll"].get<double>()), 1e-9 * m["ppl"].get<double>());
+    EXPECT_LT(m["ppl"].get<double>(), 64.0) << "stories260K's 512-token vocabulary at chance is 512";
+    EXPECT_GT(m["kl"].get<double>(), 1e-4);
+    EXPECT_GT(m["attn_l1"].get<double>(), 1e-3);
+  }
+  // The full cache is the reference of every metric: exactly zero error against itself.
+  for (const auto& row : rows) {
+    if (row["preset"] != "none") continue;
+    EXPECT_EQ(row["metrics"]["kl"].get<double>(), 0.0);
+    EXPECT_EQ(row["metrics"]["attn_l1"].get<double>(), 0.0);
+    EXPECT_EQ(row["metrics"]["top1_agreement"].get<double>(), 100.0);
   }
   EXPECT_EQ(samples.size(), 2u);
 }
