@@ -392,4 +392,54 @@ std::vector<std::vector<ReferenceHead>> reference_selection(const std::vector<Re
   return out;
 }
 
+ReferenceHead reference_decode_head(const std::vector<double>& keys, const std::vector<int32_t>& pos,
+                                    const std::vector<std::vector<double>>& queries, const std::vector<int32_t>& qpos,
+                                    int kv_head, int n_head, int n_head_kv, int head_dim, int64_t keep,
+                                    const ReferenceOptions& o) {
+  const auto m = static_cast<int64_t>(pos.size());
+  // The rows of the window's own earlier tokens stay; this step's row is not cached yet.
+  const int64_t w = std::min<int64_t>(static_cast<int64_t>(queries.size()), m);
+  const int64_t recent = std::max<int64_t>(w - 1, 0), prefix = m - recent;
+  keep = std::max(keep, recent);
+  ReferenceHead out;
+  std::vector<double> score(static_cast<size_t>(prefix), 0.0);
+  if (o.preset == "streamingllm") {
+    for (int64_t j = 0; j < prefix; ++j) score[static_cast<size_t>(j)] = j < o.sinks ? 1e9 : static_cast<double>(j);
+  } else {
+    const int G = n_head / n_head_kv;
+    const bool gqa_max = o.gqa_max.value_or(false);
+    std::vector<double> reduced(static_cast<size_t>(prefix), gqa_max ? -std::numeric_limits<double>::infinity() : 0.0);
+    for (int g = 0; g < G; ++g) {
+      const int hq = kv_head * G + g;
+      std::vector<double> acc(static_cast<size_t>(prefix), 0.0);
+      for (size_t i = queries.size() - static_cast<size_t>(w); i < queries.size(); ++i) {
+        const double* q = &queries[i][static_cast<size_t>(hq * head_dim)];
+        std::vector<double> a(static_cast<size_t>(m), 0.0);
+        double mx = -std::numeric_limits<double>::infinity();
+        for (int64_t j = 0; j < m; ++j) {
+          if (pos[static_cast<size_t>(j)] > qpos[i]) continue;  // a query sees only what came before it
+          double dot = 0;
+          for (int x = 0; x < head_dim; ++x) dot += q[x] * keys[static_cast<size_t>(j * head_dim + x)];
+          a[static_cast<size_t>(j)] = dot / std::sqrt(static_cast<double>(head_dim));
+          mx = std::max(mx, a[static_cast<size_t>(j)]);
+        }
+        double z = 0;
+        for (int64_t j = 0; j < m; ++j)
+          z += a[static_cast<size_t>(j)] = pos[static_cast<size_t>(j)] > qpos[i] ? 0.0 : std::exp(a[static_cast<size_t>(j)] - mx);
+        for (int64_t j = 0; j < prefix; ++j) acc[static_cast<size_t>(j)] += a[static_cast<size_t>(j)] / z / static_cast<double>(w);
+      }
+      acc = pool(acc, o.kernel, o.pool_max);
+      for (int64_t j = 0; j < prefix; ++j)
+        reduced[static_cast<size_t>(j)] = gqa_max ? std::max(reduced[static_cast<size_t>(j)], acc[static_cast<size_t>(j)])
+                                                  : reduced[static_cast<size_t>(j)] + acc[static_cast<size_t>(j)] / G;
+    }
+    score = reduced;
+  }
+  double edge = 0;
+  for (int64_t j : top(score, keep - recent, &edge)) out.keep.push_back(pos[static_cast<size_t>(j)]);
+  for (int64_t j = prefix; j < m; ++j) out.keep.push_back(pos[static_cast<size_t>(j)]);
+  out.rankings.push_back({score, edge});
+  return out;
+}
+
 }  // namespace kvsqueeze::test

@@ -70,3 +70,17 @@ std::vector<std::vector<ReferenceHead>> reference_selection(const std::vector<Re
                                                             const ReferenceOptions& o);
 
 }  // namespace kvsqueeze::test
+
+namespace kvsqueeze::test {
+
+// Decode-time re-scoring (`--compress-every`): of a head's m cached rows (keys [m][d],
+// ascending positions), keep the newest rows of the re-scoring window and the best of the
+// rest by the window attention of the most recent decode queries (queries[i] is
+// [n_head][d] at position qpos[i]), pooled and group-reduced; `keep` rows in all.
+// StreamingLLM keeps its sinks and the most recent rows instead.
+ReferenceHead reference_decode_head(const std::vector<double>& keys, const std::vector<int32_t>& pos,
+                                    const std::vector<std::vector<double>>& queries, const std::vector<int32_t>& qpos,
+                                    int kv_head, int n_head, int n_head_kv, int head_dim, int64_t keep,
+                                    const ReferenceOptions& o);
+
+}  // namespace kvsqueeze::test

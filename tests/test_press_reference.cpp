@@ -13,6 +13,9 @@
 #include "model/known_models.h"
 #include "model/model.h"
 #include "press/compression_press.h"
+#include "press/decode_press.h"
+#include "runtime/sampler.h"
+#include "tensor/quant.h"
 #include "press/press.h"
 #include "press/press_config.h"
 #include "press_reference.h"
@@ -127,7 +130,96 @@ void expect_presets_match(const Recorded& rec, const std::vector<int64_t>& budge
   }
 }
 
+// Stands in front of a DecodePress: before each step it copies the rows and the recent
+// queries the press will re-score with, and after an eviction compares what is left with
+// the reference's choice.
+class DecodeSpy : public LayerPress {
+ public:
+  DecodeSpy(DecodePress& inner, std::vector<std::vector<int64_t>> budgets, test::ReferenceOptions o)
+      : inner_(inner), budgets_(std::move(budgets)), o_(std::move(o)) {}
+  int64_t window() const override { return inner_.window(); }
+  std::vector<std::vector<int64_t>> select(const LayerSnapshot& s) override {
+    const ModelConfig& c = *s.cfg;
+    if (queries_.size() < static_cast<size_t>(c.n_layer)) queries_.resize(static_cast<size_t>(c.n_layer)), qpos_.resize(queries_.size());
+    auto& q = queries_[static_cast<size_t>(s.layer)];
+    auto& qp = qpos_[static_cast<size_t>(s.layer)];
+    q.emplace_back(s.q_window, s.q_window + c.n_head * c.head_dim);
+    qp.push_back(s.pos[s.n - 1]);
+    if (static_cast<int64_t>(q.size()) > o_.window) q.erase(q.begin()), qp.erase(qp.begin());
+    struct Before { std::vector<int32_t> pos; std::vector<double> keys; };
+    std::vector<Before> before(static_cast<size_t>(c.n_head_kv));
+    for (int h = 0; h < c.n_head_kv; ++h) {
+      const HeadRows& rows = s.cache->head(s.layer, h);
+      before[static_cast<size_t>(h)].pos = rows.pos;
+      std::vector<float> k(static_cast<size_t>(c.head_dim));
+      for (int64_t j = 0; j < rows.size(); ++j) {
+        dequantize_row(s.cache->type(), rows.k.data() + j * s.cache->k_row_bytes(), k.data(), c.head_dim);
+        before[static_cast<size_t>(h)].keys.insert(before[static_cast<size_t>(h)].keys.end(), k.begin(), k.end());
+      }
+    }
+    auto keep = inner_.select(s);
+    for (int h = 0; h < c.n_head_kv; ++h) {
+      const auto& after = s.cache->head(s.layer, h).pos;
+      const Before& b = before[static_cast<size_t>(h)];
+      if (after.size() == b.pos.size()) continue;
+      ++evictions;
+      const int64_t budget = budgets_[static_cast<size_t>(s.layer)][static_cast<size_t>(h)];
+      const test::ReferenceHead ref = test::reference_decode_head(b.keys, b.pos, q, qp, h, c.n_head, c.n_head_kv,
+                                                                  c.head_dim, budget - s.n, o_);
+      const std::set<int64_t> got(after.begin(), after.end()), want(ref.keep.begin(), ref.keep.end());
+      kept += static_cast<int64_t>(want.size());
+      for (size_t j = 0; j < b.pos.size(); ++j) {
+        const int64_t p = b.pos[j];
+        if (got.count(p) == want.count(p)) continue;
+        if (at_edge(ref, static_cast<int64_t>(j))) ++ties;
+        else ++wrong;
+      }
+    }
+    return keep;
+  }
+  int64_t evictions = 0, kept = 0, ties = 0, wrong = 0;
+
+ private:
+  DecodePress& inner_;
+  std::vector<std::vector<int64_t>> budgets_;
+  test::ReferenceOptions o_;
+  std::vector<std::vector<std::vector<double>>> queries_;
+  std::vector<std::vector<int32_t>> qpos_;
+};
+
 }  // namespace
+
+TEST(PressReference, DecodeTimeRescoringKeepsWhatTheReferenceKeeps) {
+  REQUIRE_FIXTURE(kStories);
+  auto file = std::make_shared<const GgufFile>(test::shared_path(kStories));
+  const Model model(file);
+  const auto tok = Tokenizer::from_gguf(*file);
+  std::vector<int32_t> ids = tok->encode(eval::builtin_text(), true, false);
+  ids.resize(160);
+  for (const std::string preset : {"snapkv", "streamingllm"}) {
+    PressConfig c = PressConfig::from_preset(preset);
+    c.budget = 48;
+    c.window = 16;
+    auto prefill = make_compression_press(c);
+    KvCache cache = model.make_cache();
+    std::vector<float> logits(static_cast<size_t>(model.config().vocab));
+    model.forward(cache, ids.data(), static_cast<int64_t>(ids.size()), logits.data(), false, prefill.get());
+    DecodePress step(c, prefill->head_budgets(), 8);
+    test::ReferenceOptions o;
+    o.preset = preset;
+    o.window = 16;
+    DecodeSpy spy(step, prefill->head_budgets(), o);
+    for (int i = 0; i < 120; ++i) {
+      const int32_t next = argmax(logits.data(), model.config().vocab);
+      model.forward(cache, &next, 1, logits.data(), false, &spy);
+    }
+    EXPECT_GT(spy.evictions, 50) << preset;
+    EXPECT_EQ(spy.wrong, 0) << preset;
+    EXPECT_LE(spy.ties, spy.kept / 100) << preset;
+    std::cout << "decode-time " << preset << ": " << spy.evictions << " evictions, " << spy.kept
+              << " rows as the reference, " << spy.ties << " ties at an edge" << std::endl;
+  }
+}
 
 TEST(PressReference, EveryPresetKeepsWhatTheReferenceKeepsOnStories260K) {
   REQUIRE_FIXTURE(kStories);
