@@ -25,6 +25,7 @@ class Reader {
     return v;
   }
   void bytes(void* out, size_t n) {
+    if (n == 0) return;  // a head without rows: its empty buffers may be null
     if (n > b_.size() - pos_) throw std::runtime_error(fmt::format("'{}' is truncated (not a complete KV cache file)", path_));
     std::memcpy(out, b_.data() + pos_, n);
     pos_ += n;
