@@ -10,13 +10,18 @@ namespace kvsqueeze {
 namespace {
 const std::string kSpace = "\xE2\x96\x81";  // U+2581, SentencePiece's visible space
 
-std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+// One pass into a new string: replacing in place shifts the rest of the text at every
+// match, quadratic in the number of spaces of a long prompt.
+std::string replace_all(const std::string& s, const std::string& from, const std::string& to) {
+  std::string out;
+  out.reserve(s.size() + s.size() / 4 * (to.size() > from.size() ? to.size() - from.size() : 0));
   size_t pos = 0;
-  while ((pos = s.find(from, pos)) != std::string::npos) {
-    s.replace(pos, from.size(), to);
-    pos += to.size();
+  for (size_t at; (at = s.find(from, pos)) != std::string::npos; pos = at + from.size()) {
+    out.append(s, pos, at - pos);
+    out += to;
   }
-  return s;
+  out.append(s, pos, std::string::npos);
+  return out;
 }
 
 struct Symbol {
