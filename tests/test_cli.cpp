@@ -125,6 +125,15 @@ TEST(CliBadInput, UnknownOptionAndCommand) {
   EXPECT_FALSE(r.crashed);
 }
 
+TEST(CliBadInput, ServeRefusesAnEmptyApiKey) {
+  REQUIRE_FIXTURE(kStories);
+  // Before loading anything: an empty key would silently leave the server open.
+  expect_clean_failure(run("serve -m " + test::shared_path(kStories) + " --port 0 --api-key ''"), "is empty");
+  expect_clean_failure(test::run_program("KVSQUEEZE_API_KEY= " + std::string(KVSQUEEZE_CLI),
+                                         "serve -m " + test::shared_path(kStories) + " --port 0"),
+                       "from KVSQUEEZE_API_KEY is empty");
+}
+
 TEST(CliBadInput, ConflictingPromptSources) {
   REQUIRE_FIXTURE(kStories);
   expect_clean_failure(run("generate -m " + test::shared_path(kStories) + " -p a -f /etc/hostname"), "either -p or -f");

@@ -8,8 +8,10 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <fstream>
 #include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
 #include <memory>
 #include <thread>
 
@@ -24,6 +26,7 @@
 #include "runtime/generator.h"
 #include "runtime/memory_stats.h"
 #include "runtime/chat_template.h"
+#include "server/api_key.h"
 #include "server/api_request.h"
 #include "server/server.h"
 #include "server/stream_text.h"
@@ -101,6 +104,34 @@ TEST(ChatTemplate, AModelWithoutATemplateGetsTheFamilyOfItsVocabulary) {
 }
 
 // ---- streamed text -------------------------------------------------------------------------
+
+TEST(ApiKey, ComesFromTheFlagTheFileOrTheEnvironmentAndIsNeverEmpty) {
+  EXPECT_EQ(resolve_api_key(std::string("k1"), "", "k3"), "k1");
+  const std::string file = test::temp_path("api-key.txt");
+  std::ofstream(file) << "  s3cret \nsecond line\n";
+  EXPECT_EQ(resolve_api_key(std::nullopt, file, "k3"), "s3cret");
+  EXPECT_EQ(resolve_api_key(std::nullopt, "", "k3"), "k3");
+  EXPECT_EQ(resolve_api_key(std::nullopt, "", nullptr), "");  // no key anywhere: an open server
+  const auto refused = [](const std::function<void()>& f, const std::string& needle) {
+    try {
+      f();
+      ADD_FAILURE() << "accepted; expected '" << needle << "'";
+    } catch (const std::exception& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  refused([] { resolve_api_key(std::string(""), "", nullptr); }, "from --api-key is empty");
+  refused([] { resolve_api_key(std::nullopt, "", ""); }, "from KVSQUEEZE_API_KEY is empty");
+  std::ofstream(file) << "\n";
+  refused([&] { resolve_api_key(std::nullopt, file, nullptr); }, "is empty");
+  refused([&] { resolve_api_key(std::string("a"), file, nullptr); }, "not both");
+  refused([] { resolve_api_key(std::nullopt, "/nonexistent/key", nullptr); }, "cannot read");
+  EXPECT_TRUE(same_key("Bearer abc", "Bearer abc"));
+  EXPECT_FALSE(same_key("Bearer abd", "Bearer abc"));
+  EXPECT_FALSE(same_key("Bearer ab", "Bearer abc"));
+  EXPECT_FALSE(same_key(std::string("Bearer abc\0", 11), "Bearer abc"));
+  EXPECT_FALSE(same_key("", "Bearer abc"));
+}
 
 TEST(StreamText, HoldsBackWhatMayBecomeAStopStringOrAHalfCharacter) {
   StreamText t({"END", "\n\n"});

@@ -2,7 +2,9 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -10,6 +12,7 @@
 #include "cli/common.h"
 #include "gguf/gguf_file.h"
 #include "model/model.h"
+#include "server/api_key.h"
 #include "server/server.h"
 #include "cache/kv_cache.h"
 #include "tokenizer/tokenizer.h"
@@ -22,6 +25,8 @@ void add_serve_command(CLI::App& app) {
     ServerOptions server;
     int threads = 0;
     size_t max_body_mib = 8, context_memory_mib = 1024, max_memory_mib = 0;
+    std::optional<std::string> api_key;
+    std::string api_key_file;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("serve", "Serve an OpenAI-compatible HTTP API (completions, chat, per-request kv_press)");
@@ -35,7 +40,10 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--default-press", o->server.default_press, "press for requests without kv_press");
   cmd->add_option("--default-budget", o->server.default_budget, "budget of the default press")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
-  cmd->add_option("--api-key", o->server.api_key, "require 'Authorization: Bearer KEY' (all but /health)");
+  cmd->add_option("--api-key", o->api_key,
+                  "require 'Authorization: Bearer KEY' on all but /health (visible to other users in ps: prefer "
+                  "--api-key-file or KVSQUEEZE_API_KEY)");
+  cmd->add_option("--api-key-file", o->api_key_file, "read the API key from the first line of this file");
   cmd->add_option("--kv-type", o->kv_type, "KV cache storage: f32 | f16 | q8_0")->check(CLI::IsMember({"f32", "f16", "q8_0"}));
   cmd->add_option("--max-body-mib", o->max_body_mib, "largest request body accepted (MiB)")->check(CLI::Range(1, 1024));
   cmd->add_option("--max-queue", o->server.max_queue, "requests that may wait for a slot; beyond them: 429")
@@ -51,10 +59,12 @@ void add_serve_command(CLI::App& app) {
   add_threads_option(cmd, o->threads);
   cmd->callback([o] {
     set_threads(o->threads);
+    const std::string api_key = resolve_api_key(o->api_key, o->api_key_file, std::getenv("KVSQUEEZE_API_KEY"));
     auto file = std::make_shared<const GgufFile>(o->model);
     const Model model(file);
     const auto tokenizer = Tokenizer::from_gguf(*file);
     ServerOptions so = o->server;
+    so.api_key = api_key;
     so.kv_type = kv_type_from_name(o->kv_type);
     so.max_body_bytes = o->max_body_mib << 20;
     so.context_memory = o->context_memory_mib << 20;

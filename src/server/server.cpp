@@ -22,6 +22,7 @@
 #include "tensor/quant.h"
 #include "server/api_request.h"
 #include "runtime/chat_template.h"
+#include "server/api_key.h"
 #include "server/context_store.h"
 #include "server/metrics.h"
 #include "server/stream_text.h"
@@ -606,7 +607,8 @@ struct ApiServer::State {
     http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (opt.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
-      if (req.get_header_value("Authorization") == "Bearer " + opt.api_key) return httplib::Server::HandlerResponse::Unhandled;
+      if (same_key(req.get_header_value("Authorization"), "Bearer " + opt.api_key))
+        return httplib::Server::HandlerResponse::Unhandled;
       res.status = 401;
       res.set_header("WWW-Authenticate", "Bearer");
       res.set_content(dump(ApiError(401, "authentication_error", "missing or wrong API key (Authorization: Bearer KEY)").body()),
