@@ -592,6 +592,53 @@ void hang_up_after_first_bytes(int port, const std::string& body) {
 }
 }  // namespace
 
+// The context directory is not trusted: links planted in it are never written through,
+// a failed write is reported (not "persisted": true), and crafted cache files are
+// refused with a JSON error that does not say where the server keeps its files.
+TEST(ServerContexts, ThePersistDirectoryCannotBeTurnedAgainstTheServer) {
+  REQUIRE_FIXTURE(kStories);
+  namespace fs = std::filesystem;
+  const std::string dir = test::fresh_dir("server-contexts-hostile");
+  const std::string outside = test::fresh_dir("server-contexts-outside");
+  for (const char* name : {"victim.json", "victim.kvc", "victim.tmp"}) std::ofstream(outside + "/" + name) << "precious";
+  fs::create_symlink(outside + "/victim.json", dir + "/planted.json");
+  fs::create_symlink(outside + "/victim.kvc", dir + "/planted.kvc");
+  fs::create_symlink(outside + "/victim.tmp", dir + "/planted.kvc.tmp");
+  ServerOptions o;
+  o.context_dir = dir;
+  const Served s(test::shared_path(kStories), o);
+  const std::string text = "Tom went to the shop to buy some milk and bread for his mother.";
+  EXPECT_TRUE(post(s, "/v1/contexts", {{"text", text}, {"id", "planted"}, {"persist", true}})["persisted"].get<bool>());
+  for (const char* name : {"victim.json", "victim.kvc", "victim.tmp"}) {
+    const auto b = test::read_bytes(outside + "/" + name);
+    EXPECT_EQ(std::string(b.begin(), b.end()), "precious") << name << " was written through a link";
+  }
+  EXPECT_FALSE(fs::is_symlink(dir + "/planted.kvc"));
+  EXPECT_FALSE(fs::is_symlink(dir + "/planted.json"));
+  // A write that fails (here: a directory where the .json goes) is a 500, and nothing is
+  // left that would later pass for the context.
+  fs::create_directory(dir + "/blocked.json");
+  const json failed = post(s, "/v1/contexts", {{"text", text}, {"id", "blocked"}, {"persist", true}}, 500);
+  EXPECT_EQ(failed["error"]["message"].get<std::string>().find(dir), std::string::npos) << failed.dump();
+  EXPECT_FALSE(fs::exists(dir + "/blocked.kvc"));
+  // Crafted cache files beside a valid description: refused cleanly, without the path.
+  const auto saved = test::read_bytes(dir + "/planted.kvc");
+  const auto meta = test::read_bytes(dir + "/planted.json");
+  std::vector<uint8_t> evil = saved;
+  evil[20] = 0, evil[21] = 0x40;  // 16384 layers (and a checksum that no longer holds)
+  for (const auto& [id, bytes] : std::vector<std::pair<std::string, std::vector<uint8_t>>>{
+           {"evil", evil}, {"short", std::vector<uint8_t>(saved.begin(), saved.begin() + 40)}, {"empty", {}}}) {
+    test::write_bytes(dir + "/" + id + ".kvc", bytes);
+    test::write_bytes(dir + "/" + id + ".json", meta);
+    const json e = post(s, "/v1/completions", {{"context_id", id}, {"prompt", " Tom"}, {"max_tokens", 2}}, 500);
+    const std::string message = e["error"]["message"];
+    EXPECT_NE(message.find("could not be read back"), std::string::npos) << message;
+    EXPECT_EQ(message.find(dir), std::string::npos) << message;
+  }
+  // Still serving, and the honest context answers.
+  post(s, "/v1/completions", {{"context_id", "planted"}, {"prompt", " Tom"}, {"max_tokens", 2}}, 200);
+}
+
 TEST(ServerLimits, BusyAndTooLargeRequestsAreRefusedAndAHangUpCancelsTheGeneration) {
   REQUIRE_FIXTURE(kStories);
   ServerOptions o;

@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "cache/atomic_file.h"
+
 namespace kvsqueeze {
 namespace {
 
@@ -50,14 +52,11 @@ uint64_t checksum_more(uint64_t h, const uint8_t* p, size_t n) {
 uint64_t cache_checksum(const uint8_t* data, size_t n) { return checksum_more(kChecksumSeed, data, n); }
 
 void save_cache(const std::string& path, const KvCache& cache, uint64_t fingerprint) {
-  const std::string tmp = path + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw std::runtime_error(fmt::format("cannot create '{}'", tmp));
-  bool ok = true;
+  AtomicFile f(path);
   uint64_t sum = kChecksumSeed;
   auto put = [&](const void* p, size_t n) {
     sum = checksum_more(sum, static_cast<const uint8_t*>(p), n);
-    ok = ok && (n == 0 || std::fwrite(p, 1, n, f) == n);
+    f.write(p, n);
   };
   auto put32 = [&](uint32_t v) { put(&v, 4); };
   put32(kMagic);
@@ -80,12 +79,8 @@ void save_cache(const std::string& path, const KvCache& cache, uint64_t fingerpr
       put(r.v.data(), r.v.size());
     }
   const uint64_t total = sum;
-  put(&total, 8);
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error(fmt::format("writing '{}' failed (disk full?)", path));
-  }
+  f.write(&total, 8);
+  f.commit();
 }
 
 KvCache load_cache(const std::string& path, const CacheIdentity& model) {

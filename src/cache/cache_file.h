@@ -20,7 +20,8 @@ struct CacheIdentity {
 // Layout (little-endian): "KVSQ" u32 version=2, u64 model fingerprint, u32 storage type,
 // u32 n_layer, u32 n_head_kv, u32 head_dim, u32 head_dim_v, i32 next_pos, then per
 // (layer, head): u64 rows, rows x i32 positions, rows x key row, rows x value row; last,
-// u64 FNV-1a of every byte before it. Written to a temporary file, then renamed.
+// u64 FNV-1a of every byte before it. Written atomically (cache/atomic_file.h): a
+// crash mid-write leaves the old file or none, never a partial one.
 void save_cache(const std::string& path, const KvCache& cache, uint64_t model_fingerprint);
 
 // Throws std::runtime_error with one clear message when the file is not a kvsqueeze

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "cache/atomic_file.h"
 #include "cache/cache_file.h"
 #include "server/api_request.h"
 #include "server/metrics.h"
@@ -38,6 +39,13 @@ std::string ContextStore::new_id() {
   return fmt::format("ctx-{:016x}", rng());
 }
 
+std::string ContextStore::without_dir(std::string message) const {
+  // Error messages name files; clients are not told where the server keeps them.
+  const std::string prefix = (std::filesystem::path(dir_) / "").string();
+  for (size_t at; !dir_.empty() && (at = message.find(prefix)) != std::string::npos;) message.erase(at, prefix.size());
+  return message;
+}
+
 std::string ContextStore::path_of(const std::string& id, const char* ext) const {
   return (std::filesystem::path(dir_) / (id + ext)).string();
 }
@@ -64,10 +72,17 @@ void ContextStore::add(SavedContext c, bool persist) {
   if (persist) {
     if (dir_.empty()) throw ApiError(400, "invalid_request_error", "this server has no --context-dir to persist to", "persist");
     c.persisted = true;
-    save_cache(path_of(c.id, ".kvc"), *c.cache, model_.fingerprint);
     nlohmann::json meta = c.describe();
     meta.erase("bytes");
-    std::ofstream(path_of(c.id, ".json")) << meta.dump();
+    // Each file is written atomically; the cache goes last, so a context is on disk once
+    // its .kvc is (a crash between the two leaves a stray .json, never a half context).
+    try {
+      write_file_atomically(path_of(c.id, ".json"), meta.dump());
+      save_cache(path_of(c.id, ".kvc"), *c.cache, model_.fingerprint);
+    } catch (const std::exception& e) {
+      std::filesystem::remove(path_of(c.id, ".json"));
+      throw ApiError(500, "server_error", fmt::format("context '{}' could not be persisted: {}", c.id, without_dir(e.what())));
+    }
   }
   std::lock_guard lock(mu_);
   if (const auto old = memory_.find(c.id); old != memory_.end()) {
@@ -103,7 +118,7 @@ std::optional<SavedContext> ContextStore::get(const std::string& id) {
     c.persisted = true;
     c.cache = std::make_shared<const KvCache>(load_cache(path_of(id, ".kvc"), model_));
   } catch (const std::exception& e) {
-    throw ApiError(500, "server_error", fmt::format("saved context '{}' could not be read back: {}", id, e.what()));
+    throw ApiError(500, "server_error", fmt::format("saved context '{}' could not be read back: {}", id, without_dir(e.what())));
   }
   add(c, false);  // back in memory (the files are already there)
   return c;

@@ -54,6 +54,7 @@ class ContextStore {
 
  private:
   std::string path_of(const std::string& id, const char* ext) const;
+  std::string without_dir(std::string message) const;
   void evict_beyond(size_t cap);  // with mu_ held
 
   size_t cap_;
