@@ -94,6 +94,9 @@ MUTATIONS = [
     Mutation("decode-press-drops-recent", "src/press/decode_press.cpp",
              "for (int64_t j = prefix; j < m; ++j) keep.push_back(j);\n  evictions_", "evictions_",
              "DecodePress.*:Cli.*Compress*:PressReference.*", "decode-time compression evicts the newest rows"),
+    Mutation("decode-press-no-pooling", "src/press/decode_press.cpp",
+             "pool1d(&per_q[static_cast<size_t>(g * prefix)], prefix, config_.pool_kernel, config_.pool_max);", "",
+             "DecodePress.*:Cli.*Compress*:PressReference.*", "decode-time re-scoring without pooling"),
 ]
 
 

@@ -590,7 +590,71 @@ void hang_up_after_first_bytes(int port, const std::string& body) {
   ASSERT_GT(recv(fd, buf, sizeof buf, 0), 0);  // the stream has started
   close(fd);
 }
+
+// Sends `head` (request line and headers) and what follows of a body, then returns the
+// first bytes of the answer, waiting at most two seconds: the server must answer
+// without the rest of the body.
+std::string answer_to_head(int port, const std::string& head, const std::string& start_of_body) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return "(no connection)";
+  timeval tv{2, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  const std::string req = head + "\r\n" + start_of_body;
+  (void)send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+  char buf[1024];
+  const ssize_t n = recv(fd, buf, sizeof buf, 0);
+  close(fd);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "(no answer)";
+}
 }  // namespace
+
+// Bodies the HTTP library could not bound are refused from their headers alone, numbers
+// that would wrap are refused or saturated, and a form-encoded JSON body is read like
+// any other (not under a hidden 8 KiB limit).
+TEST(ServerLimits, WhatCannotBeBoundedIsRefusedFromTheHeaders) {
+  REQUIRE_FIXTURE(kStories);
+  ServerOptions o;
+  o.api_key = "k";
+  const Served s(test::shared_path(kStories), o);
+  const std::string chunk = "1000\r\n" + std::string(4096, 'x') + "\r\n";  // and 300 MiB more would follow
+  for (const std::string path : {"/health", "/v1/completions"}) {
+    const std::string a = answer_to_head(s.port(), "POST " + path + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n", chunk);
+    EXPECT_EQ(a.rfind("HTTP/1.1 411", 0), 0u) << path << ": " << a;
+  }
+  const std::string a = answer_to_head(s.port(), "POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n", "x");
+  EXPECT_EQ(a.rfind("HTTP/1.1 405", 0), 0u) << a;
+  EXPECT_EQ(s.client()->Get("/health")->status, 200);
+  const httplib::Headers auth = {{"Authorization", "Bearer k"}};
+  const auto completion = [&](const std::string& extra) {
+    return s.client()->Post("/v1/completions", auth, R"({"prompt": "Once", "max_tokens": 3, "temperature": 1)" + extra + "}",
+                            "application/json");
+  };
+  auto r = completion(R"(, "top_k": 2147483648)");  // past int32: every token, as k >= the vocabulary
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(json::parse(r->body)["usage"]["completion_tokens"], 3);
+  for (const std::string extra : {R"(, "top_k": 18446744073709551615)", R"(, "top_k": 1e30)", R"(, "seed": -1e300)"}) {
+    r = completion(extra);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << extra << ": " << r->body;
+  }
+  // curl -d sends JSON as a form: read when small, and past the HTTP library's own 8 KiB
+  // limit for forms refused with a message that names that limit and the way out.
+  r = s.client()->Post("/v1/completions", auth, R"({"prompt": "Once", "max_tokens": 1})", "application/x-www-form-urlencoded");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  std::string prompt;
+  for (int i = 0; i < 2000; ++i) prompt += "Once upon ";
+  r = s.client()->Post("/v1/completions", auth, json({{"prompt", prompt}, {"max_tokens", 1}}).dump(),
+                       "application/x-www-form-urlencoded");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413) << r->body;
+  EXPECT_NE(r->body.find("form-encoded bodies are limited to 8 KiB"), std::string::npos) << r->body;
+}
 
 // The context directory is not trusted: links planted in it are never written through,
 // a failed write is reported (not "persisted": true), and crafted cache files are

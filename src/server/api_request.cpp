@@ -1,5 +1,9 @@
 #include "server/api_request.h"
 
+#include <algorithm>
+#include <climits>
+#include <cmath>
+
 #include <fmt/format.h>
 
 namespace kvsqueeze {
@@ -32,8 +36,13 @@ template <>
 bool read(const nlohmann::json& j, const char* key, int64_t& out) {
   if (!j.contains(key) || j[key].is_null()) return false;
   const auto& v = j[key];
-  if (!v.is_number_integer() && !(v.is_number_float() && v.get<double>() == static_cast<double>(static_cast<int64_t>(v.get<double>()))))
-    throw bad(key, fmt::format("'{}' must be an integer", key));
+  // Whole numbers only, and within int64 (a float is cast only once it is known to fit).
+  constexpr double kLimit = 9.2e18;
+  const bool whole_float = v.is_number_float() && std::fabs(v.get<double>()) < kLimit && v.get<double>() == std::trunc(v.get<double>());
+  if (!v.is_number_integer() && !whole_float) throw bad(key, fmt::format("'{}' must be an integer", key));
+  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+    throw bad(key, fmt::format("'{}' is too large", key));
+  if (v.is_number_float() && std::fabs(v.get<double>()) >= kLimit) throw bad(key, fmt::format("'{}' is too large", key));
   out = v.is_number_integer() ? v.get<int64_t>() : static_cast<int64_t>(v.get<double>());
   return true;
 }
@@ -150,7 +159,7 @@ CompletionRequest parse_completion_request(const nlohmann::json& body, bool chat
   r.sampling.greedy = temperature == 0;
   r.sampling.temperature = static_cast<float>(temperature);
   r.sampling.top_p = static_cast<float>(top_p);
-  r.sampling.top_k = static_cast<int>(top_k);
+  r.sampling.top_k = static_cast<int>(std::min<int64_t>(top_k, INT32_MAX));  // k >= the vocabulary: every token
   r.sampling.seed = static_cast<uint64_t>(seed);
   read(body, "stream", r.stream);
   if (body.contains("stream_options") && body["stream_options"].is_object())

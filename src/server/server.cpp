@@ -7,6 +7,7 @@
 #include <thread>
 #include <condition_variable>
 #include <csignal>
+#include <cstdlib>
 #include <fstream>
 #include <mutex>
 #include <numeric>
@@ -19,6 +20,7 @@
 #include "press/compression_press.h"
 #include "press/press_config.h"
 #include "runtime/generator.h"
+#include "runtime/sampler.h"
 #include "tensor/quant.h"
 #include "server/api_request.h"
 #include "runtime/chat_template.h"
@@ -270,6 +272,11 @@ struct ApiServer::State {
     const int64_t room = max_context - used;
     p.gen.n_predict = static_cast<int>(r.max_tokens < 0 ? room : std::min<int64_t>(r.max_tokens, room));
     p.gen.sampling = r.sampling;
+    try {
+      (void)Sampler(p.gen.sampling);  // refused now, not after a 200 went out
+    } catch (const std::invalid_argument& e) {
+      throw ApiError(400, "invalid_request_error", e.what());
+    }
     p.stop = r.stop;
     if (!p.base) {
       p.press = make_press(pr);
@@ -605,16 +612,35 @@ struct ApiServer::State {
     });
     const int threads = opt.parallel + 16;
     http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+    // Runs once the headers are read and before any body is: what is refused here costs
+    // the server nothing but the headers.
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-      if (opt.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
-      if (same_key(req.get_header_value("Authorization"), "Bearer " + opt.api_key))
+      const auto refuse = [&](int status, const std::string& type, const std::string& message) {
+        res.status = status;
+        res.set_header("Connection", "close");  // the unread body must not be taken for the next request
+        res.set_content(dump(ApiError(status, type, message).body()), "application/json");
+        metrics.request_done(endpoint_label(req.path), status, 0);
+        return httplib::Server::HandlerResponse::Handled;
+      };
+      // cpp-httplib 0.11 applies the body limit to Content-Length only: a chunked body
+      // would be read whole, whatever its size, so bodies must say their length.
+      if (req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos)
+        return refuse(411, "invalid_request_error", "request bodies must have a Content-Length (chunked bodies are not accepted)");
+      // The packaged (compiled) cpp-httplib reads form-encoded bodies under a fixed 8 KiB
+      // limit of its own: say so, rather than a 413 that names --max-body-mib.
+      if (req.get_header_value("Content-Type").rfind("application/x-www-form-urlencoded", 0) == 0 &&
+          std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10) > 8192)
+        return refuse(413, "invalid_request_error",
+                      "form-encoded bodies are limited to 8 KiB: send JSON with 'Content-Type: application/json'");
+      if (req.path == "/health") {
+        if (req.method != "GET" && req.method != "HEAD")
+          return refuse(405, "invalid_request_error", "/health answers GET only");
         return httplib::Server::HandlerResponse::Unhandled;
-      res.status = 401;
+      }
+      if (opt.api_key.empty() || same_key(req.get_header_value("Authorization"), "Bearer " + opt.api_key))
+        return httplib::Server::HandlerResponse::Unhandled;
       res.set_header("WWW-Authenticate", "Bearer");
-      res.set_content(dump(ApiError(401, "authentication_error", "missing or wrong API key (Authorization: Bearer KEY)").body()),
-                      "application/json");
-      metrics.request_done(endpoint_label(req.path), 401, 0);
-      return httplib::Server::HandlerResponse::Handled;
+      return refuse(401, "authentication_error", "missing or wrong API key (Authorization: Bearer KEY)");
     });
     http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;
