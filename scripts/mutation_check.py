@@ -105,23 +105,26 @@ def run(cmd, **kw) -> subprocess.CompletedProcess:
 
 
 def make_tree() -> None:
-    """A copy of the tracked files, with ../shared and models/ linked."""
-    if TREE.exists():
-        shutil.rmtree(TREE)
-    TREE.mkdir(parents=True)
+    """A copy of the tracked files (those that changed get a new time, so the kept build
+    folder rebuilds exactly them), with ../shared and models/ linked."""
+    TREE.mkdir(parents=True, exist_ok=True)
     files = run(["git", "ls-files", "-z"], cwd=ROOT, check=True).stdout.split("\0")
     for f in filter(None, files):
         src, dst = ROOT / f, TREE / f
-        if src.is_file():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
+        if not src.is_file() or src.is_symlink():
+            continue
+        if dst.is_file() and dst.read_bytes() == src.read_bytes():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+        shutil.copymode(src, dst)
     shared = ROOT.parent / "shared"
     link = WORK / "shared"
     if link.is_symlink() or link.exists():
         link.unlink()
     if shared.exists():
         link.symlink_to(shared)
-    if (ROOT / "models").exists():
+    if (ROOT / "models").exists() and not (TREE / "models").exists():
         (TREE / "models").symlink_to(ROOT / "models")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import codecs
 import os
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -31,6 +31,16 @@ def _press_options(press: Optional[PressLike], compress_every: Optional[int] = N
             raise ValueError(f"compress_every must be >= 1 (got {compress_every})")
         o.compress_every = int(compress_every)
     return o
+
+
+def _message_pairs(messages: Sequence[Message]) -> List[Tuple[str, str]]:
+    pairs = []
+    for m in messages:
+        try:
+            pairs.append((str(m["role"]), str(m["content"])))
+        except (KeyError, TypeError):
+            raise ValueError("each message is a mapping with 'role' and 'content'") from None
+    return pairs
 
 
 class TextStream(Iterator[str]):
@@ -254,13 +264,7 @@ class Model:
     def apply_chat_template(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
         """`messages` ({"role": system|user|assistant, "content": ...}) in the model's chat
         format, followed (add_generation_prompt) by the opening of the assistant's turn."""
-        pairs = []
-        for m in messages:
-            try:
-                pairs.append((str(m["role"]), str(m["content"])))
-            except (KeyError, TypeError):
-                raise ValueError("each message is a mapping with 'role' and 'content'") from None
-        return self._engine.render_chat(pairs, add_generation_prompt)
+        return self._engine.render_chat(_message_pairs(messages), add_generation_prompt)
 
     # --- running it ----------------------------------------------------------------
     def logits(self, ids: Sequence[int], compress_at: Optional[int] = None,
@@ -298,9 +302,11 @@ class Model:
     def chat(self, messages: Sequence[Message], max_tokens: int = 256, temperature: float = 0.8, top_k: int = 40,
              top_p: float = 0.95, seed: int = 0, *, stop: Optional[Sequence[str]] = None,
              press: Optional[PressLike] = None, stream: bool = False) -> Union[str, TextStream]:
-        """The assistant's reply to `messages`, rendered through the model's chat template."""
-        return self.generate(self.apply_chat_template(messages), max_tokens, temperature, top_k, top_p, seed,
-                             stop=stop, press=press, stream=stream)
+        """The assistant's reply to `messages`, rendered through the model's chat template.
+        The template's markup is tokenized with its special tokens and the messages' text
+        as plain text, so a message cannot close its turn or open another."""
+        ids = self._engine.chat_ids(_message_pairs(messages), True)
+        return self.generate(ids, max_tokens, temperature, top_k, top_p, seed, stop=stop, press=press, stream=stream)
 
     def compress(self, context: str, press: Optional[PressLike] = None, *, chat: Optional[bool] = None) -> Context:
         """Reads `context` alone through `press` and keeps its compressed cache, to answer

@@ -83,6 +83,10 @@ std::string Engine::render_chat(const std::vector<ChatMessage>& messages, bool a
   return kvsqueeze::render_chat(chat_template(), messages, add_generation_prompt);
 }
 
+std::vector<int32_t> Engine::chat_ids(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
+  return encode_chat(tokenizer(), render_chat_parts(chat_template(), messages, add_generation_prompt), true);
+}
+
 std::vector<float> Engine::logits(const std::vector<int32_t>& ids, int64_t compress_at, const PressOptions* press) const {
   if (ids.empty()) throw std::invalid_argument("no token ids given");
   check_ids(ids, model());

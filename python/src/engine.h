@@ -52,6 +52,8 @@ class Engine {
   // The template's family; throws the reason when this model has none kvsqueeze renders.
   const ChatTemplate& chat_template() const;
   std::string render_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
+  // Token ids of the rendered chat: markup special, message contents plain text.
+  std::vector<int32_t> chat_ids(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
 
   // Logits after every id ([n][vocab]); with compress_at the first compress_at ids are
   // one prompt pressed by `press`, the rest are fed one by one against its cache.

@@ -180,6 +180,13 @@ NB_MODULE(_core, m) {
              return e.render_chat(msgs, add_generation_prompt);
            },
            "messages"_a, "add_generation_prompt"_a)
+      .def("chat_ids",
+           [](const Engine& e, const std::vector<std::pair<std::string, std::string>>& messages, bool add_generation_prompt) {
+             std::vector<ChatMessage> msgs;
+             for (const auto& [role, content] : messages) msgs.push_back({role, content});
+             return e.chat_ids(msgs, add_generation_prompt);
+           },
+           "messages"_a, "add_generation_prompt"_a)
       .def("split_chat",
            [](const Engine& e, const std::string& context, const std::string& question) {
              return split_turn_after_context(e.chat_template(), context, question);

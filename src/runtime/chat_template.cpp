@@ -101,32 +101,63 @@ ChatTemplate chat_template_for(const std::string& template_text, const Tokenizer
   return t;
 }
 
-std::string render_chat(const ChatTemplate& t, const std::vector<ChatMessage>& messages, bool add_generation_prompt) {
+std::vector<ChatPart> render_chat_parts(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
+                                        bool add_generation_prompt) {
   if (messages.empty()) throw std::invalid_argument("messages must not be empty");
   for (const ChatMessage& m : messages) check_role(m.role);
-  std::string out;
+  std::vector<ChatPart> out;
+  const auto markup = [&](std::string s) { out.push_back({std::move(s), false}); };
+  const auto content = [&](std::string s) { out.push_back({std::move(s), true}); };
   switch (t.format) {
     case ChatFormat::Llama3:
-      for (const ChatMessage& m : messages)
-        out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + trim(m.content) + "<|eot_id|>";
-      return add_generation_prompt ? out + "<|start_header_id|>assistant<|end_header_id|>\n\n" : out;
+      for (const ChatMessage& m : messages) {
+        markup("<|start_header_id|>" + m.role + "<|end_header_id|>\n\n");
+        content(trim(m.content));
+        markup("<|eot_id|>");
+      }
+      if (add_generation_prompt) markup("<|start_header_id|>assistant<|end_header_id|>\n\n");
+      break;
     case ChatFormat::ChatML:
       if (messages.front().role != "system" && !t.default_system.empty())
-        out += "<|im_start|>system\n" + t.default_system + "<|im_end|>\n";
-      for (const ChatMessage& m : messages) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
-      return add_generation_prompt ? out + "<|im_start|>assistant\n" : out;
+        markup("<|im_start|>system\n" + t.default_system + "<|im_end|>\n");
+      for (const ChatMessage& m : messages) {
+        markup("<|im_start|>" + m.role + "\n");
+        content(m.content);
+        markup("<|im_end|>\n");
+      }
+      if (add_generation_prompt) markup("<|im_start|>assistant\n");
+      break;
     case ChatFormat::Mistral:
       // [INST] user [/INST]assistant</s>[INST] ...
-      for (const ChatMessage& m : system_into_first_user(messages))
-        out += m.role == "user" ? "[INST] " + m.content + " [/INST]" : m.content + "</s>";
-      return out;
+      for (const ChatMessage& m : system_into_first_user(messages)) {
+        if (m.role == "user") markup("[INST] ");
+        content(m.content);
+        markup(m.role == "user" ? " [/INST]" : "</s>");
+      }
+      break;
     case ChatFormat::Gemma:
       // <start_of_turn>user\n...<end_of_turn>\n, the assistant's turns as "model".
-      for (const ChatMessage& m : system_into_first_user(messages))
-        out += "<start_of_turn>" + std::string(m.role == "user" ? "user" : "model") + "\n" + m.content + "<end_of_turn>\n";
-      return add_generation_prompt ? out + "<start_of_turn>model\n" : out;
+      for (const ChatMessage& m : system_into_first_user(messages)) {
+        markup("<start_of_turn>" + std::string(m.role == "user" ? "user" : "model") + "\n");
+        content(m.content);
+        markup("<end_of_turn>\n");
+      }
+      if (add_generation_prompt) markup("<start_of_turn>model\n");
+      break;
   }
   return out;
+}
+
+std::string render_chat(const ChatTemplate& t, const std::vector<ChatMessage>& messages, bool add_generation_prompt) {
+  std::string out;
+  for (const ChatPart& p : render_chat_parts(t, messages, add_generation_prompt)) out += p.text;
+  return out;
+}
+
+std::vector<int32_t> encode_chat(const Tokenizer& tok, const std::vector<ChatPart>& parts, bool add_bos) {
+  std::vector<Tokenizer::TextPart> text;
+  for (const ChatPart& p : parts) text.push_back({p.text, !p.content});
+  return tok.encode_parts(text, add_bos);
 }
 
 std::pair<std::string, std::string> split_turn_after_context(const ChatTemplate& t, const std::string& context,

@@ -4,6 +4,7 @@
 // recognise is refused with a clear error rather than guessed at.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
@@ -41,6 +42,17 @@ ChatTemplate chat_template_for(const std::string& template_text, const Tokenizer
 // Throws std::invalid_argument for an unknown role or an empty conversation.
 std::string render_chat(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
                         bool add_generation_prompt = true);
+
+// The same rendering as parts: the template's markup, and the messages' contents.
+struct ChatPart {
+  std::string text;
+  bool content = false;  // a message's text (its special-token spellings stay plain text)
+};
+std::vector<ChatPart> render_chat_parts(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
+                                        bool add_generation_prompt = true);
+// Token ids of rendered parts: the markup's special tokens are special, a message's text
+// never is, so content such as "<|im_end|>" cannot close its turn or open another.
+std::vector<int32_t> encode_chat(const Tokenizer& tok, const std::vector<ChatPart>& parts, bool add_bos);
 
 // One user turn holding `context` then `question`, rendered and cut right after the
 // context: {the opening of the conversation up to the context's end, the rest (question,

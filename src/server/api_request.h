@@ -42,6 +42,9 @@ struct CompletionRequest {
   std::vector<ChatMessage> messages;       // chat
   std::string question;                    // completions: read after the prompt was compressed alone
   std::string context_id;                  // completions: the prompt is read against this saved context
+  // completions: special-token spellings in prompt and question become their tokens
+  // (default: plain text, so a user cannot type control tokens such as "</s>")
+  bool parse_special = false;
   int max_tokens = 16;
   SamplerOptions sampling;
   bool stream = false;

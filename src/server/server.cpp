@@ -216,14 +216,17 @@ struct ApiServer::State {
   ContextStore contexts;
   std::atomic<uint64_t> next_id{1};
 
-  std::vector<int32_t> encode(const std::string& text, bool bos) const { return tok.encode(text, bos, true); }
+  std::vector<int32_t> encode(const std::string& text, bool bos, bool parse_special) const {
+    return tok.encode(text, bos, parse_special);
+  }
 
   Prepared prepare(const CompletionRequest& r) {
     Prepared p;
     const PressRequest pr = r.press ? *r.press : PressRequest{opt.default_press, opt.default_budget};
     if (r.chat) {
       if (!chat) throw ApiError(400, "invalid_request_error", chat_error, "messages");
-      const std::string full = render_chat(*chat, r.messages);
+      // Markup special, message contents plain: no message can forge a turn.
+      const std::vector<ChatPart> full = render_chat_parts(*chat, r.messages);
       if (pr.question_agnostic) {
         // The conversation before the last user message is the context, compressed alone.
         size_t last_user = r.messages.size();
@@ -232,11 +235,14 @@ struct ApiServer::State {
           throw ApiError(400, "invalid_request_error", "question_agnostic needs messages before the last user message",
                          "kv_press.question_agnostic");
         const std::vector<ChatMessage> context(r.messages.begin(), r.messages.begin() + static_cast<long>(last_user - 1));
-        const std::string prefix = render_chat(*chat, context, false);
-        p.first = encode(prefix, true);
-        p.second = encode(full.substr(prefix.size()), false);
+        const std::vector<ChatPart> prefix = render_chat_parts(*chat, context, false);
+        // Rendering the first messages gives the first parts of rendering them all.
+        for (size_t i = 0; i < prefix.size(); ++i)
+          if (i >= full.size() || full[i].text != prefix[i].text) throw std::logic_error("chat rendering is not prefix-stable");
+        p.first = encode_chat(tok, prefix, true);
+        p.second = encode_chat(tok, std::vector<ChatPart>(full.begin() + static_cast<long>(prefix.size()), full.end()), false);
       } else {
-        p.first = encode(full, true);
+        p.first = encode_chat(tok, full, true);
       }
     } else if (!r.context_id.empty()) {
       // A question against a saved context: read uncompressed after its cache.
@@ -245,7 +251,7 @@ struct ApiServer::State {
       if (!ctx) throw ApiError(404, "not_found_error", fmt::format("no saved context '{}'", r.context_id), "context_id");
       p.base = ctx->cache;
       p.context_tokens = ctx->cache->next_pos();
-      p.first = r.prompt_ids.empty() ? encode(r.prompt, false) : r.prompt_ids;
+      p.first = r.prompt_ids.empty() ? encode(r.prompt, false, r.parse_special) : r.prompt_ids;
       for (int32_t id : p.first)
         if (id >= tok.n_vocab())
           throw ApiError(400, "invalid_request_error", fmt::format("token id {} is outside the vocabulary", id), "prompt");
@@ -256,13 +262,13 @@ struct ApiServer::State {
             throw ApiError(400, "invalid_request_error", fmt::format("token id {} is outside the vocabulary", id), "prompt");
         p.first = r.prompt_ids;
       } else {
-        p.first = encode(r.prompt, true);
+        p.first = encode(r.prompt, true, r.parse_special);
       }
       if (pr.question_agnostic && r.question.empty())
         throw ApiError(400, "invalid_request_error",
                        "question_agnostic compresses the prompt alone and then reads 'question': give a 'question'",
                        "question");
-      if (!r.question.empty()) p.second = encode(r.question, false);
+      if (!r.question.empty()) p.second = encode(r.question, false, r.parse_special);
     }
     if (p.first.empty()) throw ApiError(400, "invalid_request_error", "the prompt tokenizes to nothing", r.chat ? "messages" : "prompt");
     const int64_t used = p.context_tokens + p.prompt_tokens();
@@ -544,7 +550,7 @@ struct ApiServer::State {
     if (cr.persist && opt.context_dir.empty())
       throw ApiError(400, "invalid_request_error", "this server has no --context-dir to persist to", "persist");
     const PressRequest pr = cr.press ? *cr.press : PressRequest{opt.default_press, opt.default_budget};
-    const std::vector<int32_t> tokens = encode(cr.text, true);
+    const std::vector<int32_t> tokens = encode(cr.text, true, false);  // a document: plain text
     if (static_cast<int64_t>(tokens.size()) >= max_context)
       throw ApiError(413, "context_length_exceeded",
                      fmt::format("the text has {} tokens; this server's context is {}", tokens.size(), max_context));

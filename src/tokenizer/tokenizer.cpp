@@ -153,10 +153,34 @@ std::vector<Tokenizer::Fragment> Tokenizer::split_on_specials(const std::string&
 }
 
 std::vector<int32_t> Tokenizer::encode(const std::string& text, bool add_bos, bool parse_special) const {
+  return encode_fragments(text, split_on_specials(text, parse_special), add_bos);
+}
+
+std::vector<int32_t> Tokenizer::encode_parts(const std::vector<TextPart>& parts, bool add_bos) const {
+  std::string text;
+  std::vector<Fragment> frags;
+  const auto add_text = [&](size_t begin, size_t end) {
+    if (begin == end) return;
+    if (!frags.empty() && frags.back().token < 0 && frags.back().end == begin) frags.back().end = end;  // one run of text
+    else frags.push_back({-1, begin, end});
+  };
+  for (const TextPart& p : parts) {
+    const size_t offset = text.size();
+    text += p.text;
+    for (const Fragment& f : split_on_specials(p.text, p.parse_special)) {
+      if (f.token >= 0) frags.push_back(f);
+      else add_text(offset + f.begin, offset + f.end);
+    }
+  }
+  return encode_fragments(text, frags, add_bos);
+}
+
+std::vector<int32_t> Tokenizer::encode_fragments(const std::string& text, const std::vector<Fragment>& frags,
+                                                 bool add_bos) const {
   std::vector<int32_t> out;
   if (add_bos && add_bos_) out.push_back(bos_);
   bool after_special = true;  // the start of the text counts as following a special token
-  for (const Fragment& f : split_on_specials(text, parse_special)) {
+  for (const Fragment& f : frags) {
     if (f.token >= 0) {
       out.push_back(f.token);
       after_special = true;

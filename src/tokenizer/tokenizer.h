@@ -56,6 +56,15 @@ class Tokenizer {
   // parse_special: text such as "<|im_start|>" becomes its control token; user-defined
   // tokens are matched either way, as llama.cpp does.
   std::vector<int32_t> encode(const std::string& text, bool add_bos, bool parse_special) const;
+  // One text made of parts, each with its own parse_special: a chat prompt whose markup
+  // is special and whose message contents are not, so no message can forge a turn. The
+  // parts are joined before encoding, so without special text in the plain parts the ids
+  // are those of encode(joined text, add_bos, true).
+  struct TextPart {
+    std::string text;
+    bool parse_special = false;
+  };
+  std::vector<int32_t> encode_parts(const std::vector<TextPart>& parts, bool add_bos) const;
   // Bytes of one token as it appears in text (control tokens render as "" unless special).
   std::string piece(int32_t id, bool special = false) const;
   std::string decode(const std::vector<int32_t>& ids, bool special = false) const;
@@ -91,6 +100,7 @@ class Tokenizer {
     size_t begin, end;
   };
   std::vector<Fragment> split_on_specials(const std::string& text, bool parse_special) const;
+  std::vector<int32_t> encode_fragments(const std::string& text, const std::vector<Fragment>& frags, bool add_bos) const;
 
   std::string model_, pre_;
   int32_t bos_ = -1, eos_ = -1;
