@@ -634,6 +634,39 @@ std::string answer_to_head(int port, const std::string& head, const std::string&
 // Bodies the HTTP library could not bound are refused from their headers alone, numbers
 // that would wrap are refused or saturated, and a form-encoded JSON body is read like
 // any other (not under a hidden 8 KiB limit).
+// Connections that send nothing, or only part of their headers, do not keep others
+// waiting: with 120 idle and 30 stalled ones open, /health still answers at once (with a
+// pool of parallel + 16 threads it waited for the idle ones' read timeouts: 57 s for
+// 200 of them through `kvsqueeze serve`).
+TEST(ServerLimits, IdleAndSlowConnectionsDoNotStarveOthers) {
+  REQUIRE_FIXTURE(kStories);
+  const Served s(test::shared_path(kStories));
+  const auto connect_to = [&]() {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(s.port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    return fd;
+  };
+  std::vector<int> open;
+  for (int i = 0; i < 120; ++i) open.push_back(connect_to());
+  for (int i = 0; i < 30; ++i) {
+    const int fd = connect_to();
+    (void)send(fd, "GET /health HTTP/1.1\r\nX-Slow: ", 31, MSG_NOSIGNAL);  // and never the rest
+    open.push_back(fd);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto health = s.client()->Get("/health");
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_LT(took, 2.0) << "/health waited behind idle connections";
+  for (int fd : open) close(fd);
+}
+
 // Completion prompts are plain text unless the request asks otherwise: nobody types
 // "</s>" into an end of sequence by accident (or on purpose).
 TEST(ServerApi, PromptsAreTokenizedAsPlainTextUnlessAsked) {

@@ -37,6 +37,9 @@ namespace {
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
+constexpr size_t kSpareConnections = 256;  // idle, slow or quick requests beside the generations
+constexpr int kReadTimeoutSeconds = 5;     // a connection that sends nothing this long is closed
+
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
@@ -616,8 +619,15 @@ struct ApiServer::State {
       int yes = 1;
       setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
     });
-    const int threads = opt.parallel + 16;
-    http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+    // cpp-httplib gives each connection a pool thread for as long as it is open: a thread
+    // per running generation, one per request allowed to wait (so that a full queue is
+    // answered 429 by the session gate instead of piling up unseen in the pool's own
+    // queue), and room for idle and slow connections. Each waits at most the read and
+    // keep-alive timeouts before its thread is free again.
+    const size_t threads = static_cast<size_t>(opt.parallel) + static_cast<size_t>(opt.max_queue) + kSpareConnections;
+    http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    http.set_read_timeout(kReadTimeoutSeconds, 0);
+    http.set_keep_alive_timeout(kReadTimeoutSeconds);
     // Runs once the headers are read and before any body is: what is refused here costs
     // the server nothing but the headers.
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
