@@ -667,6 +667,29 @@ TEST(ServerLimits, IdleAndSlowConnectionsDoNotStarveOthers) {
   for (int fd : open) close(fd);
 }
 
+// More clients than running slots plus queue places: the surplus is told 429 at once,
+// rather than waiting unseen behind the connection pool (where --max-queue never saw it).
+TEST(ServerLimits, ClientsBeyondTheQueueAreRefusedAtOnce) {
+  REQUIRE_FIXTURE(kStories);
+  ServerOptions o;
+  o.parallel = 1;
+  o.max_queue = 20;  // more than cpp-httplib's pool had threads before (parallel + 16)
+  const Served s(model_with_stories_vocab("server-queue-q8_0.gguf", 256, 4), o);
+  const std::string body = json({{"prompt", "Once upon a time"}, {"max_tokens", 120}, {"temperature", 0}}).dump();
+  std::vector<int> status(30, 0);
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < status.size(); ++i)
+    clients.emplace_back([&, i] {
+      const auto r = s.client()->Post("/v1/completions", body, "application/json");
+      status[i] = r ? r->status : -1;
+    });
+  for (auto& t : clients) t.join();
+  const auto ok = std::count(status.begin(), status.end(), 200), busy = std::count(status.begin(), status.end(), 429);
+  EXPECT_EQ(ok + busy, static_cast<long>(status.size()));
+  EXPECT_GE(ok, 1);
+  EXPECT_GE(busy, 5) << ok << " answered, " << busy << " refused";  // 30 clients, 1 slot, 20 places
+}
+
 // Completion prompts are plain text unless the request asks otherwise: nobody types
 // "</s>" into an end of sequence by accident (or on purpose).
 TEST(ServerApi, PromptsAreTokenizedAsPlainTextUnlessAsked) {

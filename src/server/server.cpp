@@ -217,6 +217,7 @@ struct ApiServer::State {
   FairLock compute;
   SessionGate gate;
   ContextStore contexts;
+  int listen_socket = -1;  // the bound socket (set while binding)
   std::atomic<uint64_t> next_id{1};
 
   std::vector<int32_t> encode(const std::string& text, bool bos, bool parse_special) const {
@@ -615,9 +616,10 @@ struct ApiServer::State {
     http.set_payload_max_length(opt.max_body_bytes);
     // SO_REUSEADDR only: cpp-httplib's default SO_REUSEPORT would let a second server
     // share a port that is already in use instead of failing to start.
-    http.set_socket_options([](socket_t sock) {
+    http.set_socket_options([this](socket_t sock) {
       int yes = 1;
       setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+      listen_socket = sock;
     });
     // cpp-httplib gives each connection a pool thread for as long as it is open: a thread
     // per running generation, one per request allowed to wait (so that a full queue is
@@ -737,6 +739,10 @@ int ApiServer::bind() {
   const int port = s_->opt.port == 0 ? s_->http.bind_to_any_port(s_->opt.host)
                                      : (s_->http.bind_to_port(s_->opt.host, s_->opt.port) ? s_->opt.port : -1);
   if (port < 0) throw std::runtime_error(fmt::format("cannot listen on {}:{}", s_->opt.host, s_->opt.port));
+  // cpp-httplib 0.11 listens with a backlog of 5: connections arriving faster than one
+  // accept loop takes them had their SYNs dropped and waited seconds for a retry. Listening
+  // again on the bound socket only raises the backlog.
+  if (s_->listen_socket >= 0) ::listen(s_->listen_socket, SOMAXCONN);
   return port;
 }
 
