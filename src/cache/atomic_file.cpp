@@ -1,6 +1,5 @@
 #include "cache/atomic_file.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdlib>

@@ -8,22 +8,26 @@
 
 namespace kvsqueeze {
 
-PressConfig PressOptions::config(const std::string& preset_name) const {
+void PressOptions::tune(PressConfig& c) const {
   // The CLI checks these two by their allowed values; other front ends pass free text.
   if (pool != "max" && pool != "avg") throw std::invalid_argument(fmt::format("--pool takes max or avg, not '{}'", pool));
   if (!gqa_reduce.empty() && gqa_reduce != "mean" && gqa_reduce != "max")
     throw std::invalid_argument(fmt::format("--gqa-reduce takes mean or max, not '{}'", gqa_reduce));
-  PressConfig c = PressConfig::from_preset(preset_name);
-  c.budget = budget;
-  c.ratio = ratio;
   c.window = window;
   c.pool_kernel = pool_kernel;
   c.pool_max = pool == "max";
   if (!gqa_reduce.empty()) c.gqa_max = gqa_reduce == "max";  // else the preset's own (max for LAVa)
+  c.sinks = sinks;
+}
+
+PressConfig PressOptions::config(const std::string& preset_name) const {
+  PressConfig c = PressConfig::from_preset(preset_name);
+  tune(c);
+  c.budget = budget;
+  c.ratio = ratio;
   c.alpha = alpha;
   c.pyramid_beta = pyramid_beta;
   c.skip_layers = skip_layers;
-  c.sinks = sinks;
   c.validate();
   return c;
 }
@@ -43,11 +47,7 @@ std::unique_ptr<DecodePress> PressOptions::make_decode_press(const CompressionPr
   if (compress_every == 0) return nullptr;
   PressConfig c = PressConfig::from_preset(preset == "none" ? "snapkv" : preset);
   if (c.scorer == ScorerKind::Lava) c.scorer = ScorerKind::SnapKV;  // decode re-scoring is window attention
-  c.window = window;
-  c.pool_kernel = pool_kernel;
-  c.pool_max = pool == "max";
-  if (!gqa_reduce.empty()) c.gqa_max = gqa_reduce == "max";
-  c.sinks = sinks;
+  tune(c);
   std::vector<std::vector<int64_t>> budgets;
   if (prefill && !prefill->head_budgets().empty()) {
     budgets = prefill->head_budgets();

@@ -35,6 +35,11 @@ struct PressOptions {
   // budgets the prefill press gave them, or --budget each without one.
   std::unique_ptr<DecodePress> make_decode_press(const CompressionPress* prefill, int n_layer, int n_head_kv) const;
   PressConfig config(const std::string& preset_name) const;
+
+ private:
+  // The scoring options a prefill press and a decode-time press share (window, pooling,
+  // GQA reduction, sinks), checked.
+  void tune(PressConfig& c) const;
 };
 
 }  // namespace kvsqueeze

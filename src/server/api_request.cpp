@@ -37,13 +37,17 @@ bool read(const nlohmann::json& j, const char* key, int64_t& out) {
   if (!j.contains(key) || j[key].is_null()) return false;
   const auto& v = j[key];
   // Whole numbers only, and within int64 (a float is cast only once it is known to fit).
-  constexpr double kLimit = 9.2e18;
-  const bool whole_float = v.is_number_float() && std::fabs(v.get<double>()) < kLimit && v.get<double>() == std::trunc(v.get<double>());
-  if (!v.is_number_integer() && !whole_float) throw bad(key, fmt::format("'{}' must be an integer", key));
+  if (v.is_number_float()) {
+    const double x = v.get<double>();
+    if (std::fabs(x) >= 9.2e18) throw bad(key, fmt::format("'{}' is too large", key));
+    if (x != std::trunc(x)) throw bad(key, fmt::format("'{}' must be an integer", key));
+    out = static_cast<int64_t>(x);
+    return true;
+  }
+  if (!v.is_number_integer()) throw bad(key, fmt::format("'{}' must be an integer", key));
   if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
     throw bad(key, fmt::format("'{}' is too large", key));
-  if (v.is_number_float() && std::fabs(v.get<double>()) >= kLimit) throw bad(key, fmt::format("'{}' is too large", key));
-  out = v.is_number_integer() ? v.get<int64_t>() : static_cast<int64_t>(v.get<double>());
+  out = v.get<int64_t>();
   return true;
 }
 

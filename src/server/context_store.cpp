@@ -76,11 +76,14 @@ void ContextStore::add(SavedContext c, bool persist) {
     meta.erase("bytes");
     // Each file is written atomically; the cache goes last, so a context is on disk once
     // its .kvc is (a crash between the two leaves a stray .json, never a half context).
+    bool wrote_meta = false;
     try {
       write_file_atomically(path_of(c.id, ".json"), meta.dump());
+      wrote_meta = true;
       save_cache(path_of(c.id, ".kvc"), *c.cache, model_.fingerprint);
     } catch (const std::exception& e) {
-      std::filesystem::remove(path_of(c.id, ".json"));
+      std::error_code ignored;  // only what this call wrote goes, and quietly
+      if (wrote_meta) std::filesystem::remove(path_of(c.id, ".json"), ignored);
       throw ApiError(500, "server_error", fmt::format("context '{}' could not be persisted: {}", c.id, without_dir(e.what())));
     }
   }

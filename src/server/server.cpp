@@ -220,10 +220,6 @@ struct ApiServer::State {
   int listen_socket = -1;  // the bound socket (set while binding)
   std::atomic<uint64_t> next_id{1};
 
-  std::vector<int32_t> encode(const std::string& text, bool bos, bool parse_special) const {
-    return tok.encode(text, bos, parse_special);
-  }
-
   Prepared prepare(const CompletionRequest& r) {
     Prepared p;
     const PressRequest pr = r.press ? *r.press : PressRequest{opt.default_press, opt.default_budget};
@@ -255,7 +251,7 @@ struct ApiServer::State {
       if (!ctx) throw ApiError(404, "not_found_error", fmt::format("no saved context '{}'", r.context_id), "context_id");
       p.base = ctx->cache;
       p.context_tokens = ctx->cache->next_pos();
-      p.first = r.prompt_ids.empty() ? encode(r.prompt, false, r.parse_special) : r.prompt_ids;
+      p.first = r.prompt_ids.empty() ? tok.encode(r.prompt, false, r.parse_special) : r.prompt_ids;
       for (int32_t id : p.first)
         if (id >= tok.n_vocab())
           throw ApiError(400, "invalid_request_error", fmt::format("token id {} is outside the vocabulary", id), "prompt");
@@ -266,13 +262,13 @@ struct ApiServer::State {
             throw ApiError(400, "invalid_request_error", fmt::format("token id {} is outside the vocabulary", id), "prompt");
         p.first = r.prompt_ids;
       } else {
-        p.first = encode(r.prompt, true, r.parse_special);
+        p.first = tok.encode(r.prompt, true, r.parse_special);
       }
       if (pr.question_agnostic && r.question.empty())
         throw ApiError(400, "invalid_request_error",
                        "question_agnostic compresses the prompt alone and then reads 'question': give a 'question'",
                        "question");
-      if (!r.question.empty()) p.second = encode(r.question, false, r.parse_special);
+      if (!r.question.empty()) p.second = tok.encode(r.question, false, r.parse_special);
     }
     if (p.first.empty()) throw ApiError(400, "invalid_request_error", "the prompt tokenizes to nothing", r.chat ? "messages" : "prompt");
     const int64_t used = p.context_tokens + p.prompt_tokens();
@@ -554,7 +550,7 @@ struct ApiServer::State {
     if (cr.persist && opt.context_dir.empty())
       throw ApiError(400, "invalid_request_error", "this server has no --context-dir to persist to", "persist");
     const PressRequest pr = cr.press ? *cr.press : PressRequest{opt.default_press, opt.default_budget};
-    const std::vector<int32_t> tokens = encode(cr.text, true, false);  // a document: plain text
+    const std::vector<int32_t> tokens = tok.encode(cr.text, true, false);  // a document: plain text
     if (static_cast<int64_t>(tokens.size()) >= max_context)
       throw ApiError(413, "context_length_exceeded",
                      fmt::format("the text has {} tokens; this server's context is {}", tokens.size(), max_context));
