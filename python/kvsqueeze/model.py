@@ -22,6 +22,7 @@ def _press_options(press: Optional[PressLike], compress_every: Optional[int] = N
         return None
     if press is None:
         o = _core.PressOptions()
+        o.kv_type = ""  # the model's
     elif callable(getattr(press, "options", None)):
         o = press.options()
     else:

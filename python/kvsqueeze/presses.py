@@ -66,8 +66,7 @@ class BasePress:
         o.pool = self.pooling
         o.gqa_reduce = self.gqa_reduce or ""
         o.skip_layers = int(self.skip_layers)
-        if self.kv_type is not None:
-            o.kv_type = self.kv_type
+        o.kv_type = self.kv_type or ""  # "": the model's
         self._tune(o)
         return o
 

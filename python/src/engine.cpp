@@ -59,6 +59,10 @@ void Engine::set_threads(int n) {
   threads_ = n;
 }
 
+DType Engine::cache_type(const PressOptions* press) const {
+  return press && !press->kv_type.empty() ? kv_type_from_name(press->kv_type) : kv_type_;
+}
+
 void Engine::use_threads() const {
   omp_set_num_threads(threads_ > 0 ? threads_ : omp_get_num_procs());
 }
@@ -96,7 +100,7 @@ std::vector<float> Engine::logits(const std::vector<int32_t>& ids, int64_t compr
     throw std::invalid_argument(fmt::format("compress_at {} is outside the {} ids", compress_at, ids.size()));
   use_threads();
   const auto vocab = static_cast<size_t>(model().config().vocab);
-  KvCache cache = model().make_cache(press ? kv_type_from_name(press->kv_type) : kv_type_);
+  KvCache cache = model().make_cache(cache_type(press));
   std::vector<float> out(ids.size() * vocab);
   const int64_t head = compress_at > 0 ? compress_at : static_cast<int64_t>(ids.size());
   model().forward(cache, ids.data(), head, out.data(), true, p.get());
@@ -112,7 +116,7 @@ std::unique_ptr<Generation> Engine::start(const std::vector<int32_t>& prompt, co
   const GenerationOptions g = generation_options(sampling);
   std::unique_ptr<CompressionPress> p = press ? press->make_press() : nullptr;
   use_threads();
-  Generator gen(model(), &tokenizer(), press ? kv_type_from_name(press->kv_type) : kv_type_);
+  Generator gen(model(), &tokenizer(), cache_type(press));
   std::vector<float> logits = gen.prefill(prompt, p.get());
   std::unique_ptr<DecodePress> step =
       press ? press->make_decode_press(p.get(), model().config().n_layer, model().config().n_head_kv) : nullptr;
@@ -126,7 +130,7 @@ std::unique_ptr<Context> Engine::compress(const std::vector<int32_t>& ids, const
   if (press && press->compress_every > 0)
     throw std::invalid_argument("compress_every applies to generation, not to a saved context");
   use_threads();
-  Generator gen(model(), &tokenizer(), press ? kv_type_from_name(press->kv_type) : kv_type_);
+  Generator gen(model(), &tokenizer(), cache_type(press));
   std::vector<float> logits = gen.prefill(ids, p.get());
   return std::make_unique<Context>(*this, std::move(gen.cache()), std::move(logits), gen.stats().kv_bytes_uncompressed,
                                    p ? p->seconds() : 0.0,

@@ -42,6 +42,8 @@ class Engine {
   DType kv_type() const { return kv_type_; }
   int threads() const { return threads_; }
   void set_threads(int n);
+  // Storage of a new cache: the press's own kv_type when it names one, else the model's.
+  DType cache_type(const PressOptions* press) const;
   // Makes this call's OpenMP regions use the engine's thread count (0: all cores).
   void use_threads() const;
 

@@ -213,6 +213,16 @@ def test_kv_types_change_the_cache_bytes(stories_path):
         s.read()
         sizes[kv_type] = s.stats["kv_bytes_after_prompt"]
     assert sizes["f32"] > sizes["f16"] > 0
+    # A press without a kv_type of its own keeps the model's; one with it uses its own.
+    prompt = "Once upon a time there was a girl named Lily who liked to play outside with her ball"
+    for kv_type, press in (("f32", kvs.SnapKVPress(budget=40)), ("f16", kvs.SnapKVPress(budget=40)),
+                           ("f16", kvs.SnapKVPress(budget=40, kv_type="f32"))):
+        m = kvs.Model(stories_path, threads=1, kv_type=kv_type)
+        s = m.generate(prompt, max_tokens=2, temperature=0, press=press, stream=True)
+        s.read()
+        sizes[(kv_type, press.kv_type)] = s.stats["kv_bytes_after_prompt"]
+        assert m.compress(prompt, press).bytes == sizes[(kv_type, press.kv_type)]
+    assert sizes[("f32", None)] == sizes[("f16", "f32")] > sizes[("f16", None)]
     # q8_0 blocks are 32 wide: a model with 8-wide heads is refused when it is opened.
     with pytest.raises(ValueError, match="multiples of 32"):
         kvs.Model(stories_path, kv_type="q8_0")
