@@ -53,6 +53,14 @@ nb::dict report_dict(const Generation::Report& r) {
   return d;
 }
 
+// Messages as Python passes them: (role, content) pairs.
+using RoleContent = std::pair<std::string, std::string>;
+std::vector<ChatMessage> chat_messages(const std::vector<RoleContent>& pairs) {
+  std::vector<ChatMessage> out;
+  for (const auto& [role, content] : pairs) out.push_back({role, content});
+  return out;
+}
+
 Sampling sampling(int max_tokens, float temperature, int top_k, float top_p, uint64_t seed, bool ignore_eos,
                   std::vector<std::string> stop) {
   return Sampling{max_tokens, temperature, top_k, top_p, seed, ignore_eos, std::move(stop)};
@@ -174,17 +182,13 @@ NB_MODULE(_core, m) {
            },
            "ids"_a, "special"_a)
       .def("render_chat",
-           [](const Engine& e, const std::vector<std::pair<std::string, std::string>>& messages, bool add_generation_prompt) {
-             std::vector<ChatMessage> msgs;
-             for (const auto& [role, content] : messages) msgs.push_back({role, content});
-             return e.render_chat(msgs, add_generation_prompt);
+           [](const Engine& e, const std::vector<RoleContent>& messages, bool add_generation_prompt) {
+             return e.render_chat(chat_messages(messages), add_generation_prompt);
            },
            "messages"_a, "add_generation_prompt"_a)
       .def("chat_ids",
-           [](const Engine& e, const std::vector<std::pair<std::string, std::string>>& messages, bool add_generation_prompt) {
-             std::vector<ChatMessage> msgs;
-             for (const auto& [role, content] : messages) msgs.push_back({role, content});
-             return e.chat_ids(msgs, add_generation_prompt);
+           [](const Engine& e, const std::vector<RoleContent>& messages, bool add_generation_prompt) {
+             return e.chat_ids(chat_messages(messages), add_generation_prompt);
            },
            "messages"_a, "add_generation_prompt"_a)
       .def("split_chat",
