@@ -97,10 +97,11 @@ namespace {
 constexpr int64_t kRowBlock = 16;  // rows whose weights stay in L1 while every token passes over them
 
 // One block of rows of a quantized product, for every token, from quantized activations:
-// register tiles of 4 rows x 4 tokens (4 x 1 when decoding one token).
+// register tiles of 4 rows x up to 4 tokens. Each (row, token) product runs the same
+// instructions in the same order whatever the tile, so a column equals its product alone.
 void quantized_row_block(const MatrixView& w, const uint8_t* act, int64_t arb, int64_t n_tokens, float* y,
                          int64_t blk) {
-  const int kRows = 4, kTokens = n_tokens < 4 ? 1 : 4;
+  const int kRows = 4, kTokens = static_cast<int>(std::min<int64_t>(4, n_tokens));
   const int64_t stride = w.row_stride();
   const int64_t r0 = blk * kRowBlock, r1 = std::min(w.rows, r0 + kRowBlock);
   for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokens) {
@@ -112,7 +113,7 @@ void quantized_row_block(const MatrixView& w, const uint8_t* act, int64_t arb, i
       const void* rows[4];
       for (int k = 0; k < nr; ++k) rows[k] = w.data + (r + k) * stride;
       // Decoding streams each weight once: fetch the next tile's rows ahead of use.
-      if (n_tokens < 4 && r + 2 * kRows <= w.rows) {
+      if (n_tokens < 8 && r + 2 * kRows <= w.rows) {
         const char* next = reinterpret_cast<const char*>(w.data + (r + kRows) * stride);
         for (int64_t off = 0; off < kRows * stride; off += 64) __builtin_prefetch(next + off);
       }
@@ -122,16 +123,21 @@ void quantized_row_block(const MatrixView& w, const uint8_t* act, int64_t arb, i
 }
 
 // Activations in the layout one kind of product reads: 8-bit blocks of 32 or 256
-// (quant_dot), or the packed rows of the prompt kernel.
-int activation_layout(DType t, int64_t n_tokens) { return use_packed_gemm(t, n_tokens) ? 0 : act_block_elems(t); }
-
-int64_t activation_row_bytes(DType t, int64_t n_tokens, int64_t cols) {
-  return use_packed_gemm(t, n_tokens) ? packed_gemm_act_bytes(cols) : act_row_bytes(t, cols);
+// (quant_dot), or the packed rows of the prompt kernel (whose columns are exact but not
+// equal to a one-token product's: it sums in another order).
+bool packed(DType t, int64_t n_tokens, Columns columns) {
+  return columns == Columns::Fastest && use_packed_gemm(t, n_tokens);
+}
+int activation_layout(DType t, int64_t n_tokens, Columns columns) {
+  return packed(t, n_tokens, columns) ? 0 : act_block_elems(t);
+}
+int64_t activation_row_bytes(DType t, int64_t n_tokens, int64_t cols, Columns columns) {
+  return packed(t, n_tokens, columns) ? packed_gemm_act_bytes(cols) : act_row_bytes(t, cols);
 }
 
 // Products with quantized weights: each distinct activation layout is made once, then
 // one parallel loop runs over the row blocks of every product.
-void matmul_quantized(const MatmulOut* products, size_t n_products, const float* x, int64_t n_tokens) {
+void matmul_quantized(const MatmulOut* products, size_t n_products, const float* x, int64_t n_tokens, Columns columns) {
   const int64_t cols = products[0].w->cols;
   struct Layout {
     DType type;  // any weight type that reads this layout
@@ -146,21 +152,23 @@ void matmul_quantized(const MatmulOut* products, size_t n_products, const float*
   for (size_t p = 0; p < n_products; ++p) {
     const DType t = products[p].w->type;
     size_t k = 0;
-    while (k < layouts.size() && activation_layout(layouts[k].type, n_tokens) != activation_layout(t, n_tokens)) ++k;
+    while (k < layouts.size() &&
+           activation_layout(layouts[k].type, n_tokens, columns) != activation_layout(t, n_tokens, columns))
+      ++k;
     if (k == layouts.size()) {
       if (buffers.size() <= k) buffers.resize(k + 1);
-      buffers[k].resize(static_cast<size_t>(n_tokens * activation_row_bytes(t, n_tokens, cols)));
+      buffers[k].resize(static_cast<size_t>(n_tokens * activation_row_bytes(t, n_tokens, cols, columns)));
       layouts.push_back({t, buffers[k].data()});
     }
     layout_of[p] = k;
     first_block[p + 1] = first_block[p] + (products[p].w->rows + kRowBlock - 1) / kRowBlock;
   }
   for (Layout& lay : layouts) {
-    const int64_t arb = activation_row_bytes(lay.type, n_tokens, cols);
-    const bool packed = use_packed_gemm(lay.type, n_tokens);
+    const int64_t arb = activation_row_bytes(lay.type, n_tokens, cols, columns);
+    const bool pack = packed(lay.type, n_tokens, columns);
 #pragma omp parallel for schedule(static) if (n_tokens > 1)
     for (int64_t t = 0; t < n_tokens; ++t) {
-      if (packed) packed_gemm_pack_activations(x + t * cols, lay.act + t * arb, cols);
+      if (pack) packed_gemm_pack_activations(x + t * cols, lay.act + t * arb, cols);
       else quantize_activations(lay.type, x + t * cols, lay.act + t * arb, cols);
     }
   }
@@ -175,7 +183,7 @@ void matmul_quantized(const MatmulOut* products, size_t n_products, const float*
       const MatrixView& w = *products[p].w;
       const uint8_t* act = layouts[layout_of[p]].act;
       const int64_t blk = b - first_block[p];
-      if (use_packed_gemm(w.type, n_tokens)) {
+      if (packed(w.type, n_tokens, columns)) {
         const int64_t r0 = blk * kRowBlock;
         packed_gemm_rows(w.type, w.data + r0 * w.row_stride(), w.row_stride(), static_cast<int>(std::min(kRowBlock, w.rows - r0)),
                        act, n_tokens, cols, products[p].y + r0, w.rows, packed_weights);
@@ -186,7 +194,7 @@ void matmul_quantized(const MatmulOut* products, size_t n_products, const float*
   }
 }
 
-void matmul_dequantized(const MatrixView& w, const float* x, int64_t n_tokens, float* y) {
+void matmul_dequantized(const MatrixView& w, const float* x, int64_t n_tokens, float* y, Columns columns) {
   // 16 decoded rows at a time; the columns in slices of kSlice so four rows and four
   // tokens of a slice stay in L1 while the 4 x 4 register tiles run over them.
   constexpr int64_t kRowBlock = 16, kSlice = 256;
@@ -199,7 +207,10 @@ void matmul_dequantized(const MatrixView& w, const float* x, int64_t n_tokens, f
       const int64_t r0 = blk * kRowBlock, r1 = std::min(w.rows, r0 + kRowBlock);
       for (int64_t r = r0; r < r1; ++r) dequantize_row(w.type, w.row(r), rows.data() + (r - r0) * w.cols, w.cols);
       // Tiles on AVX-512 only: narrower targets emulate sum16's 16-lane shuffles slowly.
-      const int64_t t4 = active_isa() == Isa::Avx512 ? n_tokens / 4 * 4 : 0, r4 = r0 + (r1 - r0) / 4 * 4;
+      // They sum in another order than dot_f32, so columns that must equal a one-token
+      // product take dot_f32 too.
+      const bool tiles = active_isa() == Isa::Avx512 && columns == Columns::Fastest;
+      const int64_t t4 = tiles ? n_tokens / 4 * 4 : 0, r4 = r0 + (r1 - r0) / 4 * 4;
       for (int64_t c0 = 0; c0 < w.cols; c0 += kSlice) {
         const int64_t nc = std::min(kSlice, w.cols - c0);
         for (int64_t t = 0; t < t4; t += 4)
@@ -217,18 +228,18 @@ void matmul_dequantized(const MatrixView& w, const float* x, int64_t n_tokens, f
 
 }  // namespace
 
-void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y) {
-  matmul_shared_input({MatmulOut{&w, y}}, x, n_tokens);
+void matmul(const MatrixView& w, const float* x, int64_t n_tokens, float* y, Columns columns) {
+  matmul_shared_input({MatmulOut{&w, y}}, x, n_tokens, columns);
 }
 
-void matmul_shared_input(std::initializer_list<MatmulOut> products, const float* x, int64_t n_tokens) {
+void matmul_shared_input(std::initializer_list<MatmulOut> products, const float* x, int64_t n_tokens, Columns columns) {
   std::vector<MatmulOut> quantized;
   for (const MatmulOut& p : products) {
     if (p.w->cols != products.begin()->w->cols) throw std::invalid_argument("products of one input need equal widths");
     if (has_quant_dot(p.w->type)) quantized.push_back(p);
-    else matmul_dequantized(*p.w, x, n_tokens, p.y);
+    else matmul_dequantized(*p.w, x, n_tokens, p.y, columns);
   }
-  if (!quantized.empty()) matmul_quantized(quantized.data(), quantized.size(), x, n_tokens);
+  if (!quantized.empty()) matmul_quantized(quantized.data(), quantized.size(), x, n_tokens, columns);
 }
 
 }  // namespace kvsqueeze

@@ -432,6 +432,8 @@ void quant_dot_tile(DType t, const void* const* w_rows, int n_rows, const void* 
     const int64_t nb = n / 32;
     if (n_rows == 4 && n_act == 1) return dot_q8_0_vnni<4, 1>(wb, xb, nb, out, out_stride);
     if (n_rows == 4 && n_act == 4) return dot_q8_0_vnni<4, 4>(wb, xb, nb, out, out_stride);
+    if (n_rows == 4 && n_act == 3) return dot_q8_0_vnni<4, 3>(wb, xb, nb, out, out_stride);
+    if (n_rows == 4 && n_act == 2) return dot_q8_0_vnni<4, 2>(wb, xb, nb, out, out_stride);
     // Edges of the tiling: one row at a time against up to four tokens.
     for (int r = 0; r < n_rows; ++r) {
       const BlockQ8_0* const one[1] = {wb[r]};

@@ -151,12 +151,14 @@ RowsView from_position(RowsView v, int32_t min_pos) {
 // heads that share a base (gemma3's sliding layers have their own).
 struct RopeTable {
   std::vector<float> cos, sin;  // [n][n_rot / 2]
-  void fill(const ModelConfig& c, int32_t pos0, int64_t n, float base, float pos_scale, const float* freq_factors) {
-    const int64_t half = c.n_rot / 2;
+  void fill(const ModelConfig& c, const std::vector<int32_t>& positions, float base, float pos_scale,
+            const float* freq_factors) {
+    const int64_t half = c.n_rot / 2, n = static_cast<int64_t>(positions.size());
     cos.resize(static_cast<size_t>(n * half));
     sin.resize(cos.size());
     for (int64_t t = 0; t < n; ++t)
-      rope_angles(c.n_rot, static_cast<double>(pos0 + t) * pos_scale, base, freq_factors, &cos[t * half], &sin[t * half]);
+      rope_angles(c.n_rot, static_cast<double>(positions[static_cast<size_t>(t)]) * pos_scale, base, freq_factors,
+                  &cos[t * half], &sin[t * half]);
   }
 };
 
@@ -170,18 +172,43 @@ constexpr int64_t kSlidingSlack = 64;
 struct Model::Pass {
   int64_t n = 0, tile = 0;
   int32_t pos0 = 0;
+  // A decode batch: token t is the next token of targets[t] alone, attends to that
+  // cache and its own fresh row only, and its columns are computed as if it were alone.
+  // Otherwise the tokens are one prompt extending every target (attention reads the
+  // first: the others hold the same rows).
+  bool batch = false;
+  Columns columns = Columns::Fastest;
+  std::vector<PressTarget> targets;
+  AttentionTap* tap = nullptr;
+  int layer = 0;      // where step_pass goes on
+  int64_t t0 = 0;
+  bool finished = false;
   // Persist across layers: the hidden state of every token and, per layer, its fresh
   // K/V (all n rows, float32) until the press has chosen what the cache keeps.
   std::vector<float> x, fresh_k, fresh_v;
   std::vector<int32_t> positions;
   int64_t window = 0;                      // the widest observation window a press asked for
-  std::vector<float> q_window, q_all;
+  std::vector<float> q_window, q_all;      // q_all: every token's queries (a batch: its presses' windows)
   bool share_scores = false;               // several targets: presses that score alike compute once
   ScoreMemo memo;                          // this layer's scores when shared
   RopeTable rope, rope_sliding;
   // Per tile.
   std::vector<float> xn, q, att, proj, g, u;
+
+  const KvCache& attended(int64_t t) const { return *targets[batch ? static_cast<size_t>(t) : 0].cache; }
 };
+
+struct PromptPass::State {
+  const Model* model = nullptr;
+  std::unique_ptr<Model::Pass> pass;
+  float* logits = nullptr;
+  bool all_logits = false;
+};
+
+PromptPass::PromptPass(std::unique_ptr<State> s) : s_(std::move(s)) {}
+PromptPass::~PromptPass() = default;
+bool PromptPass::step() { return s_->model->step_pass(*s_->pass, s_->logits, s_->all_logits); }
+bool PromptPass::done() const { return s_->pass->finished; }
 
 void Model::embed(Pass& p, const int32_t* tokens) const {
   const int64_t dim = cfg_.dim;
@@ -194,7 +221,7 @@ void Model::embed(Pass& p, const int32_t* tokens) const {
   }
 }
 
-void Model::attention_block(Pass& p, int l, int64_t t0, int64_t nt, const KvCache& cache, AttentionTap* tap) const {
+void Model::attention_block(Pass& p, int l, int64_t t0, int64_t nt) const {
   const ModelConfig& c = cfg_;
   const LayerWeights& w = layers_[static_cast<size_t>(l)];
   const int64_t dim = c.dim, hd = c.head_dim, hdv = c.head_dim_v, G = c.group(), n = p.n;
@@ -207,7 +234,7 @@ void Model::attention_block(Pass& p, int l, int64_t t0, int64_t nt, const KvCach
   // Per-token work runs in parallel over a prompt tile (one token: serial, no fork).
 #pragma omp parallel for schedule(static) if (nt > 1)
   for (int64_t t = 0; t < nt; ++t) rms_norm(&xt[t * dim], w.attn_norm.data(), &xn[t * dim], dim, c.rms_eps);
-  matmul_shared_input({{&w.wq, q}, {&w.wk, kt}, {&w.wv, vt}}, xn, nt);
+  matmul_shared_input({{&w.wq, q}, {&w.wk, kt}, {&w.wv, vt}}, xn, nt, p.columns);
   add_bias(q, w.bq, nt, q_w);
   add_bias(kt, w.bk, nt, k_w);
   add_bias(vt, w.bv, nt, v_w);
@@ -234,31 +261,34 @@ void Model::attention_block(Pass& p, int l, int64_t t0, int64_t nt, const KvCach
   }
   // Attention: the G query heads of a group read the cached rows of their KV head
   // (whatever subset survived compression) and then this pass's fresh rows, from the
-  // first position the tile's earliest query can see. One token (decode) takes the
-  // row-at-a-time kernel; a prompt tile goes in blocks of query tokens through the tiled
+  // first position the tile's earliest query can see (in a batch: its own cache and its
+  // own fresh row). Single tokens take the row-at-a-time kernel, one work item per
+  // (token, KV head); a prompt tile goes in blocks of query tokens through the tiled
   // flash kernel, so each key tile is loaded once per block.
   const int32_t window = sliding ? c.sliding_window : 0;
-  const auto views_for = [&](int kh, int32_t first_query_pos, std::array<RowsView, 2>& views) {
-    views[0] = cache.view(l, kh);
-    views[1] = RowsView{DType::F32, reinterpret_cast<const uint8_t*>(&p.fresh_k[kh * hd]),
-                        reinterpret_cast<const uint8_t*>(&p.fresh_v[kh * hdv]), p.positions.data(), t0 + nt,
-                        k_w * static_cast<int64_t>(sizeof(float)), v_w * static_cast<int64_t>(sizeof(float))};
+  const auto views_for = [&](int kh, int64_t gt, int32_t first_query_pos, std::array<RowsView, 2>& views) {
+    views[0] = p.attended(gt).view(l, kh);
+    const int64_t f0 = p.batch ? gt : 0, f1 = p.batch ? gt + 1 : t0 + nt;  // fresh rows it may see
+    views[1] = RowsView{DType::F32, reinterpret_cast<const uint8_t*>(&p.fresh_k[f0 * k_w + kh * hd]),
+                        reinterpret_cast<const uint8_t*>(&p.fresh_v[f0 * v_w + kh * hdv]), &p.positions[static_cast<size_t>(f0)],
+                        f1 - f0, k_w * static_cast<int64_t>(sizeof(float)), v_w * static_cast<int64_t>(sizeof(float))};
     if (window > 0)
       for (auto& v : views) v = from_position(v, first_query_pos - window + 1);
   };
   float* att = p.att.data();
-  if (nt == 1) {
+  if (nt == 1 || p.batch) {
 #pragma omp parallel
     {
       std::vector<float> scratch;
-#pragma omp for schedule(dynamic, 1)
-      for (int kh = 0; kh < c.n_head_kv; ++kh) {
-        std::array<RowsView, 2> views;
-        const int32_t qpos = p.positions[static_cast<size_t>(t0)];
-        views_for(kh, qpos, views);
-        attend_group(&q[kh * G * hd], hd, static_cast<int>(G), views.data(), 2, hd, hdv, qpos, c.attn_scale,
-                     &att[kh * G * hdv], hdv, scratch);
-      }
+#pragma omp for collapse(2) schedule(dynamic, 1)
+      for (int64_t t = 0; t < nt; ++t)
+        for (int kh = 0; kh < c.n_head_kv; ++kh) {
+          std::array<RowsView, 2> views;
+          const int32_t qpos = p.positions[static_cast<size_t>(t0 + t)];
+          views_for(kh, t0 + t, qpos, views);
+          attend_group(&q[t * q_w + kh * G * hd], hd, static_cast<int>(G), views.data(), 2, hd, hdv, qpos, c.attn_scale,
+                       &att[t * o_w + kh * G * hdv], hdv, scratch);
+        }
     }
   } else {
     const int64_t n_blocks = (nt + kQueryBlock - 1) / kQueryBlock;
@@ -271,15 +301,15 @@ void Model::attention_block(Pass& p, int l, int64_t t0, int64_t nt, const KvCach
           const int64_t tb = blk * kQueryBlock, nb = std::min(kQueryBlock, nt - tb);
           const int32_t* qpos = &p.positions[static_cast<size_t>(t0 + tb)];
           std::array<RowsView, 2> views;
-          views_for(kh, qpos[0], views);
+          views_for(kh, t0 + tb, qpos[0], views);
           flash_attend(&q[tb * q_w + kh * G * hd], q_w, static_cast<int>(G), static_cast<int>(nb), qpos, views.data(),
                        2, hd, hdv, c.attn_scale, window, &att[tb * o_w + kh * G * hdv], o_w, scratch);
         }
     }
   }
   float* proj = p.proj.data();
-  matmul(w.wo, att, nt, proj);
-  if (tap) tap->attention_output(l, t0, nt, proj);
+  matmul(w.wo, att, nt, proj, p.columns);
+  if (p.tap) p.tap->attention_output(l, t0, nt, proj);
 #pragma omp parallel for schedule(static) if (nt > 1)
   for (int64_t t = 0; t < nt; ++t) {
     float* pt = &proj[t * dim];
@@ -297,7 +327,7 @@ void Model::ffn_block(Pass& p, int l, int64_t t0, int64_t nt) const {
   float* proj = p.proj.data();
 #pragma omp parallel for schedule(static) if (nt > 1)
   for (int64_t t = 0; t < nt; ++t) rms_norm(&xt[t * dim], w.ffn_norm.data(), &xn[t * dim], dim, c.rms_eps);
-  matmul_shared_input({{&w.gate, p.g.data()}, {&w.up, p.u.data()}}, xn, nt);
+  matmul_shared_input({{&w.gate, p.g.data()}, {&w.up, p.u.data()}}, xn, nt, p.columns);
 #pragma omp parallel for schedule(static) if (nt > 1)
   for (int64_t t = 0; t < nt; ++t) {
     float* gt = &p.g[t * c.ffn];
@@ -305,7 +335,7 @@ void Model::ffn_block(Pass& p, int l, int64_t t0, int64_t nt) const {
     if (c.ffn_act == FfnActivation::GeluTanh) gelu_mul(gt, ut, c.ffn);
     else silu_mul(gt, ut, c.ffn);
   }
-  matmul(w.down, p.g.data(), nt, proj);
+  matmul(w.down, p.g.data(), nt, proj, p.columns);
 #pragma omp parallel for schedule(static) if (nt > 1)
   for (int64_t t = 0; t < nt; ++t) {
     float* pt = &proj[t * dim];
@@ -314,19 +344,20 @@ void Model::ffn_block(Pass& p, int l, int64_t t0, int64_t nt) const {
   }
 }
 
-void Model::store_layer(Pass& p, int l, const PressTarget& target) const {
+void Model::store_layer(Pass& p, int l, const PressTarget& target, int64_t first, int64_t n) const {
   const ModelConfig& c = cfg_;
   KvCache& cache = *target.cache;
   LayerPress* press = target.press;
-  const int64_t hd = c.head_dim, hdv = c.head_dim_v, n = p.n;
+  const int64_t hd = c.head_dim, hdv = c.head_dim_v, q_w = c.n_head * hd;
   const int64_t k_w = c.n_head_kv * hd, v_w = c.n_head_kv * hdv;
+  const int32_t pos0 = p.positions[static_cast<size_t>(first)];
   // Which fresh rows each head stores: a sliding layer those its window can still reach
   // (positions from next_pos - window + 1 on), a pressed layer the press's choice, else all.
   std::vector<std::vector<int64_t>> keep;
-  int64_t first = 0;
+  int64_t from = 0;
   if (c.is_sliding(l)) {
-    const int32_t min_pos = p.pos0 + static_cast<int32_t>(n) - c.sliding_window + 1;
-    first = std::max<int64_t>(0, min_pos - p.pos0);
+    const int32_t min_pos = pos0 + static_cast<int32_t>(n) - c.sliding_window + 1;
+    from = std::max<int64_t>(0, min_pos - pos0);
   } else if (press) {
     LayerSnapshot snap;
     snap.layer = l;
@@ -334,13 +365,14 @@ void Model::store_layer(Pass& p, int l, const PressTarget& target) const {
     snap.n_press_layers = static_cast<int>(c.press_layers.size());
     snap.cfg = &cfg_;
     snap.n = n;
-    snap.pos = p.positions.data();
-    snap.k = p.fresh_k.data();
-    snap.v = p.fresh_v.data();
-    // The pass holds the widest window any target asked for; this press sees its own tail.
+    snap.pos = &p.positions[static_cast<size_t>(first)];
+    snap.k = &p.fresh_k[first * k_w];
+    snap.v = &p.fresh_v[first * v_w];
     snap.window = std::min<int64_t>(press->window(), n);
-    snap.q_window = p.q_window.data() + (p.window - snap.window) * c.n_head * hd;
-    snap.q_all = p.q_all.empty() ? nullptr : p.q_all.data();
+    // A prompt pass holds the widest window any target asked for, and this press sees its
+    // own tail; a batch holds every token's queries.
+    snap.q_window = p.batch ? &p.q_all[(first + n - snap.window) * q_w] : p.q_window.data() + (p.window - snap.window) * q_w;
+    snap.q_all = p.q_all.empty() ? nullptr : &p.q_all[first * q_w];
     snap.wo = &layers_[static_cast<size_t>(l)].wo;
     snap.cache = &cache;
     snap.memo = p.share_scores ? &p.memo : nullptr;
@@ -348,14 +380,14 @@ void Model::store_layer(Pass& p, int l, const PressTarget& target) const {
     if (static_cast<int>(keep.size()) != c.n_head_kv) throw std::logic_error("press returned a wrong number of heads");
   }
   for (int h = 0; h < c.n_head_kv; ++h) {
-    const int64_t kept = keep.empty() ? n - first : static_cast<int64_t>(keep[static_cast<size_t>(h)].size());
+    const int64_t kept = keep.empty() ? n - from : static_cast<int64_t>(keep[static_cast<size_t>(h)].size());
     cache.reserve_more(l, kept);
     for (int64_t i = 0; i < kept; ++i) {
-      const int64_t t = keep.empty() ? first + i : keep[static_cast<size_t>(h)][static_cast<size_t>(i)];
+      const int64_t t = first + (keep.empty() ? from + i : keep[static_cast<size_t>(h)][static_cast<size_t>(i)]);
       cache.append(l, h, &p.fresh_k[t * k_w + h * hd], &p.fresh_v[t * v_w + h * hdv], p.positions[static_cast<size_t>(t)]);
     }
     if (c.is_sliding(l) && cache.head(l, h).size() >= c.sliding_window + kSlidingSlack)
-      cache.drop_before(l, h, p.pos0 + static_cast<int32_t>(n) - c.sliding_window + 1);
+      cache.drop_before(l, h, pos0 + static_cast<int32_t>(n) - c.sliding_window + 1);
   }
 }
 
@@ -365,13 +397,16 @@ void Model::output_logits(Pass& p, float* logits, bool all_logits) const {
   for (int64_t t0 = first; t0 < n; t0 += p.tile) {
     const int64_t nt = std::min(p.tile, n - t0);
     for (int64_t t = 0; t < nt; ++t) rms_norm(&p.x[(t0 + t) * dim], output_norm_.data(), &p.xn[t * dim], dim, cfg_.rms_eps);
-    matmul(output_, p.xn.data(), nt, logits + (t0 - first) * cfg_.vocab);
+    matmul(output_, p.xn.data(), nt, logits + (t0 - first) * cfg_.vocab, p.columns);
   }
 }
 
 void Model::forward(KvCache& cache, const int32_t* tokens, int64_t n, float* logits, bool all_logits,
                     LayerPress* press, AttentionTap* tap) const {
-  run_pass({PressTarget{&cache, press}}, tokens, n, logits, all_logits, tap);
+  if (n <= 0) return;
+  const auto p = start_pass({PressTarget{&cache, press}}, tokens, n, false, 0, tap);
+  while (step_pass(*p, logits, all_logits)) {
+  }
 }
 
 void Model::forward_shared(const std::vector<PressTarget>& targets, const int32_t* tokens, int64_t n, float* logits,
@@ -380,66 +415,123 @@ void Model::forward_shared(const std::vector<PressTarget>& targets, const int32_
   for (const PressTarget& t : targets)
     if (!t.cache || t.cache->next_pos() != 0 || t.cache->bytes_used() != 0)
       throw std::invalid_argument("forward_shared fills empty caches only");
-  run_pass(targets, tokens, n, logits, all_logits, nullptr);
+  if (n <= 0) return;
+  const auto p = start_pass(targets, tokens, n, false, 0, nullptr);
+  while (step_pass(*p, logits, all_logits)) {
+  }
 }
 
-void Model::run_pass(const std::vector<PressTarget>& targets, const int32_t* tokens, int64_t n, float* logits,
-                     bool all_logits, AttentionTap* tap) const {
+std::unique_ptr<PromptPass> Model::begin_pass(const std::vector<PressTarget>& targets, const int32_t* tokens, int64_t n,
+                                              float* logits, bool all_logits, int64_t tile) const {
+  if (targets.empty()) throw std::invalid_argument("a pass needs at least one cache");
+  if (n <= 0) throw std::invalid_argument("a pass needs at least one token");
+  if (targets.size() > 1)
+    for (const PressTarget& t : targets)
+      if (!t.cache || t.cache->next_pos() != 0 || t.cache->bytes_used() != 0)
+        throw std::invalid_argument("a pass over several caches fills empty caches only");
+  auto s = std::make_unique<PromptPass::State>();
+  s->model = this;
+  s->pass = start_pass(targets, tokens, n, false, tile, nullptr);
+  s->logits = logits;
+  s->all_logits = all_logits;
+  return std::unique_ptr<PromptPass>(new PromptPass(std::move(s)));
+}
+
+void Model::decode_batch(const std::vector<DecodeRow>& rows, float* logits) const {
+  if (rows.empty()) return;
+  std::vector<PressTarget> targets;
+  std::vector<int32_t> tokens;
+  for (const DecodeRow& r : rows) {
+    if (!r.cache) throw std::invalid_argument("a decode row needs a cache");
+    for (const PressTarget& t : targets)
+      if (t.cache == r.cache) throw std::invalid_argument("a decode batch holds each cache once");
+    targets.push_back({r.cache, r.press});
+    tokens.push_back(r.token);
+  }
+  const auto p = start_pass(targets, tokens.data(), static_cast<int64_t>(tokens.size()), true, 0, nullptr);
+  while (step_pass(*p, logits, true)) {
+  }
+}
+
+std::unique_ptr<Model::Pass> Model::start_pass(const std::vector<PressTarget>& targets, const int32_t* tokens, int64_t n,
+                                               bool batch, int64_t tile, AttentionTap* tap) const {
   const ModelConfig& c = cfg_;
   for (int64_t t = 0; t < n; ++t)
     if (tokens[t] < 0 || tokens[t] >= c.vocab)
       throw std::runtime_error(fmt::format("token id {} is outside the vocabulary (0..{})", tokens[t], c.vocab - 1));
-  if (n <= 0) return;
   for (const PressTarget& target : targets) {
+    if (!target.cache) throw std::invalid_argument("a pass target needs a cache");
     const KvCache& cache = *target.cache;
-    if (cache.n_layer() != c.n_layer || cache.n_head_kv() != c.n_head_kv || cache.head_dim() != c.head_dim)
+    if (cache.n_layer() != c.n_layer || cache.n_head_kv() != c.n_head_kv || cache.head_dim() != c.head_dim ||
+        cache.head_dim_v() != c.head_dim_v)
       throw std::invalid_argument("the KV cache was made for a different model shape");
   }
-  // Attention reads the first cache: the others hold the same rows (all empty when shared).
-  const KvCache& attended = *targets.front().cache;
   const int64_t dim = c.dim, hd = c.head_dim, hdv = c.head_dim_v;
   const int64_t q_w = c.n_head * hd, k_w = c.n_head_kv * hd, v_w = c.n_head_kv * hdv, o_w = c.n_head * hdv;
 
-  Pass p;
+  auto pp = std::make_unique<Pass>();
+  Pass& p = *pp;
   p.n = n;
-  p.tile = std::min(n, kTile);
-  p.pos0 = attended.next_pos();
+  p.batch = batch;
+  p.columns = batch ? Columns::AsAlone : Columns::Fastest;
+  p.targets = targets;
+  p.tap = tap;
+  p.tile = batch ? n : std::min(n, tile > 0 ? tile : kTile);
+  p.pos0 = targets.front().cache->next_pos();
   p.x.resize(static_cast<size_t>(n * dim));
   p.fresh_k.resize(static_cast<size_t>(n * k_w));
   p.fresh_v.resize(static_cast<size_t>(n * v_w));
   p.positions.resize(static_cast<size_t>(n));
-  for (int64_t t = 0; t < n; ++t) p.positions[static_cast<size_t>(t)] = p.pos0 + static_cast<int32_t>(t);
-  p.share_scores = targets.size() > 1;
-  bool all_queries = false;
+  for (int64_t t = 0; t < n; ++t)
+    p.positions[static_cast<size_t>(t)] = batch ? targets[static_cast<size_t>(t)].cache->next_pos() : p.pos0 + static_cast<int32_t>(t);
+  p.share_scores = !batch && targets.size() > 1;
+  bool any_press = false, all_queries = false;
   for (const PressTarget& target : targets)
     if (target.press) {
-      p.window = std::max(p.window, std::min<int64_t>(target.press->window(), n));
+      any_press = true;
+      if (!batch) p.window = std::max(p.window, std::min<int64_t>(target.press->window(), n));
       all_queries = all_queries || target.press->needs_all_queries();
     }
   p.q_window.resize(static_cast<size_t>(p.window * q_w));
-  if (all_queries) p.q_all.resize(static_cast<size_t>(n * q_w));
+  if (all_queries || (batch && any_press)) p.q_all.resize(static_cast<size_t>(n * q_w));
   const float* ff = rope_freqs_.empty() ? nullptr : rope_freqs_.data();
-  p.rope.fill(c, p.pos0, n, c.rope_base, c.rope_pos_scale, ff);
-  if (c.sliding_window > 0) p.rope_sliding.fill(c, p.pos0, n, c.rope_base_sliding, 1.0f, ff);
+  p.rope.fill(c, p.positions, c.rope_base, c.rope_pos_scale, ff);
+  if (c.sliding_window > 0) p.rope_sliding.fill(c, p.positions, c.rope_base_sliding, 1.0f, ff);
   p.xn.resize(static_cast<size_t>(p.tile * dim));
   p.q.resize(static_cast<size_t>(p.tile * q_w));
   p.att.resize(static_cast<size_t>(p.tile * o_w));
   p.proj.resize(p.xn.size());
   p.g.resize(static_cast<size_t>(p.tile * c.ffn));
   p.u.resize(p.g.size());
-
   embed(p, tokens);
-  for (int l = 0; l < c.n_layer; ++l) {
-    for (int64_t t0 = 0; t0 < n; t0 += p.tile) {
-      const int64_t nt = std::min(p.tile, n - t0);
-      attention_block(p, l, t0, nt, attended, tap);
-      ffn_block(p, l, t0, nt);
+  return pp;
+}
+
+bool Model::step_pass(Pass& p, float* logits, bool all_logits) const {
+  if (p.finished) return false;
+  if (p.layer < cfg_.n_layer) {
+    const int64_t nt = std::min(p.tile, p.n - p.t0);
+    attention_block(p, p.layer, p.t0, nt);
+    ffn_block(p, p.layer, p.t0, nt);
+    p.t0 += nt;
+    if (p.t0 == p.n) {  // the layer is done with its full K/V: the presses choose
+      p.memo.clear();
+      if (p.batch) {
+        for (int64_t t = 0; t < p.n; ++t) store_layer(p, p.layer, p.targets[static_cast<size_t>(t)], t, 1);
+      } else {
+        for (const PressTarget& target : p.targets) store_layer(p, p.layer, target, 0, p.n);
+      }
+      ++p.layer;
+      p.t0 = 0;
     }
-    p.memo.clear();
-    for (const PressTarget& target : targets) store_layer(p, l, target);  // the layer is done with its full K/V
+    return true;
   }
-  for (const PressTarget& target : targets) target.cache->set_next_pos(p.pos0 + static_cast<int32_t>(n));
+  for (int64_t t = 0; t < static_cast<int64_t>(p.targets.size()); ++t)
+    p.targets[static_cast<size_t>(t)].cache->set_next_pos(p.batch ? p.positions[static_cast<size_t>(t)] + 1
+                                                                    : p.pos0 + static_cast<int32_t>(p.n));
   output_logits(p, logits, all_logits);
+  p.finished = true;
+  return false;
 }
 
 }  // namespace kvsqueeze

@@ -32,6 +32,38 @@ struct PressTarget {
   LayerPress* press = nullptr;
 };
 
+// One session's next token in a batched decode step: the cache it extends and the step
+// press (e.g. a DecodePress) that runs on it, if any.
+struct DecodeRow {
+  KvCache* cache = nullptr;
+  int32_t token = 0;
+  LayerPress* press = nullptr;
+};
+
+class Model;
+
+// A layer-major pass over a prompt, run a piece at a time so that a server can put other
+// work (decode steps of running sessions) between the pieces. Made by Model::begin_pass;
+// the model, the targets and the logits buffer must outlive it, and nothing else may
+// touch the targets' caches until it is done.
+class PromptPass {
+ public:
+  ~PromptPass();
+  PromptPass(const PromptPass&) = delete;
+  PromptPass& operator=(const PromptPass&) = delete;
+  // Runs the next piece: one token tile of one layer (and, after a layer's last tile, the
+  // presses choosing what the caches keep), or at the end the logits. Returns true while
+  // pieces remain.
+  bool step();
+  bool done() const;
+
+ private:
+  friend class Model;
+  struct State;
+  explicit PromptPass(std::unique_ptr<State> s);
+  std::unique_ptr<State> s_;
+};
+
 struct LayerWeights {
   std::vector<float> attn_norm, ffn_norm;
   std::vector<float> post_attn_norm, post_ffn_norm;  // gemma3 only
@@ -71,6 +103,18 @@ class Model {
   void forward_shared(const std::vector<PressTarget>& targets, const int32_t* tokens, int64_t n, float* logits,
                       bool all_logits) const;
 
+  // forward(), or forward_shared() when there are several targets, as a pass run piece by
+  // piece (PromptPass::step). tile: tokens per piece (0: the default 256). The tokens are
+  // read at once; logits are written by the last step.
+  std::unique_ptr<PromptPass> begin_pass(const std::vector<PressTarget>& targets, const int32_t* tokens, int64_t n,
+                                         float* logits, bool all_logits, int64_t tile = 0) const;
+
+  // One token for each of several caches (sessions) in one pass: every weight matrix is
+  // streamed once for the whole batch, each token attends to its own cache. Row b's
+  // logits ([vocab]) go to logits + b * vocab and equal, bit for bit, those of forward()
+  // on that token alone. Throws unless the caches are distinct and made for this model.
+  void decode_batch(const std::vector<DecodeRow>& rows, float* logits) const;
+
   // Identifies the model a cache was made with: its shape, every tensor's name, type and
   // shape, and the bytes of the small tensors (norms, biases), which differ between
   // models of one shape.
@@ -82,14 +126,16 @@ class Model {
   int64_t weight_bytes() const;
 
  private:
+  friend class PromptPass;
   struct Pass;  // one forward call's buffers (model.cpp)
   // The blocks of the forward pass, in order; the config says which parts each runs.
   void embed(Pass& p, const int32_t* tokens) const;
-  void attention_block(Pass& p, int layer, int64_t t0, int64_t nt, const KvCache& cache, AttentionTap* tap) const;
+  void attention_block(Pass& p, int layer, int64_t t0, int64_t nt) const;
   void ffn_block(Pass& p, int layer, int64_t t0, int64_t nt) const;
-  void run_pass(const std::vector<PressTarget>& targets, const int32_t* tokens, int64_t n, float* logits,
-                bool all_logits, AttentionTap* tap) const;
-  void store_layer(Pass& p, int layer, const PressTarget& target) const;  // the press hook
+  std::unique_ptr<Pass> start_pass(const std::vector<PressTarget>& targets, const int32_t* tokens, int64_t n,
+                                   bool batch, int64_t tile, AttentionTap* tap) const;
+  bool step_pass(Pass& p, float* logits, bool all_logits) const;  // false once finished
+  void store_layer(Pass& p, int layer, const PressTarget& target, int64_t first, int64_t n) const;  // the press hook
   void output_logits(Pass& p, float* logits, bool all_logits) const;
 
   std::vector<float> small_vector(const std::string& name, int64_t expect, bool required) const;

@@ -43,16 +43,6 @@ void Metrics::first_token(double seconds) {
   first_token_.observe(seconds);
 }
 
-void Metrics::session_started() {
-  std::lock_guard lock(mu_);
-  ++active_sessions_;
-}
-
-void Metrics::session_ended() {
-  std::lock_guard lock(mu_);
-  --active_sessions_;
-}
-
 namespace {
 void histogram_lines(std::string& out, const std::string& name, const std::string& labels, const auto& h,
                      const auto& buckets) {
@@ -65,7 +55,7 @@ void histogram_lines(std::string& out, const std::string& name, const std::strin
 }
 }  // namespace
 
-std::string Metrics::render() const {
+std::string Metrics::render(const Live& live) const {
   std::lock_guard lock(mu_);
   std::string out;
   out += "# HELP kvsqueeze_requests_total HTTP requests answered, by endpoint and status.\n"
@@ -81,9 +71,18 @@ std::string Metrics::render() const {
       "# TYPE kvsqueeze_kv_bytes_held gauge\nkvsqueeze_kv_bytes_held {}\n"
       "# HELP kvsqueeze_kv_bytes_evicted_total KV cache bytes compression released.\n"
       "# TYPE kvsqueeze_kv_bytes_evicted_total counter\nkvsqueeze_kv_bytes_evicted_total {}\n"
-      "# HELP kvsqueeze_active_sessions Generations running now.\n# TYPE kvsqueeze_active_sessions gauge\n"
-      "kvsqueeze_active_sessions {}\n",
-      prompt_tokens_, generated_tokens_, kv_held_, kv_evicted_, active_sessions_);
+      "# HELP kvsqueeze_active_sessions Generations running now (reading their prompt or decoding).\n"
+      "# TYPE kvsqueeze_active_sessions gauge\nkvsqueeze_active_sessions {}\n"
+      "# HELP kvsqueeze_queued_sessions Generations waiting for a slot or for memory.\n"
+      "# TYPE kvsqueeze_queued_sessions gauge\nkvsqueeze_queued_sessions {}\n"
+      "# HELP kvsqueeze_reserved_bytes Memory admission has handed to running generations.\n"
+      "# TYPE kvsqueeze_reserved_bytes gauge\nkvsqueeze_reserved_bytes {}\n"
+      "# HELP kvsqueeze_decode_steps_total Batched decode steps (one pass over the weights each).\n"
+      "# TYPE kvsqueeze_decode_steps_total counter\nkvsqueeze_decode_steps_total {}\n"
+      "# HELP kvsqueeze_decode_rows_total Session tokens those steps decoded (rows / steps: the mean batch width).\n"
+      "# TYPE kvsqueeze_decode_rows_total counter\nkvsqueeze_decode_rows_total {}\n",
+      prompt_tokens_, generated_tokens_, kv_held_ + live.session_kv_bytes, kv_evicted_, live.running_sessions,
+      live.queued_sessions, live.reserved_bytes, live.decode_steps, live.decode_rows);
   out += "# HELP kvsqueeze_request_duration_seconds Time to answer a request, by endpoint.\n"
          "# TYPE kvsqueeze_request_duration_seconds histogram\n";
   for (const auto& [endpoint, h] : latency_)

@@ -19,9 +19,14 @@ class Metrics {
   void kv_released(int64_t bytes);
   void kv_evicted(int64_t bytes);
   void first_token(double seconds);
-  void session_started();
-  void session_ended();
-  std::string render() const;
+  // What the scheduler holds right now, rendered beside the counters.
+  struct Live {
+    int64_t running_sessions = 0, queued_sessions = 0;
+    int64_t session_kv_bytes = 0;  // the running sessions' caches
+    int64_t reserved_bytes = 0;    // memory admission has handed out
+    int64_t decode_steps = 0, decode_rows = 0;
+  };
+  std::string render(const Live& live) const;
 
  private:
   static constexpr std::array<double, 11> kBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -36,7 +41,7 @@ class Metrics {
   std::map<std::string, Histogram> latency_;
   Histogram first_token_;
   int64_t prompt_tokens_ = 0, generated_tokens_ = 0;
-  int64_t kv_held_ = 0, kv_evicted_ = 0, active_sessions_ = 0;
+  int64_t kv_held_ = 0, kv_evicted_ = 0;  // kv_held_: saved contexts
 };
 
 }  // namespace kvsqueeze

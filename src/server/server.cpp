@@ -19,6 +19,7 @@
 #include "model/model.h"
 #include "press/compression_press.h"
 #include "press/press_config.h"
+#include "runtime/batch_scheduler.h"
 #include "runtime/generator.h"
 #include "runtime/sampler.h"
 #include "tensor/quant.h"
@@ -55,90 +56,6 @@ std::string endpoint_label(const std::string& path) {
   return "unmatched";
 }
 
-// One forward pass at a time, handed out in arrival order: sessions take turns token by
-// token, so N admitted sessions all make progress and each pass gets every core.
-class FairLock {
- public:
-  void lock() {
-    std::unique_lock l(m_);
-    const uint64_t ticket = next_++;
-    cv_.wait(l, [&] { return serving_ == ticket; });
-  }
-  void unlock() {
-    {
-      std::lock_guard l(m_);
-      ++serving_;
-    }
-    cv_.notify_all();
-  }
-
- private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  uint64_t next_ = 0, serving_ = 0;
-};
-
-// Holds a FairLock turn; released on scope exit whatever happens.
-class Turn {
- public:
-  explicit Turn(FairLock& l) : l_(l) { acquire(); }
-  ~Turn() {
-    if (held_) l_.unlock();
-  }
-  void acquire() {
-    l_.lock();
-    held_ = true;
-  }
-  void release() {
-    held_ = false;
-    l_.unlock();
-  }
-
- private:
-  FairLock& l_;
-  bool held_ = false;
-};
-
-// Admits `limit` sessions whose estimated memory fits the budget together; up to
-// `max_wait` more wait for a slot. A request that would push the memory past the budget,
-// or finds the queue full, is refused (the caller answers 429).
-class SessionGate {
- public:
-  SessionGate(int limit, int max_wait, size_t memory_budget)
-      : limit_(limit), max_wait_(max_wait), budget_(memory_budget) {}
-  bool enter(size_t bytes) {
-    std::unique_lock l(m_);
-    if (active_ >= limit_) {
-      if (waiting_ >= max_wait_) return false;
-      ++waiting_;
-      cv_.wait(l, [&] { return active_ < limit_; });
-      --waiting_;
-    }
-    if (in_use_ + bytes > budget_) {
-      cv_.notify_one();  // the slot this request will not take
-      return false;
-    }
-    ++active_;
-    in_use_ += bytes;
-    return true;
-  }
-  void leave(size_t bytes) {
-    {
-      std::lock_guard l(m_);
-      --active_;
-      in_use_ -= bytes;
-    }
-    cv_.notify_one();
-  }
-  size_t budget() const { return budget_; }
-
- private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  int limit_, max_wait_, active_ = 0, waiting_ = 0;
-  size_t budget_, in_use_ = 0;
-};
-
 // MemAvailable from /proc/meminfo (0 when unreadable).
 size_t available_memory() {
   std::ifstream in("/proc/meminfo");
@@ -150,18 +67,29 @@ size_t available_memory() {
   return 0;
 }
 
-// What one generation of n_prompt + n_new tokens may hold at its peak: every prompt
-// row of the KV cache before compression, the layer-major prefill's per-token buffers
-// (hidden state, this layer's float K/V, queries), a prompt tile's activations, logits.
-size_t estimate_request_bytes(const ModelConfig& c, int64_t n_prompt, int64_t n_new, DType kv_type) {
+// What one generation may hold at its peak, while its prompt is read: the rows its cache
+// keeps (a press's budget on the layers it compresses, the window on sliding layers,
+// every row elsewhere) and room for n_new more, plus the layer-major pass's per-token
+// buffers (hidden state, one layer's float K/V, queries), a prompt tile's activations
+// and logits. Once the prompt is read, the scheduler lowers the reservation to what the
+// cache really holds plus its room to grow.
+size_t estimate_request_bytes(const ModelConfig& c, int64_t n_prompt, int64_t n_new, DType kv_type,
+                              const PressConfig* press) {
   const auto row = [&](int64_t width) { return static_cast<size_t>(row_bytes(kv_type, width)); };
-  const size_t kv_per_token = static_cast<size_t>(c.n_layer) * static_cast<size_t>(c.n_head_kv) *
-                              (row(c.head_dim) + row(c.head_dim_v) + sizeof(int32_t));
+  const size_t kv_row = static_cast<size_t>(c.n_head_kv) * (row(c.head_dim) + row(c.head_dim_v) + sizeof(int32_t));
+  int64_t rows = c.full_cache_rows(n_prompt);  // per KV head, over all layers
+  if (press && press->enabled()) {
+    const int64_t budget = press->budget > 0 ? press->budget
+                                             : static_cast<int64_t>(std::ceil(press->ratio * static_cast<double>(n_prompt)));
+    const auto pressed = static_cast<int64_t>(c.press_layers.size());
+    rows -= pressed * (n_prompt - std::min(n_prompt, std::max(budget, press->window)));
+  }
+  rows += static_cast<int64_t>(c.n_layer) * n_new;
   const size_t kv_w = static_cast<size_t>(c.n_head_kv) * static_cast<size_t>(c.head_dim + c.head_dim_v);
   const size_t per_prompt_token = sizeof(float) * (static_cast<size_t>(c.dim) + kv_w + static_cast<size_t>(c.n_head * c.head_dim));
   const size_t tile = 256 * sizeof(float) * (3 * static_cast<size_t>(c.dim) + 2 * static_cast<size_t>(c.ffn) +
                                              2 * static_cast<size_t>(c.n_head * c.head_dim));
-  return kv_per_token * static_cast<size_t>(n_prompt + n_new) + per_prompt_token * static_cast<size_t>(n_prompt) + tile +
+  return kv_row * static_cast<size_t>(rows) + per_prompt_token * static_cast<size_t>(n_prompt) + tile +
          static_cast<size_t>(c.vocab) * sizeof(float) * 2;
 }
 
@@ -185,6 +113,7 @@ struct Outcome {
   std::string finish_reason = "length";
   bool cancelled = false;
   size_t kv_uncompressed = 0, kv_after_prompt = 0, kv_end = 0;
+  std::optional<int64_t> budget;  // the press's, when one compressed the prompt
   json layers = json::array();
 };
 
@@ -195,7 +124,8 @@ struct StopGeneration {};
 struct ApiServer::State {
   State(const Model& m, const Tokenizer& t, const std::string& chat_text, ServerOptions o)
       : model(m), tok(t), opt(std::move(o)),
-        gate(opt.parallel, opt.max_queue, opt.max_memory ? opt.max_memory : available_memory() / 4 * 3),
+        memory_budget(opt.max_memory ? opt.max_memory : available_memory() / 4 * 3),
+        scheduler(m, &t, SchedulerOptions{std::max(1, opt.parallel), opt.max_queue, memory_budget, 0}),
         contexts(opt.context_memory, opt.context_dir, m.cache_identity(), metrics) {
     try {
       chat = chat_template_for(chat_text, t);
@@ -214,8 +144,8 @@ struct ApiServer::State {
   httplib::Server http;
   std::atomic<bool> run_started{false}, run_finished{false}, stop_requested{false};
   Metrics metrics;
-  FairLock compute;
-  SessionGate gate;
+  size_t memory_budget;
+  BatchScheduler scheduler;  // every generation's compute, batched
   ContextStore contexts;
   int listen_socket = -1;  // the bound socket (set while binding)
   std::atomic<uint64_t> next_id{1};
@@ -288,7 +218,8 @@ struct ApiServer::State {
       p.press = make_press(pr);
       p.preset = pr.preset;
     }
-    p.memory = estimate_request_bytes(model.config(), p.prompt_tokens(), p.gen.n_predict, opt.kv_type) +
+    p.memory = estimate_request_bytes(model.config(), p.prompt_tokens(), p.gen.n_predict, opt.kv_type,
+                                      p.press ? &p.press->config() : nullptr) +
                (p.base ? p.base->bytes_used() : 0);
     check_fits(p.memory);
     return p;
@@ -296,17 +227,38 @@ struct ApiServer::State {
 
   // A request that could never fit the memory budget is refused outright.
   void check_fits(size_t bytes) const {
-    if (bytes > gate.budget())
+    if (bytes > memory_budget)
       throw ApiError(413, "request_too_large",
                      fmt::format("this request may need {:.1f} MiB, more than the server allows ({:.1f} MiB): "
                                  "shorten the prompt or max_tokens",
-                                 static_cast<double>(bytes) / (1 << 20), static_cast<double>(gate.budget()) / (1 << 20)));
+                                 static_cast<double>(bytes) / (1 << 20), static_cast<double>(memory_budget) / (1 << 20)));
   }
 
-  void admit(size_t bytes) {
-    if (!gate.enter(bytes))
-      throw ApiError(429, "rate_limit_error",
-                     "the server is busy (its queue or memory budget is full); retry later");
+  // Hands a job to the scheduler, where it waits for a slot and for memory; refused
+  // (429) only when the queue is full.
+  std::shared_ptr<BatchSession> submit(BatchJob job) {
+    try {
+      return scheduler.submit(std::move(job));
+    } catch (const SchedulerFull&) {
+      throw ApiError(429, "rate_limit_error", "the server is busy (its queue is full); retry later");
+    }
+  }
+
+  std::shared_ptr<BatchSession> submit(Prepared& p) {
+    BatchJob job;
+    job.base = p.base;
+    job.kv_type = opt.kv_type;
+    job.first = p.first;
+    job.second = p.second;
+    job.press = std::move(p.press);
+    job.gen = p.gen;
+    job.prefill_bytes = p.memory;
+    return submit(std::move(job));
+  }
+
+  Metrics::Live live() const {
+    return {scheduler.running(),        scheduler.queued(),       scheduler.kv_bytes(),
+            static_cast<int64_t>(scheduler.memory_in_use()), scheduler.decode_steps(), scheduler.decode_rows()};
   }
 
   static std::unique_ptr<CompressionPress> make_press(const PressRequest& pr) {
@@ -329,65 +281,54 @@ struct ApiServer::State {
     }
   }
 
-  // Runs a prepared request; emit(text) gets the text as it becomes final and returns
-  // false once the client is gone (the generation then stops).
-  Outcome run(Prepared& p, const std::function<bool(const std::string&)>& emit) {
+  // Follows a submitted session to its end; emit(text) gets the text as it becomes final
+  // and returns false once the client is gone (the session is then cancelled).
+  Outcome run(BatchSession& session, const Prepared& p, const std::function<bool(const std::string&)>& emit) {
     const auto t0 = Clock::now();
     Outcome out;
-    Generator gen = p.base ? Generator(model, &tok, KvCache(*p.base)) : Generator(model, &tok, opt.kv_type);
     StreamText text(p.stop);
-    // The metrics see this session and its cache until the end, whatever ends it.
-    struct Session {
-      Metrics& m;
-      int64_t held = 0;
-      explicit Session(Metrics& metrics) : m(metrics) { m.session_started(); }
-      void hold(int64_t bytes) {
-        m.kv_acquired(bytes - held);
-        held = bytes;
+    // Whatever ends this (a stop string, a hang-up, an error), the session leaves the batch.
+    struct Leave {
+      BatchSession& s;
+      ~Leave() { s.cancel(); }
+    } leave{session};
+    while (const std::optional<int32_t> id = session.next()) {
+      if (out.completion_tokens == 0) metrics.first_token(seconds_since(t0));
+      ++out.completion_tokens;
+      if (tok.is_end_of_generation(*id)) {
+        out.finish_reason = "stop";
+        break;
       }
-      ~Session() {
-        m.kv_released(held);
-        m.session_ended();
+      const std::string ready = text.add(tok.piece(*id));
+      out.text += ready;
+      if (!ready.empty() && !emit(ready)) {
+        out.cancelled = true;
+        break;
       }
-    } session(metrics);
-    Turn turn(compute);
-    std::vector<float> logits = gen.prefill(p.first, p.press.get());
-    out.kv_uncompressed = gen.stats().kv_bytes_uncompressed;
-    out.kv_after_prompt = gen.cache().bytes_used();
-    if (!p.second.empty()) logits = gen.prefill(p.second);
-    session.hold(static_cast<int64_t>(gen.cache().bytes_used()));
-    if (p.press) metrics.kv_evicted(static_cast<int64_t>(out.kv_uncompressed) - static_cast<int64_t>(out.kv_after_prompt));
-    try {
-      gen.decode(std::move(logits), p.gen, [&](int32_t id) {
-        turn.release();  // others take their turn while this token is handled
-        if (out.completion_tokens == 0) metrics.first_token(seconds_since(t0));
-        ++out.completion_tokens;
-        if (tok.is_end_of_generation(id)) {
-          out.finish_reason = "stop";
-        } else {
-          const std::string ready = text.add(tok.piece(id));
-          out.text += ready;
-          if (!ready.empty() && !emit(ready)) {
-            out.cancelled = true;
-            throw StopGeneration{};
-          }
-          if (text.stopped()) {
-            out.finish_reason = "stop";
-            throw StopGeneration{};
-          }
-        }
-        turn.acquire();
-      });
-    } catch (const StopGeneration&) {
+      if (text.stopped()) {
+        out.finish_reason = "stop";
+        break;
+      }
+    }
+    session.cancel();
+    // Wait for the scheduler to let go of the session before reading its cache.
+    while (session.next()) {
     }
     if (!out.cancelled) {
       const std::string rest = text.flush();
       out.text += rest;
       if (!rest.empty() && !emit(rest)) out.cancelled = true;
     }
-    out.kv_end = gen.cache().bytes_used();
+    out.kv_uncompressed = session.stats().kv_bytes_uncompressed;
+    out.kv_after_prompt = session.kv_after_prompt();
+    out.kv_end = session.has_cache() ? session.cache().bytes_used() : 0;
+    if (session.press()) {
+      out.budget = session.press()->config().budget;
+      if (session.has_cache())
+        metrics.kv_evicted(static_cast<int64_t>(out.kv_uncompressed) - static_cast<int64_t>(out.kv_after_prompt));
+    }
     metrics.tokens(p.prompt_tokens(), out.completion_tokens);
-    out.layers = layer_budgets(p.press.get());
+    out.layers = layer_budgets(session.press());
     return out;
   }
 
@@ -418,8 +359,8 @@ struct ApiServer::State {
               {"bytes_before", o.kv_uncompressed},
               {"bytes_after", o.kv_after_prompt},
               {"bytes_end", o.kv_end}};
-    if (p.press) {
-      k["budget"] = p.press->config().budget;
+    if (o.budget) {
+      k["budget"] = *o.budget;
       k["layers"] = o.layers;
     }
     return k;
@@ -443,16 +384,16 @@ struct ApiServer::State {
     }
     const CompletionRequest r = parse_completion_request(body, chat_request);
     auto p = std::make_shared<Prepared>(prepare(r));
-    admit(p->memory);
+    const std::shared_ptr<BatchSession> session = submit(*p);
     const std::string id = new_id(chat_request);
     const int64_t created = unix_time();
     const std::string object = chat_request ? "chat.completion" : "text_completion";
     auto status = std::make_shared<int>(200);
     // Runs once when the response is finished or dropped (even if the client left before
-    // the first byte): the session slot is given back here.
-    auto release = [this, p, status, endpoint, t0](bool success) {
+    // the first byte): a session still waiting or running leaves the batch here.
+    auto release = [this, session, status, endpoint, t0](bool success) {
       if (!success && *status == 200) *status = 499;
-      gate.leave(p->memory);
+      session->cancel();
       metrics.request_done(endpoint, *status, seconds_since(t0));
     };
     streamed = true;
@@ -462,10 +403,10 @@ struct ApiServer::State {
       // generation stops, as it does for a stream.
       res.set_chunked_content_provider(
           "application/json",
-          [this, p, id, created, chat_request, object, status](size_t, httplib::DataSink& sink) {
+          [this, p, session, id, created, chat_request, object, status](size_t, httplib::DataSink& sink) {
             json out;
             try {
-              const Outcome o = run(*p, [&](const std::string&) { return sink.is_writable() && sink.write(" ", 1); });
+              const Outcome o = run(*session, *p, [&](const std::string&) { return sink.is_writable() && sink.write(" ", 1); });
               if (o.cancelled) {
                 *status = 499;
                 sink.done();
@@ -493,7 +434,7 @@ struct ApiServer::State {
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream",
-        [this, p, id, created, chat_request, include_usage, status](size_t, httplib::DataSink& sink) {
+        [this, p, session, id, created, chat_request, include_usage, status](size_t, httplib::DataSink& sink) {
           const std::string chunk_object = chat_request ? "chat.completion.chunk" : "text_completion";
           auto chunk = [&](const json& delta_or_text, const json& finish) {
             json choice = {{"index", 0}, {"finish_reason", finish}};
@@ -508,7 +449,7 @@ struct ApiServer::State {
           };
           try {
             if (chat_request) send(chunk(json{{"role", "assistant"}, {"content", ""}}, nullptr));
-            Outcome o = run(*p, [&](const std::string& piece) {
+            Outcome o = run(*session, *p, [&](const std::string& piece) {
               return send(chunk(chat_request ? json{{"content", piece}} : json(piece), nullptr));
             });
             if (!o.cancelled) {
@@ -555,35 +496,37 @@ struct ApiServer::State {
       throw ApiError(413, "context_length_exceeded",
                      fmt::format("the text has {} tokens; this server's context is {}", tokens.size(), max_context));
     auto press = make_press(pr);
-    const size_t memory = estimate_request_bytes(model.config(), static_cast<int64_t>(tokens.size()), 0, opt.kv_type);
-    check_fits(memory);
-    admit(memory);
+    BatchJob job;
+    job.kv_type = opt.kv_type;
+    job.first = tokens;
+    job.gen.n_predict = 0;  // read only: the cache is the result
+    job.prefill_bytes = estimate_request_bytes(model.config(), static_cast<int64_t>(tokens.size()), 0, opt.kv_type,
+                                               press ? &press->config() : nullptr);
+    check_fits(job.prefill_bytes);
+    job.press = std::move(press);
+    const std::shared_ptr<BatchSession> session = submit(std::move(job));
     struct Leave {
-      SessionGate& g;
-      size_t bytes;
-      ~Leave() { g.leave(bytes); }
-    } leave{gate, memory};
-    Generator gen(model, &tok, opt.kv_type);
-    {
-      Turn turn(compute);
-      gen.prefill(tokens, press.get());
+      BatchSession& s;
+      ~Leave() { s.cancel(); }
+    } leave{*session};
+    while (session->next()) {
     }
     SavedContext c;
     c.id = cr.id.empty() ? ContextStore::new_id() : cr.id;
     c.tokens = static_cast<int64_t>(tokens.size());
     c.created = unix_time();
     Prepared shape;
-    shape.press = std::move(press);
     shape.preset = pr.preset;
     Outcome o;
-    o.kv_uncompressed = gen.stats().kv_bytes_uncompressed;
-    o.kv_after_prompt = o.kv_end = gen.cache().bytes_used();
-    o.layers = layer_budgets(shape.press.get());
+    o.kv_uncompressed = session->stats().kv_bytes_uncompressed;
+    o.kv_after_prompt = o.kv_end = session->cache().bytes_used();
+    if (session->press()) o.budget = session->press()->config().budget;
+    o.layers = layer_budgets(session->press());
     c.kv_cache = kv_report(shape, o);
     c.kv_cache.erase("bytes_end");
-    if (shape.press) metrics.kv_evicted(static_cast<int64_t>(o.kv_uncompressed) - static_cast<int64_t>(o.kv_after_prompt));
+    if (session->press()) metrics.kv_evicted(static_cast<int64_t>(o.kv_uncompressed) - static_cast<int64_t>(o.kv_after_prompt));
     metrics.tokens(c.tokens, 0);
-    c.cache = std::make_shared<const KvCache>(std::move(gen.cache()));
+    c.cache = std::make_shared<const KvCache>(std::move(session->cache()));
     contexts.add(c, cr.persist);
     c.persisted = cr.persist;
     res.set_content(dump(c.describe()), "application/json");
@@ -685,7 +628,7 @@ struct ApiServer::State {
     });
     http.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
       (void)req;
-      guarded("/metrics", res, [&](Clock::time_point, bool&) { res.set_content(metrics.render(), "text/plain; version=0.0.4"); });
+      guarded("/metrics", res, [&](Clock::time_point, bool&) { res.set_content(metrics.render(live()), "text/plain; version=0.0.4"); });
     });
     http.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
       guarded("/v1/completions", res,
