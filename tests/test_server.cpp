@@ -782,6 +782,30 @@ TEST(ServerApi, PromptsAreTokenizedAsPlainTextUnlessAsked) {
             "parse_special");
 }
 
+// "ignore_eos" (as llama.cpp's server and vLLM have it) generates max_tokens whatever
+// the model says: what load benchmarks need.
+TEST(ServerApi, IgnoreEosGeneratesEveryTokenAskedFor) {
+  const auto path = cached_model_path("smollm2-135m-instruct");
+  if (!path) GTEST_SKIP() << "smollm2-135m-instruct is not fetched (scripts/fetch_models.sh)";
+  const Served s(*path);
+  const json body = {{"messages", {{{"role", "user"}, {"content", "Say hello."}}}}, {"max_tokens", 60}, {"temperature", 0}};
+  const json stopped = post(s, "/v1/chat/completions", body);
+  ASSERT_EQ(stopped["choices"][0]["finish_reason"], "stop");  // the answer ends before 60 tokens
+  const int64_t n = stopped["usage"]["completion_tokens"];
+  EXPECT_LT(n, 60);
+  json ignoring = body;
+  ignoring["ignore_eos"] = true;
+  const json r = post(s, "/v1/chat/completions", ignoring);
+  EXPECT_EQ(r["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(r["usage"]["completion_tokens"], 60);
+  // The answer is still its beginning (control tokens print as nothing).
+  const std::string answer = stopped["choices"][0]["message"]["content"], longer = r["choices"][0]["message"]["content"];
+  EXPECT_EQ(longer.rfind(answer, 0), 0u) << longer;
+  EXPECT_GT(longer.size(), answer.size());
+  ignoring["ignore_eos"] = "yes";
+  EXPECT_EQ(post(s, "/v1/chat/completions", ignoring, 400)["error"]["param"], "ignore_eos");
+}
+
 // Bodies the HTTP library could not bound are refused from their headers alone, numbers
 // that would wrap are refused or saturated, and form-encoded bodies get a limit that
 // says what it is.

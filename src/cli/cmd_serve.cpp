@@ -33,7 +33,7 @@ void add_serve_command(CLI::App& app) {
   add_model_option(cmd, o->model, "model")->required();
   cmd->add_option("--host", o->server.host, "address to listen on");
   cmd->add_option("--port", o->server.port, "port (0: any free port)")->check(CLI::Range(0, 65535));
-  cmd->add_option("--parallel", o->server.parallel, "generations running at once (more wait their turn)")
+  cmd->add_option("--parallel", o->server.parallel, "sessions decoded together: the batch width (more wait in the queue)")
       ->check(CLI::Range(1, 256));
   cmd->add_option("--max-context", o->server.max_context, "tokens per request, prompt and generation (default: the model's)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));

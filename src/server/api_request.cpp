@@ -166,6 +166,7 @@ CompletionRequest parse_completion_request(const nlohmann::json& body, bool chat
   r.sampling.top_k = static_cast<int>(std::min<int64_t>(top_k, INT32_MAX));  // k >= the vocabulary: every token
   r.sampling.seed = static_cast<uint64_t>(seed);
   read(body, "stream", r.stream);
+  read(body, "ignore_eos", r.ignore_eos);
   if (read(body, "parse_special", r.parse_special) && chat)
     throw bad("parse_special", "'parse_special' applies to /v1/completions; message contents are always plain text");
   if (body.contains("stream_options") && body["stream_options"].is_object())

@@ -45,6 +45,7 @@ struct CompletionRequest {
   // completions: special-token spellings in prompt and question become their tokens
   // (default: plain text, so a user cannot type control tokens such as "</s>")
   bool parse_special = false;
+  bool ignore_eos = false;  // generate max_tokens even past end-of-generation tokens (benchmarks)
   int max_tokens = 16;
   SamplerOptions sampling;
   bool stream = false;

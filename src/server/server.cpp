@@ -208,6 +208,7 @@ struct ApiServer::State {
     const int64_t room = max_context - used;
     p.gen.n_predict = static_cast<int>(r.max_tokens < 0 ? room : std::min<int64_t>(r.max_tokens, room));
     p.gen.sampling = r.sampling;
+    p.gen.stop_at_eog = !r.ignore_eos;
     try {
       (void)Sampler(p.gen.sampling);  // refused now, not after a 200 went out
     } catch (const std::invalid_argument& e) {
@@ -295,7 +296,7 @@ struct ApiServer::State {
     while (const std::optional<int32_t> id = session.next()) {
       if (out.completion_tokens == 0) metrics.first_token(seconds_since(t0));
       ++out.completion_tokens;
-      if (tok.is_end_of_generation(*id)) {
+      if (p.gen.stop_at_eog && tok.is_end_of_generation(*id)) {
         out.finish_reason = "stop";
         break;
       }
