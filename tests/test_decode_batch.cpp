@@ -17,6 +17,7 @@
 #include "model/model.h"
 #include "model/model_maker.h"
 #include "press/press_options.h"
+#include "tensor/cpu_features.h"
 #include "test_util.h"
 
 using namespace kvsqueeze;
@@ -104,13 +105,9 @@ void expect_same_cache(const KvCache& a, const KvCache& b, const std::string& wh
     }
 }
 
-}  // namespace
-
-class DecodeBatch : public ::testing::TestWithParam<Case> {};
-
-TEST_P(DecodeBatch, EverySessionGetsItsAloneLogitsBitForBit) {
-  const auto model = model_for(GetParam());
-  const Model& m = *model;
+// Every session decodes alone, then all in batches (joining and leaving, in shuffled
+// order); each batched step must give the alone logits bit for bit.
+void check_batches_against_alone(const Model& m) {
   const int V = m.config().vocab;
   const size_t n = kSessions.size();
 
@@ -165,10 +162,28 @@ TEST_P(DecodeBatch, EverySessionGetsItsAloneLogitsBitForBit) {
   EXPECT_EQ(batched[3].step_press->evictions(), alone[3].step_press->evictions());
 }
 
+}  // namespace
+
+class DecodeBatch : public ::testing::TestWithParam<Case> {};
+
+TEST_P(DecodeBatch, EverySessionGetsItsAloneLogitsBitForBit) {
+  const auto model = model_for(GetParam());
+  const Model& m = *model;
+  // At every instruction-set level this CPU has: each has its own kernels.
+  for (int level = 0; level <= static_cast<int>(cpu_isa()); ++level) {
+    set_active_isa(static_cast<Isa>(level));
+    SCOPED_TRACE(isa_name(active_isa()));
+    check_batches_against_alone(m);
+  }
+  set_active_isa(cpu_isa());
+}
+
 INSTANTIATE_TEST_SUITE_P(Weights, DecodeBatch,
                          ::testing::Values(Case{Arch::Llama, DType::F32}, Case{Arch::Llama, DType::F16},
                                            Case{Arch::Llama, DType::Q8_0}, Case{Arch::Qwen2, DType::Q4_0},
                                            Case{Arch::Qwen3, DType::Q4_K}, Case{Arch::Llama, DType::Q6_K},
+                                           Case{Arch::Llama, DType::Q4_1}, Case{Arch::Qwen2, DType::Q5_1},
+                                           Case{Arch::Llama, DType::Q5_K}, Case{Arch::Llama, DType::Q5_0},
                                            Case{Arch::Gemma3, DType::Q8_0}),
                          [](const auto& info) { return case_name(info.param); });
 

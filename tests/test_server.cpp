@@ -749,7 +749,9 @@ TEST(ServerLimits, ClientsBeyondTheQueueAreRefusedAtOnce) {
   o.parallel = 1;
   o.max_queue = 20;  // more than cpp-httplib's pool had threads before (parallel + 16)
   const Served s(model_with_stories_vocab("server-queue-q8_0.gguf", 256, 4), o);
-  const std::string body = json({{"prompt", "Once upon a time"}, {"max_tokens", 120}, {"temperature", 0}}).dump();
+  // Long enough that every client has arrived before the running one is done.
+  const std::string body =
+      json({{"prompt", "Once upon a time"}, {"max_tokens", 600}, {"temperature", 0}, {"ignore_eos", true}}).dump();
   std::vector<int> status(30, 0);
   std::vector<std::thread> clients;
   for (size_t i = 0; i < status.size(); ++i)

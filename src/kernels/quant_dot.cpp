@@ -183,53 +183,66 @@ KVS_AVX2 inline __m256i bits_to_0x10(const uint8_t* qh4) {
 }
 
 // ---- 32-wide formats --------------------------------------------------------------
+//
+// Each kernel takes one weight row and T activation rows: a weight block is loaded and
+// unpacked once for all T, and each activation row's sum runs exactly the instructions
+// of T = 1 in the same order, so a column of a decode batch equals the product alone.
+
+// Formats whose block value is d * (signed byte): Q8_0, Q4_0 (nibble - 8), Q5_0.
+template <DType Type, int T>
+KVS_AVX2 void dot_signed32(const void* w_row, const ActBlock32* const* x, int64_t nb, float* out, int64_t out_stride) {
+  using Block = std::conditional_t<Type == DType::Q8_0, BlockQ8_0, std::conditional_t<Type == DType::Q4_0, BlockQ4_0, BlockQ5_0>>;
+  const auto* w = static_cast<const Block*>(w_row);
+  __m256 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    __m256i a;
+    if constexpr (Type == DType::Q8_0) a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs));
+    else if constexpr (Type == DType::Q4_0) a = _mm256_sub_epi8(unpack_nibbles(w[i].qs), _mm256_set1_epi8(8));
+    else a = _mm256_sub_epi8(_mm256_or_si256(unpack_nibbles(w[i].qs), bits_to_0x10(w[i].qh)), _mm256_set1_epi8(16));
+    const float dw = _cvtsh_ss(w[i].d);
+    for (int t = 0; t < T; ++t) {
+      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t][i].qs));
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[t][i].d), _mm256_cvtepi32_ps(dot_s8(a, b)), acc[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) out[t * out_stride] = hsum(acc[t]);
+}
 
 KVS_AVX2 float dot_q8_0(const BlockQ8_0* w, const ActBlock32* x, int64_t nb) {
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t i = 0; i < nb; ++i) {
-    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs));
-    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(w[i].d) * x[i].d), _mm256_cvtepi32_ps(dot_s8(a, b)), acc);
-  }
-  return hsum(acc);
+  float out;
+  dot_signed32<DType::Q8_0, 1>(w, &x, nb, &out, 0);
+  return out;
 }
-
 KVS_AVX2 float dot_q4_0(const BlockQ4_0* w, const ActBlock32* x, int64_t nb) {
-  __m256 acc = _mm256_setzero_ps();
-  const __m256i eight = _mm256_set1_epi8(8);
-  for (int64_t i = 0; i < nb; ++i) {
-    const __m256i a = _mm256_sub_epi8(unpack_nibbles(w[i].qs), eight);
-    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(w[i].d) * x[i].d), _mm256_cvtepi32_ps(dot_s8(a, b)), acc);
-  }
-  return hsum(acc);
+  float out;
+  dot_signed32<DType::Q4_0, 1>(w, &x, nb, &out, 0);
+  return out;
 }
-
 KVS_AVX2 float dot_q5_0(const BlockQ5_0* w, const ActBlock32* x, int64_t nb) {
-  __m256 acc = _mm256_setzero_ps();
-  const __m256i sixteen = _mm256_set1_epi8(16);
-  for (int64_t i = 0; i < nb; ++i) {
-    const __m256i q = _mm256_or_si256(unpack_nibbles(w[i].qs), bits_to_0x10(w[i].qh));
-    const __m256i a = _mm256_sub_epi8(q, sixteen);
-    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(w[i].d) * x[i].d), _mm256_cvtepi32_ps(dot_s8(a, b)), acc);
-  }
-  return hsum(acc);
+  float out;
+  dot_signed32<DType::Q5_0, 1>(w, &x, nb, &out, 0);
+  return out;
 }
 
 // Q4_1 and Q5_1 (scale + offset) differ only by Q5_1's fifth bit.
-template <typename Block>
-KVS_AVX2 float dot_scale_offset(const Block* w, const ActBlock32* x, int64_t nb) {
-  __m256 acc = _mm256_setzero_ps();
-  float offs = 0;
+template <typename Block, int T>
+KVS_AVX2 void dot_scale_offset(const void* w_row, const ActBlock32* const* x, int64_t nb, float* out, int64_t out_stride) {
+  const auto* w = static_cast<const Block*>(w_row);
+  __m256 acc[T];
+  float offs[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps(), offs[t] = 0;
   for (int64_t i = 0; i < nb; ++i) {
     __m256i a = unpack_nibbles(w[i].qs);
     if constexpr (std::is_same_v<Block, BlockQ5_1>) a = _mm256_or_si256(a, bits_to_0x10(w[i].qh));
-    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(w[i].d) * x[i].d), _mm256_cvtepi32_ps(dot_u8s8(a, b)), acc);
-    offs += _cvtsh_ss(w[i].m) * x[i].sum;
+    const float dw = _cvtsh_ss(w[i].d), mw = _cvtsh_ss(w[i].m);
+    for (int t = 0; t < T; ++t) {
+      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t][i].qs));
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[t][i].d), _mm256_cvtepi32_ps(dot_u8s8(a, b)), acc[t]);
+      offs[t] += mw * x[t][i].sum;
+    }
   }
-  return hsum(acc) + offs;
+  for (int t = 0; t < T; ++t) out[t * out_stride] = hsum(acc[t]) + offs[t];
 }
 
 // ---- K formats --------------------------------------------------------------------
@@ -242,18 +255,21 @@ inline int mins_dot(const uint8_t* mins, const int16_t* bsums) {
 }
 
 // Q4_K and Q5_K share everything but Q5_K's fifth bit (one bit plane per 32 values).
-template <typename Block>
-KVS_AVX2 float dot_k_scale_min(const Block* w, const ActBlock256* x, int64_t nb) {
+template <typename Block, int T>
+KVS_AVX2 void dot_k_scale_min(const void* w_row, const ActBlock256* const* x, int64_t nb, float* out, int64_t out_stride) {
   constexpr bool kFiveBits = std::is_same_v<Block, BlockQ5_K>;
-  __m256 acc = _mm256_setzero_ps();
-  float offs = 0;
+  const auto* w = static_cast<const Block*>(w_row);
+  __m256 acc[T];
+  float offs[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps(), offs[t] = 0;
   const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
   for (int64_t i = 0; i < nb; ++i) {
     uint8_t sc[8], mn[8];
     for (int j = 0; j < 8; ++j) k_scale_min(j, w[i].scales, sc[j], mn[j]);
     __m256i hb = _mm256_setzero_si256();
     if constexpr (kFiveBits) hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qh));
-    __m256i sumi = _mm256_setzero_si256();
+    __m256i sumi[T];
+    for (int t = 0; t < T; ++t) sumi[t] = _mm256_setzero_si256();
     for (int c = 0; c < 4; ++c) {
       const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs + 32 * c));
       __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
@@ -262,25 +278,35 @@ KVS_AVX2 float dot_k_scale_min(const Block* w, const ActBlock256* x, int64_t nb)
         lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, s0), one), 4));
         hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, s1), one), 4));
       }
-      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 64 * c));
-      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 64 * c + 32));
-      const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_set1_epi16(sc[2 * c]));
-      const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), _mm256_set1_epi16(sc[2 * c + 1]));
-      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+      const __m256i s_lo = _mm256_set1_epi16(sc[2 * c]), s_hi = _mm256_set1_epi16(sc[2 * c + 1]);
+      for (int t = 0; t < T; ++t) {
+        const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t][i].qs + 64 * c));
+        const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t][i].qs + 64 * c + 32));
+        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), s_lo);
+        const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), s_hi);
+        sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(p0, p1));
+      }
     }
-    const float dx = x[i].d;
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(w[i].d) * dx), _mm256_cvtepi32_ps(sumi), acc);
-    offs += _cvtsh_ss(w[i].dmin) * dx * static_cast<float>(mins_dot(mn, x[i].bsums));
+    const float dw = _cvtsh_ss(w[i].d), dmin = _cvtsh_ss(w[i].dmin);
+    for (int t = 0; t < T; ++t) {
+      const float dx = x[t][i].d;
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+      offs[t] += dmin * dx * static_cast<float>(mins_dot(mn, x[t][i].bsums));
+    }
   }
-  return hsum(acc) - offs;
+  for (int t = 0; t < T; ++t) out[t * out_stride] = hsum(acc[t]) - offs[t];
 }
 
-KVS_AVX2 float dot_q6_k(const BlockQ6_K* w, const ActBlock256* x, int64_t nb) {
-  float acc = 0;
+template <int T>
+KVS_AVX2 void dot_q6_k(const void* w_row, const ActBlock256* const* x, int64_t nb, float* out, int64_t out_stride) {
+  const auto* w = static_cast<const BlockQ6_K*>(w_row);
+  float acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = 0;
   const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
   for (int64_t i = 0; i < nb; ++i) {
     const int8_t* sc = w[i].scales;
-    __m256i sumi = _mm256_setzero_si256();
+    __m256i sumi[T];
+    for (int t = 0; t < T; ++t) sumi[t] = _mm256_setzero_si256();
     for (int n = 0; n < 2; ++n) {
       const uint8_t* ql = w[i].ql + 64 * n;
       const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qh + 32 * n));
@@ -296,18 +322,54 @@ KVS_AVX2 float dot_q6_k(const BlockQ6_K* w, const ActBlock256* x, int64_t nb) {
       };
       for (int k = 0; k < 4; ++k) {
         const int g = 8 * n + 2 * k;  // scale group of the first 16 values
-        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 128 * n + 32 * k));
         const __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[g + 1]), _mm_set1_epi16(sc[g]));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], xv), scales));
+        for (int t = 0; t < T; ++t) {
+          const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t][i].qs + 128 * n + 32 * k));
+          sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], xv), scales));
+        }
       }
     }
-    // Values are stored +32: remove 32 * Σ scale_g * (sum of the activations in group g).
-    int offset = 0;
-    for (int g = 0; g < 16; ++g) offset += sc[g] * x[i].bsums[g];
-    const int total = hsum_i32(sumi) - 32 * offset;
-    acc += _cvtsh_ss(w[i].d) * x[i].d * static_cast<float>(total);
+    const float dw = _cvtsh_ss(w[i].d);
+    for (int t = 0; t < T; ++t) {
+      // Values are stored +32: remove 32 * Σ scale_g * (sum of the activations in group g).
+      int offset = 0;
+      for (int g = 0; g < 16; ++g) offset += sc[g] * x[t][i].bsums[g];
+      const int total = hsum_i32(sumi[t]) - 32 * offset;
+      acc[t] += dw * x[t][i].d * static_cast<float>(total);
+    }
   }
-  return acc;
+  for (int t = 0; t < T; ++t) out[t * out_stride] = acc[t];
+}
+
+// One weight row against n_act (<= 4) activation rows with the kernel of type t.
+template <int T>
+KVS_AVX2 void dot_row(DType t, const void* w, const void* const* act, int64_t n, float* out, int64_t out_stride) {
+  const auto* const* a32 = reinterpret_cast<const ActBlock32* const*>(act);
+  const auto* const* a256 = reinterpret_cast<const ActBlock256* const*>(act);
+  switch (t) {
+    case DType::Q8_0: return dot_signed32<DType::Q8_0, T>(w, a32, n / 32, out, out_stride);
+    case DType::Q4_0: return dot_signed32<DType::Q4_0, T>(w, a32, n / 32, out, out_stride);
+    case DType::Q5_0: return dot_signed32<DType::Q5_0, T>(w, a32, n / 32, out, out_stride);
+    case DType::Q4_1: return dot_scale_offset<BlockQ4_1, T>(w, a32, n / 32, out, out_stride);
+    case DType::Q5_1: return dot_scale_offset<BlockQ5_1, T>(w, a32, n / 32, out, out_stride);
+    case DType::Q4_K: return dot_k_scale_min<BlockQ4_K, T>(w, a256, n / 256, out, out_stride);
+    case DType::Q5_K: return dot_k_scale_min<BlockQ5_K, T>(w, a256, n / 256, out, out_stride);
+    case DType::Q6_K: return dot_q6_k<T>(w, a256, n / 256, out, out_stride);
+    default: return;
+  }
+}
+
+void dot_row_tile(DType t, const void* w, const void* const* act, int n_act, int64_t n, float* out, int64_t out_stride) {
+  for (int k = 0; k < n_act; k += 4) {
+    const int nt = std::min(4, n_act - k);
+    float* o = out + k * out_stride;
+    switch (nt) {
+      case 4: dot_row<4>(t, w, act + k, n, o, out_stride); break;
+      case 3: dot_row<3>(t, w, act + k, n, o, out_stride); break;
+      case 2: dot_row<2>(t, w, act + k, n, o, out_stride); break;
+      default: dot_row<1>(t, w, act + k, n, o, out_stride); break;
+    }
+  }
 }
 
 // AVX-512 VNNI micro-kernel: R weight rows x T activation rows. Two 32-value blocks fill
@@ -454,8 +516,7 @@ void quant_dot_tile(DType t, const void* const* w_rows, int n_rows, const void* 
     if (t == DType::Q5_0) return tile_q4q5_vnni<true>(w_rows, n_rows, act, n_act, n / 32, out, out_stride);
     return tile_q4q5_vnni<false>(w_rows, n_rows, act, n_act, n / 32, out, out_stride);
   }
-  for (int r = 0; r < n_rows; ++r)
-    for (int k = 0; k < n_act; ++k) out[k * out_stride + r] = quant_dot(t, w_rows[r], act[k], n);
+  for (int r = 0; r < n_rows; ++r) dot_row_tile(t, w_rows[r], act, n_act, n, out + r, out_stride);
 }
 
 bool has_quant_dot(DType t) {
@@ -488,19 +549,9 @@ void quantize_activations(DType t, const float* x, void* out, int64_t n) {
 }
 
 float quant_dot(DType t, const void* w, const void* a, int64_t n) {
-  const auto* a32 = static_cast<const ActBlock32*>(a);
-  const auto* a256 = static_cast<const ActBlock256*>(a);
-  switch (t) {
-    case DType::Q8_0: return dot_q8_0(static_cast<const BlockQ8_0*>(w), a32, n / 32);
-    case DType::Q4_0: return dot_q4_0(static_cast<const BlockQ4_0*>(w), a32, n / 32);
-    case DType::Q4_1: return dot_scale_offset(static_cast<const BlockQ4_1*>(w), a32, n / 32);
-    case DType::Q5_0: return dot_q5_0(static_cast<const BlockQ5_0*>(w), a32, n / 32);
-    case DType::Q5_1: return dot_scale_offset(static_cast<const BlockQ5_1*>(w), a32, n / 32);
-    case DType::Q4_K: return dot_k_scale_min(static_cast<const BlockQ4_K*>(w), a256, n / 256);
-    case DType::Q5_K: return dot_k_scale_min(static_cast<const BlockQ5_K*>(w), a256, n / 256);
-    case DType::Q6_K: return dot_q6_k(static_cast<const BlockQ6_K*>(w), a256, n / 256);
-    default: return 0.0f;
-  }
+  float out = 0.0f;
+  dot_row<1>(t, w, &a, n, &out, 0);
+  return out;
 }
 
 }  // namespace kvsqueeze

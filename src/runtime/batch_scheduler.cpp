@@ -204,7 +204,8 @@ void BatchScheduler::decode_step(const std::vector<std::shared_ptr<BatchSession>
   std::vector<DecodeRow> rows;
   for (const auto& s : sessions) rows.push_back({&*s->cache_, s->unfed_, s->job_.step_press.get()});
   const auto vocab = static_cast<size_t>(model_.config().vocab);
-  std::vector<float> logits(rows.size() * vocab);
+  std::vector<float>& logits = step_logits_;  // kept: a large vocabulary's rows are megabytes
+  logits.resize(rows.size() * vocab);
   try {
     model_.decode_batch(rows, logits.data());
   } catch (...) {

@@ -140,6 +140,7 @@ class BatchScheduler {
   std::condition_variable cv_;
   std::deque<std::shared_ptr<BatchSession>> queue_;
   std::vector<std::shared_ptr<BatchSession>> running_;  // in admission order
+  std::vector<float> step_logits_;  // the scheduler thread's: [width][vocab]
   size_t in_use_ = 0;
   std::atomic<int64_t> kv_bytes_{0}, decode_steps_{0}, decode_rows_{0};
   bool stop_ = false;
