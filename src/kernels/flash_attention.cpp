@@ -32,42 +32,78 @@ struct Buffers {
   float* fac;   // [Mp] this tile's rescaling factors
 };
 
-// st[j][m] = Σ_d k[j][d] · qt[d][m] for keys j0..j0+3 and NV vectors of rows from v0.
-template <int NV>
-KVS_INLINE void score_block(const float* const* k, const float* qt, int64_t Mp, int64_t hd, int64_t v0, float* st,
+// The register tiles run on V, a vector the target holds in one register (v16 under
+// AVX-512, 8 floats under AVX2): GCC keeps arrays of wider vectors on the stack.
+using v8 = float __attribute__((vector_size(32)));
+template <typename V>
+KVS_INLINE V vload(const float* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <typename V>
+KVS_INLINE void vstore(float* p, V v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+// st[j][m] = Σ_d k[j][d] · qt[d][m] for keys j0..j0+3 and NW vectors of rows from r0.
+template <typename V, int NW>
+KVS_INLINE void score_block(const float* const* k, const float* qt, int64_t Mp, int64_t hd, int64_t r0, float* st,
                             int64_t j0) {
-  v16 acc[4][NV] = {};
+  constexpr int64_t L = sizeof(V) / sizeof(float);
+  V acc[4][NW] = {};
   for (int64_t d = 0; d < hd; ++d) {
-    v16 qv[NV];
-    for (int v = 0; v < NV; ++v) qv[v] = load(qt + d * Mp + (v0 + v) * kLanes);
+    V qv[NW];
+    for (int w = 0; w < NW; ++w) qv[w] = vload<V>(qt + d * Mp + r0 + w * L);
     for (int jj = 0; jj < 4; ++jj) {
       const float kd = k[jj][d];
-      for (int v = 0; v < NV; ++v) acc[jj][v] += qv[v] * kd;
+      for (int w = 0; w < NW; ++w) acc[jj][w] += qv[w] * kd;
     }
   }
   for (int jj = 0; jj < 4; ++jj)
-    for (int v = 0; v < NV; ++v) store(st + (j0 + jj) * Mp + (v0 + v) * kLanes, acc[jj][v]);
+    for (int w = 0; w < NW; ++w) vstore(st + (j0 + jj) * Mp + r0 + w * L, acc[jj][w]);
 }
 
-// o[m][c0 ..] += Σ_j st[j][m] · v[j][c0 ..] for rows m0..m0+3, NV vectors of columns.
-template <int NV>
+// o[m][c0 ..] += Σ_j st[j][m] · v[j][c0 ..] for rows m0..m0+3, NW vectors of columns.
+template <typename V, int NW>
 KVS_INLINE void mix_block(const float* st, int64_t Mp, const float* vals, int64_t vs, int64_t cnt, float* o,
                           int64_t hdvp, int64_t m0, int64_t c0) {
-  v16 acc[4][NV];
+  constexpr int64_t L = sizeof(V) / sizeof(float);
+  V acc[4][NW];
   for (int r = 0; r < 4; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = load(o + (m0 + r) * hdvp + c0 + v * kLanes);
+    for (int w = 0; w < NW; ++w) acc[r][w] = vload<V>(o + (m0 + r) * hdvp + c0 + w * L);
   for (int64_t j = 0; j < cnt; ++j) {
-    v16 vj[NV];
-    for (int v = 0; v < NV; ++v) vj[v] = load(vals + j * vs + c0 + v * kLanes);
+    V vj[NW];
+    for (int w = 0; w < NW; ++w) vj[w] = vload<V>(vals + j * vs + c0 + w * L);
     for (int r = 0; r < 4; ++r) {
       const float p = st[j * Mp + m0 + r];
-      for (int v = 0; v < NV; ++v) acc[r][v] += vj[v] * p;
+      for (int w = 0; w < NW; ++w) acc[r][w] += vj[w] * p;
     }
   }
   for (int r = 0; r < 4; ++r)
-    for (int v = 0; v < NV; ++v) store(o + (m0 + r) * hdvp + c0 + v * kLanes, acc[r][v]);
+    for (int w = 0; w < NW; ++w) vstore(o + (m0 + r) * hdvp + c0 + w * L, acc[r][w]);
 }
 
+// The widest tile of at most MaxNW vectors that `avail` vectors allow.
+template <typename V, int MaxNW>
+KVS_INLINE void score_tile(int64_t avail, const float* const* k, const float* qt, int64_t Mp, int64_t hd, int64_t r0,
+                           float* st, int64_t j0) {
+  if constexpr (MaxNW > 1)
+    if (avail < MaxNW) return score_tile<V, MaxNW - 1>(avail, k, qt, Mp, hd, r0, st, j0);
+  score_block<V, MaxNW>(k, qt, Mp, hd, r0, st, j0);
+}
+template <typename V, int MaxNW>
+KVS_INLINE void mix_tile(int64_t avail, const float* st, int64_t Mp, const float* vals, int64_t vs, int64_t cnt, float* o,
+                         int64_t hdvp, int64_t m0, int64_t c0) {
+  if constexpr (MaxNW > 1)
+    if (avail < MaxNW) return mix_tile<V, MaxNW - 1>(avail, st, Mp, vals, vs, cnt, o, hdvp, m0, c0);
+  mix_block<V, MaxNW>(st, Mp, vals, vs, cnt, o, hdvp, m0, c0);
+}
+
+// Register tiles of up to MaxNW vectors V per key (scores) or per row (mixing): 4 × 16
+// floats fill AVX-512's 32 registers; AVX2 takes 2 × 8 (16 registers). Results do not
+// depend on the tiles: each sum runs in the same order whatever they are.
+template <typename V, int MaxNW>
 KVS_INLINE void flash_body(const float* q, int64_t q_stride, int G, int nq, const int32_t* q_pos, const RowsView* views,
                            int n_views, int64_t hd, int64_t hdv, float scale, int32_t window, float* out,
                            int64_t out_stride, FlashScratch& scratch) {
@@ -125,14 +161,8 @@ KVS_INLINE void flash_body(const float* q, int64_t q_stride, int G, int nq, cons
       for (int64_t jq = 0; jq < cnt; jq += 4) {
         const float* krow[4];
         for (int jj = 0; jj < 4; ++jj) krow[jj] = jq + jj < cnt ? keys + (jq + jj) * ks : zero_row;
-        for (int64_t v0 = 0; v0 < Mv; v0 += 4) {
-          switch (std::min<int64_t>(4, Mv - v0)) {
-            case 4: score_block<4>(krow, b.qt, Mp, hd, v0, b.st, jq); break;
-            case 3: score_block<3>(krow, b.qt, Mp, hd, v0, b.st, jq); break;
-            case 2: score_block<2>(krow, b.qt, Mp, hd, v0, b.st, jq); break;
-            default: score_block<1>(krow, b.qt, Mp, hd, v0, b.st, jq); break;
-          }
-        }
+        constexpr int64_t L = sizeof(V) / sizeof(float);
+        for (int64_t r0 = 0; r0 < Mp; r0 += MaxNW * L) score_tile<V, MaxNW>((Mp - r0) / L, krow, b.qt, Mp, hd, r0, b.st, jq);
       }
       // Causal (and sliding-window) mask and online softmax, 16 rows at a time.
       const bool all_visible = pos[cnt - 1] <= q_min && q_max - pos[0] < win;
@@ -187,15 +217,9 @@ KVS_INLINE void flash_body(const float* q, int64_t q_stride, int G, int nq, cons
         vals = b.vbuf;
         vs = hdvp;
       }
-      for (int64_t c0 = 0; c0 < hdvp; c0 += 4 * kLanes)
-        for (int64_t m0 = 0; m0 < Mp; m0 += 4) {
-          switch (std::min<int64_t>(4, (hdvp - c0) / kLanes)) {
-            case 4: mix_block<4>(b.st, Mp, vals, vs, cnt, b.o, hdvp, m0, c0); break;
-            case 3: mix_block<3>(b.st, Mp, vals, vs, cnt, b.o, hdvp, m0, c0); break;
-            case 2: mix_block<2>(b.st, Mp, vals, vs, cnt, b.o, hdvp, m0, c0); break;
-            default: mix_block<1>(b.st, Mp, vals, vs, cnt, b.o, hdvp, m0, c0); break;
-          }
-        }
+      constexpr int64_t L = sizeof(V) / sizeof(float);
+      for (int64_t c0 = 0; c0 < hdvp; c0 += MaxNW * L)
+        for (int64_t m0 = 0; m0 < Mp; m0 += 4) mix_tile<V, MaxNW>((hdvp - c0) / L, b.st, Mp, vals, vs, cnt, b.o, hdvp, m0, c0);
     }
   }
 
@@ -209,12 +233,12 @@ KVS_INLINE void flash_body(const float* q, int64_t q_stride, int G, int nq, cons
 #define KVS_FLASH_ARGS                                                                                         \
   const float *q, int64_t q_stride, int G, int nq, const int32_t *q_pos, const RowsView *views, int n_views, \
       int64_t hd, int64_t hdv, float scale, int32_t window, float *out, int64_t out_stride, FlashScratch &scratch
-#define KVS_FLASH_CALL \
-  flash_body(q, q_stride, G, nq, q_pos, views, n_views, hd, hdv, scale, window, out, out_stride, scratch)
+#define KVS_FLASH_CALL(V, max_nw) \
+  flash_body<V, max_nw>(q, q_stride, G, nq, q_pos, views, n_views, hd, hdv, scale, window, out, out_stride, scratch)
 
-void flash_generic(KVS_FLASH_ARGS) { KVS_FLASH_CALL; }
-KVS_TARGET_AVX2 void flash_avx2(KVS_FLASH_ARGS) { KVS_FLASH_CALL; }
-KVS_TARGET_AVX512 void flash_avx512(KVS_FLASH_ARGS) { KVS_FLASH_CALL; }
+void flash_generic(KVS_FLASH_ARGS) { KVS_FLASH_CALL(v8, 2); }
+KVS_TARGET_AVX2 void flash_avx2(KVS_FLASH_ARGS) { KVS_FLASH_CALL(v8, 2); }
+KVS_TARGET_AVX512 void flash_avx512(KVS_FLASH_ARGS) { KVS_FLASH_CALL(v16, 4); }
 
 }  // namespace
 
