@@ -12,6 +12,8 @@ namespace {
 double now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
+constexpr double kMinPromptSlice = 0.005;  // seconds of prompt work per turn at least, while streams run
+constexpr double kIdlePromptSlice = 0.05;  // with nothing decoding: how often to look for new sessions
 }  // namespace
 
 BatchSession::BatchSession(BatchJob job, BatchScheduler* owner)
@@ -123,17 +125,26 @@ void BatchScheduler::loop() {
     }
     for (const auto& s : sessions)
       if (s->cancelled_) end(*s);
-    // One piece of the oldest prompt still being read, then one step for every session
-    // that is decoding.
-    for (const auto& s : sessions)
-      if (s->phase_ == BatchSession::Phase::First || s->phase_ == BatchSession::Phase::Second) {
+    // Prompts get as much time as the last decode step took (at least one piece), the
+    // oldest prompt first, then every decoding session gets one token: a long prompt
+    // arriving halves the running streams' speed instead of stopping them, and short
+    // prompts are read whole in one turn.
+    const bool streams = std::any_of(sessions.begin(), sessions.end(), [](const auto& s) {
+      return s->phase_ == BatchSession::Phase::Decode && !s->cancelled_;
+    });
+    const double slice = streams ? std::max(last_step_seconds_, kMinPromptSlice) : kIdlePromptSlice;
+    const double slice_start = now();
+    for (const auto& s : sessions) {
+      while (s->phase_ == BatchSession::Phase::First || s->phase_ == BatchSession::Phase::Second) {
         try {
           prompt_piece(*s);
         } catch (...) {
           end(*s, std::current_exception());
         }
-        break;
+        if (now() - slice_start >= slice) break;
       }
+      if (now() - slice_start >= slice) break;
+    }
     std::vector<std::shared_ptr<BatchSession>> decoding;
     for (const auto& s : sessions)
       if (s->phase_ == BatchSession::Phase::Decode) decoding.push_back(s);
@@ -213,6 +224,7 @@ void BatchScheduler::decode_step(const std::vector<std::shared_ptr<BatchSession>
     return;
   }
   const double seconds = now() - t0;
+  last_step_seconds_ = seconds;
   ++decode_steps_;
   decode_rows_ += static_cast<int64_t>(rows.size());
   for (size_t b = 0; b < sessions.size(); ++b) {

@@ -1,8 +1,9 @@
 // Continuous batching: many generations share one compute thread. Each step decodes the
 // next token of every running session in one pass over the weights
-// (Model::decode_batch), each session over its own compressed cache; a new prompt is
-// read layer by layer, one piece (a token tile of one layer) between two decode steps,
-// so a long prompt arriving slows the running streams instead of freezing them.
+// (Model::decode_batch), each session over its own compressed cache; new prompts are
+// read layer by layer in pieces (a token tile of one layer), as many between two decode
+// steps as fit in the time the last step took, so a long prompt arriving slows the
+// running streams instead of freezing them.
 // Sessions join and leave between steps. Admission: at most `width` sessions run; a
 // session is admitted in arrival order once the memory it needs fits beside the others'
 // (the whole budget when nothing runs); until then it waits in the queue.
@@ -141,6 +142,7 @@ class BatchScheduler {
   std::deque<std::shared_ptr<BatchSession>> queue_;
   std::vector<std::shared_ptr<BatchSession>> running_;  // in admission order
   std::vector<float> step_logits_;  // the scheduler thread's: [width][vocab]
+  double last_step_seconds_ = 0;    // the last decode step's time: the next prompt slice
   size_t in_use_ = 0;
   std::atomic<int64_t> kv_bytes_{0}, decode_steps_{0}, decode_rows_{0};
   bool stop_ = false;
