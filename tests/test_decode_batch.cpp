@@ -93,18 +93,6 @@ int32_t greedy(const float* logits, int vocab) {
   return static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
 }
 
-void expect_same_cache(const KvCache& a, const KvCache& b, const std::string& what) {
-  ASSERT_EQ(a.next_pos(), b.next_pos()) << what;
-  for (int l = 0; l < a.n_layer(); ++l)
-    for (int h = 0; h < a.n_head_kv(); ++h) {
-      const HeadRows& x = a.head(l, h);
-      const HeadRows& y = b.head(l, h);
-      ASSERT_EQ(x.pos, y.pos) << what << " layer " << l << " head " << h;
-      ASSERT_EQ(0, std::memcmp(x.k.data(), y.k.data(), static_cast<size_t>(x.size() * a.k_row_bytes()))) << what;
-      ASSERT_EQ(0, std::memcmp(x.v.data(), y.v.data(), static_cast<size_t>(x.size() * a.v_row_bytes()))) << what;
-    }
-}
-
 // Every session decodes alone, then all in batches (joining and leaving, in shuffled
 // order); each batched step must give the alone logits bit for bit.
 void check_batches_against_alone(const Model& m) {
@@ -156,7 +144,7 @@ void check_batches_against_alone(const Model& m) {
     }
   }
   EXPECT_GE(widest, 9u);
-  for (size_t i = 0; i < n; ++i) expect_same_cache(batched[i].cache, alone[i].cache, fmt::format("session {}", i));
+  for (size_t i = 0; i < n; ++i) test::expect_same_cache_rows(batched[i].cache, alone[i].cache, fmt::format("session {}", i));
   // The step presses did evict (the budgets are below prompt + decoded tokens).
   EXPECT_GT(batched[3].step_press->evictions(), 0);
   EXPECT_EQ(batched[3].step_press->evictions(), alone[3].step_press->evictions());
@@ -237,7 +225,7 @@ TEST(PromptPass, StepsInterleavedWithDecodeEqualOneForward) {
   EXPECT_FALSE(pass->step());
   EXPECT_EQ(pieces, m.config().n_layer * 2);  // 300 tokens: two 256-token tiles per layer
   EXPECT_EQ(0, std::memcmp(logits.data(), want.data(), want.size() * sizeof(float)));
-  expect_same_cache(cache, alone, "prompt pass");
+  test::expect_same_cache_rows(cache, alone, "prompt pass");
   EXPECT_EQ(other.next_pos(), 1 + pieces);
   EXPECT_THROW(m.begin_pass({{&cache, nullptr}}, prompt.data(), 0, logits.data(), false), std::invalid_argument);
 }

@@ -44,18 +44,6 @@ struct Case {
   int64_t budget, window;
 };
 
-void expect_same_rows(const KvCache& a, const KvCache& b, const std::string& what) {
-  ASSERT_EQ(a.next_pos(), b.next_pos()) << what;
-  for (int l = 0; l < a.n_layer(); ++l)
-    for (int h = 0; h < a.n_head_kv(); ++h) {
-      const HeadRows& x = a.head(l, h);
-      const HeadRows& y = b.head(l, h);
-      ASSERT_EQ(x.pos, y.pos) << what << " layer " << l << " head " << h;
-      ASSERT_EQ(x.k, y.k) << what << " layer " << l << " head " << h;
-      ASSERT_EQ(x.v, y.v) << what << " layer " << l << " head " << h;
-    }
-}
-
 }  // namespace
 
 class SharedPrefill : public ::testing::TestWithParam<Arch> {};
@@ -98,7 +86,7 @@ TEST_P(SharedPrefill, EveryCacheEqualsItsSeparateRun) {
     std::vector<float> logits(V);
     model->forward(alone, ids.data(), static_cast<int64_t>(ids.size()), logits.data(), false, press.get());
     EXPECT_EQ(logits, shared_logits) << what;
-    expect_same_rows(alone, shared_caches[i], what);
+    test::expect_same_cache_rows(alone, shared_caches[i], what);
     if (press) {
       EXPECT_EQ(press->head_budgets(), shared_presses[i]->head_budgets()) << what;
     }

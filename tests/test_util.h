@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "cache/kv_cache.h"
+
 namespace kvsqueeze::test {
 
 inline std::string shared_path(const std::string& rel) { return std::string(KVSQUEEZE_SHARED_DIR) + "/" + rel; }
@@ -62,6 +64,21 @@ inline double rel_l2(const float* a, const float* b, size_t n) {
     den += double(b[i]) * b[i];
   }
   return std::sqrt(num / den);
+}
+
+// Two caches hold the same rows: positions, and key and value bytes of every head.
+inline void expect_same_cache_rows(const KvCache& a, const KvCache& b, const std::string& what) {
+  ASSERT_EQ(a.next_pos(), b.next_pos()) << what;
+  for (int l = 0; l < a.n_layer(); ++l)
+    for (int h = 0; h < a.n_head_kv(); ++h) {
+      const HeadRows& x = a.head(l, h);
+      const HeadRows& y = b.head(l, h);
+      ASSERT_EQ(x.pos, y.pos) << what << " layer " << l << " head " << h;
+      ASSERT_EQ(0, std::memcmp(x.k.data(), y.k.data(), static_cast<size_t>(x.size() * a.k_row_bytes())))
+          << what << " layer " << l << " head " << h;
+      ASSERT_EQ(0, std::memcmp(x.v.data(), y.v.data(), static_cast<size_t>(x.size() * a.v_row_bytes())))
+          << what << " layer " << l << " head " << h;
+    }
 }
 
 }  // namespace kvsqueeze::test
