@@ -751,12 +751,14 @@ TEST(ServerLimits, ClientsBeyondTheQueueAreRefusedAtOnce) {
   const Served s(model_with_stories_vocab("server-queue-q8_0.gguf", 256, 4), o);
   // Long enough that every client has arrived before the running one is done.
   const std::string body =
-      json({{"prompt", "Once upon a time"}, {"max_tokens", 600}, {"temperature", 0}, {"ignore_eos", true}}).dump();
+      json({{"prompt", "Once upon a time"}, {"max_tokens", 300}, {"temperature", 0}, {"ignore_eos", true}}).dump();
   std::vector<int> status(30, 0);
   std::vector<std::thread> clients;
   for (size_t i = 0; i < status.size(); ++i)
     clients.emplace_back([&, i] {
-      const auto r = s.client()->Post("/v1/completions", body, "application/json");
+      auto client = s.client();
+      client->set_read_timeout(600, 0);  // a whole answer's first byte waits for its turn in the queue
+      const auto r = client->Post("/v1/completions", body, "application/json");
       status[i] = r ? r->status : -1;
     });
   for (auto& t : clients) t.join();
