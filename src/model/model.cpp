@@ -404,7 +404,7 @@ void Model::output_logits(Pass& p, float* logits, bool all_logits) const {
 void Model::forward(KvCache& cache, const int32_t* tokens, int64_t n, float* logits, bool all_logits,
                     LayerPress* press, AttentionTap* tap) const {
   if (n <= 0) return;
-  const auto p = start_pass({PressTarget{&cache, press}}, tokens, n, false, 0, tap);
+  const auto p = start_pass({PressTarget{&cache, press}}, tokens, n, false, tap);
   while (step_pass(*p, logits, all_logits)) {
   }
 }
@@ -416,13 +416,13 @@ void Model::forward_shared(const std::vector<PressTarget>& targets, const int32_
     if (!t.cache || t.cache->next_pos() != 0 || t.cache->bytes_used() != 0)
       throw std::invalid_argument("forward_shared fills empty caches only");
   if (n <= 0) return;
-  const auto p = start_pass(targets, tokens, n, false, 0, nullptr);
+  const auto p = start_pass(targets, tokens, n, false, nullptr);
   while (step_pass(*p, logits, all_logits)) {
   }
 }
 
 std::unique_ptr<PromptPass> Model::begin_pass(const std::vector<PressTarget>& targets, const int32_t* tokens, int64_t n,
-                                              float* logits, bool all_logits, int64_t tile) const {
+                                              float* logits, bool all_logits) const {
   if (targets.empty()) throw std::invalid_argument("a pass needs at least one cache");
   if (n <= 0) throw std::invalid_argument("a pass needs at least one token");
   if (targets.size() > 1)
@@ -431,7 +431,7 @@ std::unique_ptr<PromptPass> Model::begin_pass(const std::vector<PressTarget>& ta
         throw std::invalid_argument("a pass over several caches fills empty caches only");
   auto s = std::make_unique<PromptPass::State>();
   s->model = this;
-  s->pass = start_pass(targets, tokens, n, false, tile, nullptr);
+  s->pass = start_pass(targets, tokens, n, false, nullptr);
   s->logits = logits;
   s->all_logits = all_logits;
   return std::unique_ptr<PromptPass>(new PromptPass(std::move(s)));
@@ -448,13 +448,13 @@ void Model::decode_batch(const std::vector<DecodeRow>& rows, float* logits) cons
     targets.push_back({r.cache, r.press});
     tokens.push_back(r.token);
   }
-  const auto p = start_pass(targets, tokens.data(), static_cast<int64_t>(tokens.size()), true, 0, nullptr);
+  const auto p = start_pass(targets, tokens.data(), static_cast<int64_t>(tokens.size()), true, nullptr);
   while (step_pass(*p, logits, true)) {
   }
 }
 
 std::unique_ptr<Model::Pass> Model::start_pass(const std::vector<PressTarget>& targets, const int32_t* tokens, int64_t n,
-                                               bool batch, int64_t tile, AttentionTap* tap) const {
+                                               bool batch, AttentionTap* tap) const {
   const ModelConfig& c = cfg_;
   for (int64_t t = 0; t < n; ++t)
     if (tokens[t] < 0 || tokens[t] >= c.vocab)
@@ -476,7 +476,7 @@ std::unique_ptr<Model::Pass> Model::start_pass(const std::vector<PressTarget>& t
   p.columns = batch ? Columns::AsAlone : Columns::Fastest;
   p.targets = targets;
   p.tap = tap;
-  p.tile = batch ? n : std::min(n, tile > 0 ? tile : kTile);
+  p.tile = batch ? n : std::min(n, kTile);
   p.pos0 = targets.front().cache->next_pos();
   p.x.resize(static_cast<size_t>(n * dim));
   p.fresh_k.resize(static_cast<size_t>(n * k_w));

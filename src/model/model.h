@@ -104,10 +104,10 @@ class Model {
                       bool all_logits) const;
 
   // forward(), or forward_shared() when there are several targets, as a pass run piece by
-  // piece (PromptPass::step). tile: tokens per piece (0: the default 256). The tokens are
+  // piece (PromptPass::step; a piece is a 256-token tile of one layer). The tokens are
   // read at once; logits are written by the last step.
   std::unique_ptr<PromptPass> begin_pass(const std::vector<PressTarget>& targets, const int32_t* tokens, int64_t n,
-                                         float* logits, bool all_logits, int64_t tile = 0) const;
+                                         float* logits, bool all_logits) const;
 
   // One token for each of several caches (sessions) in one pass: every weight matrix is
   // streamed once for the whole batch, each token attends to its own cache. Row b's
@@ -133,7 +133,7 @@ class Model {
   void attention_block(Pass& p, int layer, int64_t t0, int64_t nt) const;
   void ffn_block(Pass& p, int layer, int64_t t0, int64_t nt) const;
   std::unique_ptr<Pass> start_pass(const std::vector<PressTarget>& targets, const int32_t* tokens, int64_t n,
-                                   bool batch, int64_t tile, AttentionTap* tap) const;
+                                   bool batch, AttentionTap* tap) const;
   bool step_pass(Pass& p, float* logits, bool all_logits) const;  // false once finished
   void store_layer(Pass& p, int layer, const PressTarget& target, int64_t first, int64_t n) const;  // the press hook
   void output_logits(Pass& p, float* logits, bool all_logits) const;

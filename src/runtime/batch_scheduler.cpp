@@ -177,7 +177,7 @@ void BatchScheduler::prompt_piece(BatchSession& s) {
     s.logits_.assign(static_cast<size_t>(model_.config().vocab), 0.0f);
     const std::vector<int32_t>& tokens = first ? job.first : job.second;
     s.pass_ = model_.begin_pass({PressTarget{&*s.cache_, first ? job.press.get() : nullptr}}, tokens.data(),
-                                static_cast<int64_t>(tokens.size()), s.logits_.data(), false, opt_.prompt_tile);
+                                static_cast<int64_t>(tokens.size()), s.logits_.data(), false);
     s.stats_.prompt_tokens += static_cast<int64_t>(tokens.size());
   }
   const bool more = s.pass_->step();

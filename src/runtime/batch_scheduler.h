@@ -61,7 +61,6 @@ class BatchSession {
   void cancel();
 
   // Once next() has returned nothing:
-  bool cancelled() const { return cancelled_; }
   const GenerationStats& stats() const { return stats_; }
   bool has_cache() const { return cache_.has_value(); }  // false when it ended before starting
   KvCache& cache() { return *cache_; }
@@ -101,7 +100,6 @@ struct SchedulerOptions {
   int width = 4;              // sessions running at once: the widest decode batch
   int max_queue = 64;         // sessions waiting beyond these: submit() throws SchedulerFull
   size_t memory_budget = 0;   // bytes running sessions may hold together (0: no limit)
-  int64_t prompt_tile = 0;    // tokens per prompt piece (0: the model's default)
 };
 
 class BatchScheduler {
@@ -114,8 +112,6 @@ class BatchScheduler {
 
   std::shared_ptr<BatchSession> submit(BatchJob job);
 
-  // The bytes a running session holds once its prompt is read, for `n_predict` more tokens.
-  size_t steady_bytes(const KvCache& cache, int64_t n_predict) const;
   size_t memory_in_use() const;
   int64_t kv_bytes() const { return kv_bytes_; }  // held by the running sessions' caches
   // Decode steps run, and the session tokens they decoded (rows / steps: the mean width).
@@ -126,6 +122,8 @@ class BatchScheduler {
 
  private:
   friend class BatchSession;
+  // The bytes a running session holds once its prompt is read, for `n_predict` more tokens.
+  size_t steady_bytes(const KvCache& cache, int64_t n_predict) const;
   void loop();
   void admit_locked();
   void prompt_piece(BatchSession& s);

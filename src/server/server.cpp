@@ -125,7 +125,7 @@ struct ApiServer::State {
   State(const Model& m, const Tokenizer& t, const std::string& chat_text, ServerOptions o)
       : model(m), tok(t), opt(std::move(o)),
         memory_budget(opt.max_memory ? opt.max_memory : available_memory() / 4 * 3),
-        scheduler(m, &t, SchedulerOptions{std::max(1, opt.parallel), opt.max_queue, memory_budget, 0}),
+        scheduler(m, &t, SchedulerOptions{std::max(1, opt.parallel), opt.max_queue, memory_budget}),
         contexts(opt.context_memory, opt.context_dir, m.cache_identity(), metrics) {
     try {
       chat = chat_template_for(chat_text, t);
