@@ -113,7 +113,7 @@ void bm_attention(benchmark::State& state, DType kv_type, Isa isa, int64_t ctx) 
   std::vector<float> out(static_cast<size_t>(G * hd)), scratch;
   const Rates rates;
   for (auto _ : state) {
-    attend_group(q.data(), hd, G, &view, 1, hd, hd, static_cast<int32_t>(ctx), 0.125f, out.data(), hd, scratch);
+    attend_group(q.data(), hd, G, &view, 1, hd, hd, static_cast<int32_t>(ctx), 0.125f, out.data(), hd, nullptr, scratch);
     benchmark::DoNotOptimize(out.data());
   }
   rates.report(state, 2.0 * static_cast<double>(ctx * rb), 4.0 * static_cast<double>(G * ctx * hd));

@@ -264,7 +264,7 @@ TEST_P(AttentionKernel, MatchesReferenceOverStoredAndFreshRows) {
     std::vector<float> scratch;
     for (int32_t q_pos : {-1, 0, 50, 134, 140, 147}) {
       std::vector<float> out(static_cast<size_t>(G * hdv), 99.0f);
-      attend_group(q.data(), hd, G, views, 2, hd, hdv, q_pos, static_cast<float>(scale), out.data(), hdv, scratch);
+      attend_group(q.data(), hd, G, views, 2, hd, hdv, q_pos, static_cast<float>(scale), out.data(), hdv, nullptr, scratch);
       for (int g = 0; g < G; ++g) {
         const auto ref = reference_attention(q.data() + g * hd, {&stored, &fresh}, hd, hdv, q_pos, scale);
         for (int64_t i = 0; i < hdv; ++i)
@@ -273,6 +273,55 @@ TEST_P(AttentionKernel, MatchesReferenceOverStoredAndFreshRows) {
       }
     }
   }
+}
+
+// Rows cut in parts, each attended alone with its log-sum-exp and then merged, give the
+// attention over all rows (how decoding spreads one head's rows over the cores).
+TEST_P(AttentionKernel, PartsMergedThroughTheirLogSumExpEqualTheWhole) {
+  const auto [isa, stored_type] = GetParam();
+  REQUIRE_ISA(isa);
+  IsaScope scope(isa);
+  const int64_t hd = 64, hdv = 64;
+  const int G = 3;
+  const auto stored = make_rows(stored_type, 70, hd, hdv, 0, 2, 11);
+  const auto fresh = make_rows(DType::F32, 1, hd, hdv, 140, 1, 21);
+  const auto q = test::gaussian_vector(static_cast<size_t>(G * hd), 31);
+  const float scale = 0.125f;
+  std::vector<float> scratch, whole(static_cast<size_t>(G * hdv));
+  const RowsView all[2] = {stored.view, fresh.view};
+  std::vector<float> lse_whole(G);
+  attend_group(q.data(), hd, G, all, 2, hd, hdv, 140, scale, whole.data(), hdv, lse_whole.data(), scratch);
+  // The log-sum-exp itself, against a double reference.
+  for (int g = 0; g < G; ++g) {
+    std::vector<double> logits;
+    for (const auto* rows : {&stored, &fresh})
+      for (size_t j = 0; j < rows->pos.size(); ++j) {
+        double s = 0;
+        for (int64_t d = 0; d < hd; ++d) s += static_cast<double>(q[g * hd + d]) * rows->k_f32[j * hd + d];
+        logits.push_back(s * scale);
+      }
+    const double mx = *std::max_element(logits.begin(), logits.end());
+    double sum = 0;
+    for (double l : logits) sum += std::exp(l - mx);
+    EXPECT_NEAR(lse_whole[static_cast<size_t>(g)], mx + std::log(sum), 1e-4) << "head " << g;
+  }
+  // Parts: rows [0, 25), [25, 26), [26, 70) + the fresh row, and an empty part.
+  const int64_t cuts[] = {0, 25, 26, 70};
+  std::vector<float> parts(static_cast<size_t>(4 * G * hdv)), lses(static_cast<size_t>(4 * G));
+  for (int i = 0; i < 4; ++i) {
+    RowsView piece[2] = {stored.view, fresh.view};
+    const int64_t b = i < 3 ? cuts[i] : 0, e = i < 3 ? cuts[i + 1] : 0;
+    piece[0].k += b * piece[0].k_stride;
+    piece[0].v += b * piece[0].v_stride;
+    piece[0].pos += b;
+    piece[0].n = e - b;
+    attend_group(q.data(), hd, G, piece, i == 2 ? 2 : 1, hd, hdv, 140, scale, &parts[i * G * hdv], hdv, &lses[i * G],
+                 scratch);
+  }
+  EXPECT_EQ(lses[3 * G], -std::numeric_limits<float>::infinity());
+  std::vector<float> merged(static_cast<size_t>(G * hdv), 99.0f);
+  merge_attention(parts.data(), lses.data(), 4, G, hdv, merged.data(), hdv);
+  for (size_t i = 0; i < merged.size(); ++i) ASSERT_NEAR(merged[i], whole[i], 2e-6) << "value " << i;
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryIsaAndKvType, AttentionKernel,

@@ -1,4 +1,6 @@
 // The decoder against an independent engine's outputs, llama2.c import, random models.
+#include <omp.h>
+
 #include <nlohmann/json.hpp>
 
 #include "cache/kv_cache.h"
@@ -268,6 +270,29 @@ TEST_P(Architectures, BatchedPrefillEqualsIncrementalDecode) {
                                       model->config().n_head_kv *
                                       (cache.k_row_bytes() + cache.v_row_bytes() + sizeof(int32_t)));
   }
+}
+
+// A long cache is attended in parts of rows (one work item each, merged through their
+// log-sum-exp): the next token's logits still equal those of the whole prompt pass, on
+// one thread and on two.
+TEST_P(Architectures, DecodeOverALongCacheEqualsThePromptPass) {
+  const std::string path = test::temp_path(std::string("arch-long-") + arch_name(GetParam()) + ".gguf");
+  make_random_model(small_spec(GetParam(), DType::F32), path);
+  auto model = Model::load(path);
+  const size_t V = static_cast<size_t>(model->config().vocab);
+  std::vector<int32_t> ids(900);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 37 + 11) % V);
+  const auto whole = all_logits(*model, ids);
+  const int threads_before = omp_get_max_threads();
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    KvCache cache = model->make_cache(DType::F32);
+    std::vector<float> one(V);
+    model->forward(cache, ids.data(), static_cast<int64_t>(ids.size()) - 1, one.data(), false);
+    model->forward(cache, &ids.back(), 1, one.data(), false);  // 899 cached rows: 4 parts per head
+    EXPECT_LT(test::rel_l2(one.data(), &whole[(ids.size() - 1) * V], V), 1e-4) << threads << " threads";
+  }
+  omp_set_num_threads(threads_before);
 }
 
 INSTANTIATE_TEST_SUITE_P(All, Architectures, ::testing::Values(Arch::Llama, Arch::Qwen2, Arch::Qwen3),

@@ -209,9 +209,33 @@ KVS_AVX512_INLINE void mix_all_heads(const float* p, int64_t p_stride, int G, co
     mix_heads<NV>(p, p_stride, g0, std::min(kMaxG, G - g0), views, visible, n_views, out, out_stride, buf);
 }
 
+// Turns one head's scores pg[0, total) into probabilities in place and returns the
+// log-sum-exp of the scores. pg has room for whole 16-float vectors plus one more.
+KVS_INLINE float softmax_in_place(float* pg, int64_t total) {
+  const int64_t whole = total / kLanes * kLanes;
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  for (int64_t j = total; j < whole + kLanes; ++j) pg[j] = neg_inf;  // lanes past `total` count as -inf
+  v16 mv = splat(neg_inf);
+  for (int64_t j = 0; j < total; j += kLanes) mv = vmax(mv, load(pg + j));
+  float mx = mv[0];
+  for (int l = 1; l < kLanes; ++l) mx = std::max(mx, mv[l]);
+  v16 sum = {};
+  for (int64_t j = 0; j < total; j += kLanes) {
+    const v16 e = vexp(load(pg + j) - mx);
+    const v16 kept = load(pg + j) > neg_inf ? e : splat(0.0f);
+    store(pg + j, kept);
+    sum += kept;
+  }
+  float total_sum = 0;
+  for (int l = 0; l < kLanes; ++l) total_sum += sum[l];
+  const float inv = 1.0f / total_sum;
+  for (int64_t j = 0; j < total; j += kLanes) store(pg + j, load(pg + j) * inv);
+  return mx + std::log(total_sum);
+}
+
 KVS_TARGET_AVX512 void attend_group_vec(const float* q, int64_t q_stride, int G, const RowsView* views, int n_views,
                                  const int64_t* visible, int64_t total, int64_t hd, int64_t hdv, float scale,
-                                 float* out, int64_t out_stride, std::vector<float>& scratch) {
+                                 float* out, int64_t out_stride, float* lse, std::vector<float>& scratch) {
   const int64_t stride = (total + kLanes - 1) / kLanes * kLanes + kLanes;  // room for sum16's last store
   scratch.resize(static_cast<size_t>(G * stride + G * hd + kRowChunk * std::max(hd, hdv)));
   float* p = scratch.data();
@@ -223,25 +247,8 @@ KVS_TARGET_AVX512 void attend_group_vec(const float* q, int64_t q_stride, int G,
     float* pg = p + g * stride;
     for (int64_t i = 0, off = 0; i < n_views; off += visible[i], ++i)
       score_view(qs + g * hd, views[i], visible[i], hd, pg + off, buf);
-    // Softmax over the total scores; the lanes past `total` count as -inf.
-    const int64_t whole = total / kLanes * kLanes;
-    const float neg_inf = -std::numeric_limits<float>::infinity();
-    for (int64_t j = total; j < whole + kLanes; ++j) pg[j] = neg_inf;
-    v16 mv = splat(neg_inf);
-    for (int64_t j = 0; j < total; j += kLanes) mv = vmax(mv, load(pg + j));
-    float mx = mv[0];
-    for (int l = 1; l < kLanes; ++l) mx = std::max(mx, mv[l]);
-    v16 sum = {};
-    for (int64_t j = 0; j < total; j += kLanes) {
-      const v16 e = vexp(load(pg + j) - mx);
-      const v16 kept = load(pg + j) > neg_inf ? e : splat(0.0f);
-      store(pg + j, kept);
-      sum += kept;
-    }
-    float total_sum = 0;
-    for (int l = 0; l < kLanes; ++l) total_sum += sum[l];
-    const float inv = 1.0f / total_sum;
-    for (int64_t j = 0; j < total; j += kLanes) store(pg + j, load(pg + j) * inv);
+    const float l = softmax_in_place(pg, total);
+    if (lse) lse[g] = l;
   }
   switch (hdv / kLanes) {
     case 1: return mix_all_heads<1>(p, stride, G, views, visible, n_views, out, out_stride, buf);
@@ -255,11 +262,204 @@ KVS_TARGET_AVX512 void attend_group_vec(const float* q, int64_t q_stride, int G,
   }
 }
 
+// ---- the AVX2 path: hd and hdv whole 8-float vectors -------------------------------
+// Stored rows are converted in registers (F16C, or Q8_0 bytes), four keys at a time
+// against up to three query heads, and value rows stream past register tiles of up to
+// four heads by 16 columns.
+
+#define KVS_AVX2_INLINE KVS_TARGET_AVX2 inline __attribute__((always_inline))
+
+// Values c .. c+7 of a row stored as T.
+template <DType T>
+KVS_AVX2_INLINE __m256 load8(const uint8_t* row, int64_t c) {
+  if constexpr (T == DType::F32) {
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + c);
+  } else if constexpr (T == DType::F16) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(reinterpret_cast<const uint16_t*>(row) + c)));
+  } else {
+    const auto* blk = reinterpret_cast<const BlockQ8_0*>(row) + c / 32;
+    const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk->qs + c % 32));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)), _mm256_set1_ps(_cvtsh_ss(blk->d)));
+  }
+}
+
+// The sums of four vectors' lanes, in order.
+KVS_AVX2_INLINE __m128 sum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+// p[g * ps + j] = qs[g] · key j for g < GB, j < m (qs pre-scaled, hd apart). Writes up
+// to 3 floats past p + m (the caller's padding, overwritten by the next view's scores).
+template <DType T, int GB>
+KVS_AVX2_INLINE void score_keys8(const float* qs, int64_t hd, const RowsView& v, int64_t m, float* p, int64_t ps) {
+  for (int64_t j = 0; j < m; j += 4) {
+    const uint8_t* rows[4];
+    for (int r = 0; r < 4; ++r) rows[r] = v.k + std::min(j + r, m - 1) * v.k_stride;  // past m: a real row, unused
+    __m256 acc[GB][4];
+    for (int g = 0; g < GB; ++g)
+      for (int r = 0; r < 4; ++r) acc[g][r] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < hd; c += 8) {
+      __m256 qv[GB];
+      for (int g = 0; g < GB; ++g) qv[g] = _mm256_loadu_ps(qs + g * hd + c);
+      for (int r = 0; r < 4; ++r) {
+        const __m256 kv = load8<T>(rows[r], c);
+        for (int g = 0; g < GB; ++g) acc[g][r] = _mm256_fmadd_ps(kv, qv[g], acc[g][r]);
+      }
+    }
+    for (int g = 0; g < GB; ++g) _mm_storeu_ps(p + g * ps + j, sum4(acc[g][0], acc[g][1], acc[g][2], acc[g][3]));
+  }
+}
+
+template <DType T>
+KVS_AVX2_INLINE void score_view8(const float* qs, int G, int64_t hd, const RowsView& v, int64_t m, float* p, int64_t ps) {
+  for (int g0 = 0; g0 < G; g0 += 3) {
+    const float* qg = qs + g0 * hd;
+    float* pg = p + g0 * ps;
+    switch (std::min(3, G - g0)) {
+      case 1: score_keys8<T, 1>(qg, hd, v, m, pg, ps); break;
+      case 2: score_keys8<T, 2>(qg, hd, v, m, pg, ps); break;
+      default: score_keys8<T, 3>(qg, hd, v, m, pg, ps); break;
+    }
+  }
+}
+
+// out[g][c0, c0 + 16) += Σ_j p[g * ps + j] · value j [c0, c0 + 16) for g < GB.
+template <DType T, int GB>
+KVS_AVX2_INLINE void mix_values8(const float* p, int64_t ps, const RowsView& v, int64_t m, int64_t c0, float* out,
+                                 int64_t out_stride) {
+  __m256 acc[GB][2];
+  for (int g = 0; g < GB; ++g)
+    for (int w = 0; w < 2; ++w) acc[g][w] = _mm256_loadu_ps(out + g * out_stride + c0 + 8 * w);
+  for (int64_t j = 0; j < m; ++j) {
+    const uint8_t* row = v.v + j * v.v_stride;
+    const __m256 v0 = load8<T>(row, c0), v1 = load8<T>(row, c0 + 8);
+    for (int g = 0; g < GB; ++g) {
+      const __m256 w = _mm256_broadcast_ss(p + g * ps + j);
+      acc[g][0] = _mm256_fmadd_ps(v0, w, acc[g][0]);
+      acc[g][1] = _mm256_fmadd_ps(v1, w, acc[g][1]);
+    }
+  }
+  for (int g = 0; g < GB; ++g)
+    for (int w = 0; w < 2; ++w) _mm256_storeu_ps(out + g * out_stride + c0 + 8 * w, acc[g][w]);
+}
+
+// The same for one 8-column vector (hdv an odd number of vectors).
+template <DType T>
+KVS_AVX2_INLINE void mix_values8_tail(const float* p, int64_t ps, int G, const RowsView& v, int64_t m, int64_t c0,
+                                      float* out, int64_t out_stride) {
+  for (int g = 0; g < G; ++g) {
+    __m256 acc = _mm256_loadu_ps(out + g * out_stride + c0);
+    for (int64_t j = 0; j < m; ++j)
+      acc = _mm256_fmadd_ps(load8<T>(v.v + j * v.v_stride, c0), _mm256_broadcast_ss(p + g * ps + j), acc);
+    _mm256_storeu_ps(out + g * out_stride + c0, acc);
+  }
+}
+
+template <DType T>
+KVS_AVX2_INLINE void mix_view8(const float* p, int64_t ps, int G, const RowsView& v, int64_t m, int64_t hdv, float* out,
+                               int64_t out_stride) {
+  int64_t c0 = 0;
+  for (; c0 + 16 <= hdv; c0 += 16)
+    for (int g0 = 0; g0 < G; g0 += 4) {
+      const float* pg = p + g0 * ps;
+      float* og = out + g0 * out_stride;
+      switch (std::min(4, G - g0)) {
+        case 1: mix_values8<T, 1>(pg, ps, v, m, c0, og, out_stride); break;
+        case 2: mix_values8<T, 2>(pg, ps, v, m, c0, og, out_stride); break;
+        case 3: mix_values8<T, 3>(pg, ps, v, m, c0, og, out_stride); break;
+        default: mix_values8<T, 4>(pg, ps, v, m, c0, og, out_stride); break;
+      }
+    }
+  if (c0 < hdv) mix_values8_tail<T>(p, ps, G, v, m, c0, out, out_stride);
+}
+
+// fast_exp (kernels/fast_exp.h) on 8 lanes.
+KVS_AVX2_INLINE __m256 exp8(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+  const __m256 kf = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 y = exp_poly(exp_reduce(x, kf));
+  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(kf), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(bits));
+}
+
+KVS_AVX2_INLINE float hsum8(__m256 v) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+
+// softmax_in_place on 8-float vectors: pg[0, total) becomes probabilities; returns the
+// log-sum-exp. pg has room up to the next multiple of 8.
+KVS_AVX2_INLINE float softmax8(float* pg, int64_t total) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  const int64_t padded = (total + 7) / 8 * 8;
+  for (int64_t j = total; j < padded; ++j) pg[j] = neg_inf;
+  __m256 mv = _mm256_set1_ps(neg_inf);
+  for (int64_t j = 0; j < padded; j += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(pg + j));
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mv), _mm256_extractf128_ps(mv, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  const float mx = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+  const __m256 shift = _mm256_set1_ps(mx);
+  __m256 sum = _mm256_setzero_ps();
+  for (int64_t j = 0; j < padded; j += 8) {
+    const __m256 s = _mm256_loadu_ps(pg + j);
+    // Padding lanes (-inf) give exactly 0 rather than exp(-87).
+    const __m256 e = _mm256_and_ps(exp8(_mm256_sub_ps(s, shift)), _mm256_cmp_ps(s, _mm256_set1_ps(neg_inf), _CMP_GT_OQ));
+    _mm256_storeu_ps(pg + j, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  const float total_sum = hsum8(sum);
+  const __m256 inv = _mm256_set1_ps(1.0f / total_sum);
+  for (int64_t j = 0; j < padded; j += 8) _mm256_storeu_ps(pg + j, _mm256_mul_ps(_mm256_loadu_ps(pg + j), inv));
+  return mx + std::log(total_sum);
+}
+
+inline bool stored_in_register(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::Q8_0; }
+
+inline bool use_avx2_path(int64_t hd, int64_t hdv, const RowsView* views, int n_views) {
+  if (active_isa() != Isa::Avx2 || hd % 8 != 0 || hdv % 8 != 0) return false;
+  for (int i = 0; i < n_views; ++i)
+    if (!stored_in_register(views[i].type) || (views[i].type == DType::Q8_0 && (hd % 32 != 0 || hdv % 32 != 0)))
+      return false;
+  return true;
+}
+
+KVS_TARGET_AVX2 void attend_group_avx2_vec(const float* q, int64_t q_stride, int G, const RowsView* views, int n_views,
+                                           const int64_t* visible, int64_t total, int64_t hd, int64_t hdv, float scale,
+                                           float* out, int64_t out_stride, float* lse, std::vector<float>& scratch) {
+  const int64_t stride = (total + 7) / 8 * 8 + 8;  // softmax8's padding, score_keys8's overrun
+  scratch.resize(static_cast<size_t>(G * stride + G * hd));
+  float* p = scratch.data();
+  float* qs = p + G * stride;
+  for (int g = 0; g < G; ++g)
+    for (int64_t c = 0; c < hd; ++c) qs[g * hd + c] = q[g * q_stride + c] * scale;
+  for (int64_t i = 0, off = 0; i < n_views; off += visible[i], ++i) {
+    switch (views[i].type) {
+      case DType::F32: score_view8<DType::F32>(qs, G, hd, views[i], visible[i], p + off, stride); break;
+      case DType::F16: score_view8<DType::F16>(qs, G, hd, views[i], visible[i], p + off, stride); break;
+      default: score_view8<DType::Q8_0>(qs, G, hd, views[i], visible[i], p + off, stride); break;
+    }
+  }
+  for (int g = 0; g < G; ++g) {
+    const float l = softmax8(p + g * stride, total);
+    if (lse) lse[g] = l;
+  }
+  for (int64_t i = 0, off = 0; i < n_views; off += visible[i], ++i) {
+    switch (views[i].type) {
+      case DType::F32: mix_view8<DType::F32>(p + off, stride, G, views[i], visible[i], hdv, out, out_stride); break;
+      case DType::F16: mix_view8<DType::F16>(p + off, stride, G, views[i], visible[i], hdv, out, out_stride); break;
+      default: mix_view8<DType::Q8_0>(p + off, stride, G, views[i], visible[i], hdv, out, out_stride); break;
+    }
+  }
+}
+
 // ---- entry -------------------------------------------------------------------------
 
 KVS_INLINE void attend_group_body(const float* q, int64_t q_stride, int G, const RowsView* views, int n_views,
                                   int64_t hd, int64_t hdv, int32_t q_pos, float scale, float* out, int64_t out_stride,
-                                  std::vector<float>& scratch) {
+                                  float* lse, std::vector<float>& scratch) {
   constexpr int kMaxViews = 4;
   if (n_views > kMaxViews) throw std::logic_error("attend_group: too many row views");
   int64_t visible[kMaxViews], total = 0;
@@ -269,9 +469,15 @@ KVS_INLINE void attend_group_body(const float* q, int64_t q_stride, int G, const
   }
   for (int g = 0; g < G; ++g)
     for (int64_t i = 0; i < hdv; ++i) out[g * out_stride + i] = 0.0f;
-  if (total == 0) return;
+  if (total == 0) {
+    if (lse) std::fill(lse, lse + G, -std::numeric_limits<float>::infinity());
+    return;
+  }
   if (use_vector_path(hd, hdv))
-    return attend_group_vec(q, q_stride, G, views, n_views, visible, total, hd, hdv, scale, out, out_stride, scratch);
+    return attend_group_vec(q, q_stride, G, views, n_views, visible, total, hd, hdv, scale, out, out_stride, lse, scratch);
+  if (use_avx2_path(hd, hdv, views, n_views))
+    return attend_group_avx2_vec(q, q_stride, G, views, n_views, visible, total, hd, hdv, scale, out, out_stride, lse,
+                                 scratch);
   const int64_t width = kRowChunk * std::max(hd, hdv);
   scratch.resize(static_cast<size_t>(G * total + width));
   float* p = scratch.data();
@@ -281,8 +487,10 @@ KVS_INLINE void attend_group_body(const float* q, int64_t q_stride, int G, const
   for (int g = 0; g < G; ++g) {
     float* pg = p + g * total;
     const float mx = *std::max_element(pg, pg + total);
-    const float inv = 1.0f / exp_shifted(pg, total, mx);
+    const float sum = exp_shifted(pg, total, mx);
+    const float inv = 1.0f / sum;
     for (int64_t j = 0; j < total; ++j) pg[j] *= inv;
+    if (lse) lse[g] = mx + std::log(sum);
   }
   for (int64_t i = 0, off = 0; i < n_views; off += visible[i], ++i)
     mix_values(p + off, total, G, views[i], visible[i], hdv, out, out_stride, buf);
@@ -290,8 +498,9 @@ KVS_INLINE void attend_group_body(const float* q, int64_t q_stride, int G, const
 
 #define KVS_ATTEND_ARGS                                                                                       \
   const float *q, int64_t q_stride, int G, const RowsView *views, int n_views, int64_t hd, int64_t hdv, int32_t q_pos, \
-      float scale, float *out, int64_t out_stride, std::vector<float> &scratch
-#define KVS_ATTEND_CALL attend_group_body(q, q_stride, G, views, n_views, hd, hdv, q_pos, scale, out, out_stride, scratch)
+      float scale, float *out, int64_t out_stride, float *lse, std::vector<float> &scratch
+#define KVS_ATTEND_CALL \
+  attend_group_body(q, q_stride, G, views, n_views, hd, hdv, q_pos, scale, out, out_stride, lse, scratch)
 
 static void attend_group_generic(KVS_ATTEND_ARGS) { KVS_ATTEND_CALL; }
 KVS_TARGET_AVX2 static void attend_group_avx2(KVS_ATTEND_ARGS) { KVS_ATTEND_CALL; }
@@ -299,9 +508,27 @@ KVS_TARGET_AVX512 static void attend_group_avx512(KVS_ATTEND_ARGS) { KVS_ATTEND_
 
 void attend_group(KVS_ATTEND_ARGS) {
   switch (active_isa()) {
-    case Isa::Avx512: return attend_group_avx512(q, q_stride, G, views, n_views, hd, hdv, q_pos, scale, out, out_stride, scratch);
-    case Isa::Avx2: return attend_group_avx2(q, q_stride, G, views, n_views, hd, hdv, q_pos, scale, out, out_stride, scratch);
-    default: return attend_group_generic(q, q_stride, G, views, n_views, hd, hdv, q_pos, scale, out, out_stride, scratch);
+    case Isa::Avx512: return attend_group_avx512(q, q_stride, G, views, n_views, hd, hdv, q_pos, scale, out, out_stride, lse, scratch);
+    case Isa::Avx2: return attend_group_avx2(q, q_stride, G, views, n_views, hd, hdv, q_pos, scale, out, out_stride, lse, scratch);
+    default: return attend_group_generic(q, q_stride, G, views, n_views, hd, hdv, q_pos, scale, out, out_stride, lse, scratch);
+  }
+}
+
+void merge_attention(const float* parts, const float* lses, int n_parts, int G, int64_t hdv, float* out,
+                     int64_t out_stride) {
+  for (int g = 0; g < G; ++g) {
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int i = 0; i < n_parts; ++i) mx = std::max(mx, lses[i * G + g]);
+    float* o = out + g * out_stride;
+    std::fill(o, o + hdv, 0.0f);
+    if (mx == -std::numeric_limits<float>::infinity()) continue;  // no part saw a row
+    float weights = 0;
+    for (int i = 0; i < n_parts; ++i) weights += std::exp(lses[i * G + g] - mx);
+    for (int i = 0; i < n_parts; ++i) {
+      const float w = std::exp(lses[i * G + g] - mx) / weights;
+      const float* part = parts + (static_cast<int64_t>(i) * G + g) * hdv;
+      for (int64_t c = 0; c < hdv; ++c) o[c] += w * part[c];
+    }
   }
 }
 

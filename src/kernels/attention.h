@@ -14,8 +14,17 @@ namespace kvsqueeze {
 // rows) and a row is visible when its position <= q_pos. Each view's rows must be in
 // ascending position order, which makes its visible rows a prefix.
 // q is [G][hd] with rows q_stride floats apart; out is [G][hdv], out_stride apart.
+// lse (optional, [G]) receives log Σ_j exp(score j) over the visible rows (-inf when no
+// row is visible): with it the rows of one head can be split into parts, attended apart
+// (on several threads) and merged exactly by merge_attention.
 void attend_group(const float* q, int64_t q_stride, int G, const RowsView* views, int n_views, int64_t hd,
-                  int64_t hdv, int32_t q_pos, float scale, float* out, int64_t out_stride,
+                  int64_t hdv, int32_t q_pos, float scale, float* out, int64_t out_stride, float* lse,
                   std::vector<float>& scratch);
+
+// The attention over the union of n_parts disjoint sets of rows, from each part's output
+// (parts + (i * G + g) * hdv) and log-sum-exp (lses[i * G + g]): each part's output
+// weighted by its share of the total softmax mass. Heads no part saw get zeros.
+void merge_attention(const float* parts, const float* lses, int n_parts, int G, int64_t hdv, float* out,
+                     int64_t out_stride);
 
 }  // namespace kvsqueeze

@@ -137,14 +137,18 @@ void add_bias(float* x, const std::vector<float>& b, int64_t n_tok, int64_t widt
     for (int64_t i = 0; i < width; ++i) x[t * width + i] += b[static_cast<size_t>(i)];
 }
 
+// Rows [begin, end) of a view.
+RowsView rows_between(RowsView v, int64_t begin, int64_t end) {
+  v.k += begin * v.k_stride;
+  v.v += begin * v.v_stride;
+  v.pos += begin;
+  v.n = end - begin;
+  return v;
+}
+
 // The rows of a view from the first one at or after min_pos (rows ascend by position).
 RowsView from_position(RowsView v, int32_t min_pos) {
-  const int64_t skip = std::lower_bound(v.pos, v.pos + v.n, min_pos) - v.pos;
-  v.k += skip * v.k_stride;
-  v.v += skip * v.v_stride;
-  v.pos += skip;
-  v.n -= skip;
-  return v;
+  return rows_between(v, std::lower_bound(v.pos, v.pos + v.n, min_pos) - v.pos, v.n);
 }
 
 // RoPE angles depend on the position only: computed once per pass for all layers and
@@ -164,6 +168,9 @@ struct RopeTable {
 
 constexpr int64_t kTile = 256;  // tokens per step inside a layer: bounds activation memory
 constexpr int64_t kQueryBlock = 32;  // query tokens per flash-attention work item
+// A decoding token's cached rows of one KV head are attended in parts of about this many
+// rows, one work item each, so that every core has work when KV heads are few.
+constexpr int64_t kDecodePart = 256;
 // A sliding layer's head is trimmed back to its window once it holds this many rows
 // more, so decoding moves rows in batches rather than one per token.
 constexpr int64_t kSlidingSlack = 64;
@@ -194,6 +201,22 @@ struct Model::Pass {
   RopeTable rope, rope_sliding;
   // Per tile.
   std::vector<float> xn, q, att, proj, g, u;
+  // Decode attention work: parts of each (token, KV head)'s rows; a head cut in several
+  // parts writes them to part_out/part_lse, merged into att afterwards.
+  struct AttentionPart {
+    int64_t t;
+    int kh;
+    int64_t begin, end;  // cached rows (the last part also takes the fresh rows)
+    int64_t slot;        // -1: the only part, written to att directly
+  };
+  struct PartMerge {
+    int64_t t;
+    int kh;
+    int64_t first_slot, n_parts;
+  };
+  std::vector<AttentionPart> parts;
+  std::vector<PartMerge> merges;
+  std::vector<float> part_out, part_lse;
 
   const KvCache& attended(int64_t t) const { return *targets[batch ? static_cast<size_t>(t) : 0].cache; }
 };
@@ -277,18 +300,48 @@ void Model::attention_block(Pass& p, int l, int64_t t0, int64_t nt) const {
   };
   float* att = p.att.data();
   if (nt == 1 || p.batch) {
+    // One work item per part of a (token, KV head)'s cached rows. The parts depend on the
+    // row count alone, so a session's result depends neither on the threads nor on what
+    // it is batched with; several parts are merged exactly through their log-sum-exp.
+    p.parts.clear();
+    p.merges.clear();
+    int64_t slots = 0;
+    for (int64_t t = 0; t < nt; ++t)
+      for (int kh = 0; kh < c.n_head_kv; ++kh) {
+        std::array<RowsView, 2> views;
+        views_for(kh, t0 + t, p.positions[static_cast<size_t>(t0 + t)], views);
+        const int64_t rows = views[0].n, n_parts = std::max<int64_t>(1, (rows + kDecodePart / 2) / kDecodePart);
+        if (n_parts == 1) {
+          p.parts.push_back({t, kh, 0, rows, -1});
+          continue;
+        }
+        p.merges.push_back({t, kh, slots, n_parts});
+        for (int64_t i = 0; i < n_parts; ++i) p.parts.push_back({t, kh, i * rows / n_parts, (i + 1) * rows / n_parts, slots++});
+      }
+    p.part_out.resize(static_cast<size_t>(slots * G * hdv));
+    p.part_lse.resize(static_cast<size_t>(slots * G));
 #pragma omp parallel
     {
       std::vector<float> scratch;
-#pragma omp for collapse(2) schedule(dynamic, 1)
-      for (int64_t t = 0; t < nt; ++t)
-        for (int kh = 0; kh < c.n_head_kv; ++kh) {
-          std::array<RowsView, 2> views;
-          const int32_t qpos = p.positions[static_cast<size_t>(t0 + t)];
-          views_for(kh, t0 + t, qpos, views);
-          attend_group(&q[t * q_w + kh * G * hd], hd, static_cast<int>(G), views.data(), 2, hd, hdv, qpos, c.attn_scale,
-                       &att[t * o_w + kh * G * hdv], hdv, scratch);
-        }
+#pragma omp for schedule(dynamic, 1)
+      for (size_t i = 0; i < p.parts.size(); ++i) {
+        const Pass::AttentionPart& part = p.parts[i];
+        std::array<RowsView, 2> views;
+        const int32_t qpos = p.positions[static_cast<size_t>(t0 + part.t)];
+        views_for(part.kh, t0 + part.t, qpos, views);
+        const int n_views = part.end == views[0].n ? 2 : 1;
+        views[0] = rows_between(views[0], part.begin, part.end);
+        const bool alone = part.slot < 0;
+        float* out = alone ? &att[part.t * o_w + part.kh * G * hdv] : &p.part_out[part.slot * G * hdv];
+        attend_group(&q[part.t * q_w + part.kh * G * hd], hd, static_cast<int>(G), views.data(), n_views, hd, hdv, qpos,
+                     c.attn_scale, out, hdv, alone ? nullptr : &p.part_lse[part.slot * G], scratch);
+      }
+#pragma omp for schedule(static)
+      for (size_t m = 0; m < p.merges.size(); ++m) {
+        const Pass::PartMerge& pm = p.merges[m];
+        merge_attention(&p.part_out[pm.first_slot * G * hdv], &p.part_lse[pm.first_slot * G], static_cast<int>(pm.n_parts),
+                        static_cast<int>(G), hdv, &att[pm.t * o_w + pm.kh * G * hdv], hdv);
+      }
     }
   } else {
     const int64_t n_blocks = (nt + kQueryBlock - 1) / kQueryBlock;
