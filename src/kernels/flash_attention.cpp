@@ -34,7 +34,6 @@ struct Buffers {
 
 // The register tiles run on V, a vector the target holds in one register (v16 under
 // AVX-512, 8 floats under AVX2): GCC keeps arrays of wider vectors on the stack.
-using v8 = float __attribute__((vector_size(32)));
 template <typename V>
 KVS_INLINE V vload(const float* p) {
   V v;
@@ -164,37 +163,41 @@ KVS_INLINE void flash_body(const float* q, int64_t q_stride, int G, int nq, cons
         constexpr int64_t L = sizeof(V) / sizeof(float);
         for (int64_t r0 = 0; r0 < Mp; r0 += MaxNW * L) score_tile<V, MaxNW>((Mp - r0) / L, krow, b.qt, Mp, hd, r0, b.st, jq);
       }
-      // Causal (and sliding-window) mask and online softmax, 16 rows at a time.
+      // Causal (and sliding-window) mask and online softmax, one vector V of rows at a
+      // time (lane by lane: the same values whatever V's width).
       const bool all_visible = pos[cnt - 1] <= q_min && q_max - pos[0] < win;
-      for (int64_t v = 0; v < Mv; ++v) {
-        vi16 qp;
-        std::memcpy(&qp, b.qp + v * kLanes, sizeof qp);
-        v16 tile_max = splat(kMasked);
+      constexpr int64_t L = sizeof(V) / sizeof(float);
+      using VI = typename IntLanes<V>::type;
+      const V masked = V{} + kMasked, zero = V{};
+      for (int64_t v = 0; v < Mp; v += L) {
+        VI qp;
+        std::memcpy(&qp, b.qp + v, sizeof qp);
+        V tile_max = masked;
         for (int64_t j = 0; j < cnt; ++j) {
-          float* sp = b.st + j * Mp + v * kLanes;
-          v16 sv = load(sp);
+          float* sp = b.st + j * Mp + v;
+          V sv = vload<V>(sp);
           if (!all_visible) {
-            const vi16 pj = vi16{} + pos[j];
-            sv = ((pj > qp) | (pj + win <= qp)) ? splat(kMasked) : sv;
-            store(sp, sv);
+            const VI pj = VI{} + pos[j];
+            sv = ((pj > qp) | (pj + win <= qp)) ? masked : sv;
+            vstore(sp, sv);
           }
-          tile_max = vmax(tile_max, sv);
+          tile_max = tile_max > sv ? tile_max : sv;
         }
-        const v16 old_max = load(b.mx + v * kLanes);
-        const v16 new_max = vmax(old_max, tile_max);
-        const v16 seen = new_max > kMasked ? new_max : splat(0.0f);  // a finite reference
-        v16 sum = {};
+        const V old_max = vload<V>(b.mx + v);
+        const V new_max = old_max > tile_max ? old_max : tile_max;
+        const V seen = new_max > kMasked ? new_max : zero;  // a finite reference
+        V sum = zero;
         for (int64_t j = 0; j < cnt; ++j) {
-          float* sp = b.st + j * Mp + v * kLanes;
-          const v16 sv = load(sp);
-          const v16 p = sv > kMasked ? vexp(sv - seen) : splat(0.0f);
-          store(sp, p);
+          float* sp = b.st + j * Mp + v;
+          const V sv = vload<V>(sp);
+          const V p = sv > kMasked ? vexp_lanes<V, VI>(sv - seen) : zero;
+          vstore(sp, p);
           sum += p;
         }
-        const v16 fac = old_max > kMasked ? vexp(old_max - seen) : splat(0.0f);
-        store(b.l + v * kLanes, load(b.l + v * kLanes) * fac + sum);
-        store(b.mx + v * kLanes, new_max);
-        store(b.fac + v * kLanes, fac);
+        const V fac = old_max > kMasked ? vexp_lanes<V, VI>(old_max - seen) : zero;
+        vstore(b.l + v, vload<V>(b.l + v) * fac + sum);
+        vstore(b.mx + v, new_max);
+        vstore(b.fac + v, fac);
       }
       for (int64_t m = 0; m < Mp; ++m) {
         const float f = b.fac[m];
@@ -217,7 +220,6 @@ KVS_INLINE void flash_body(const float* q, int64_t q_stride, int G, int nq, cons
         vals = b.vbuf;
         vs = hdvp;
       }
-      constexpr int64_t L = sizeof(V) / sizeof(float);
       for (int64_t c0 = 0; c0 < hdvp; c0 += MaxNW * L)
         for (int64_t m0 = 0; m0 < Mp; m0 += 4) mix_tile<V, MaxNW>((hdvp - c0) / L, b.st, Mp, vals, vs, cnt, b.o, hdvp, m0, c0);
     }

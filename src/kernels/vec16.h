@@ -16,6 +16,21 @@ namespace kvsqueeze::vec16 {
 using v16 = float __attribute__((vector_size(64)));
 using vi16 = int32_t __attribute__((vector_size(64)));
 constexpr int64_t kLanes = 16;
+// 8 floats: the vector AVX2 holds in one register.
+using v8 = float __attribute__((vector_size(32)));
+using vi8 = int32_t __attribute__((vector_size(32)));
+
+// The int vector of a float vector's width.
+template <typename V>
+struct IntLanes;
+template <>
+struct IntLanes<v16> {
+  using type = vi16;
+};
+template <>
+struct IntLanes<v8> {
+  using type = vi8;
+};
 
 #define KVS_VEC_INLINE inline __attribute__((always_inline))
 
@@ -29,15 +44,20 @@ KVS_VEC_INLINE void store(float* p, v16 v) { std::memcpy(p, &v, sizeof v); }
 KVS_VEC_INLINE v16 splat(float f) { return v16{} + f; }
 KVS_VEC_INLINE v16 vmax(v16 a, v16 b) { return a > b ? a : b; }
 
-// fast_exp (kernels/fast_exp.h) on 16 lanes; rounding by the 1.5·2^23 trick.
-KVS_VEC_INLINE v16 vexp(v16 x) {
-  x = x < -87.0f ? splat(-87.0f) : x;
-  x = x > 88.0f ? splat(88.0f) : x;
-  const v16 kf = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  const v16 y = exp_poly(exp_reduce(x, kf));
-  const vi16 bits = (__builtin_convertvector(kf, vi16) + 127) << 23;
-  return y * (v16)bits;  // same-size vector cast: reinterprets the bits
+// fast_exp (kernels/fast_exp.h) lane by lane on any float vector V with its int vector
+// VI; rounding by the 1.5·2^23 trick.
+template <typename V, typename VI = typename IntLanes<V>::type>
+KVS_VEC_INLINE V vexp_lanes(V x) {
+  x = x < -87.0f ? V{} - 87.0f : x;
+  x = x > 88.0f ? V{} + 88.0f : x;
+  const V kf = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const V y = exp_poly(exp_reduce(x, kf));
+  const VI bits = (__builtin_convertvector(kf, VI) + 127) << 23;
+  return y * (V)bits;  // same-size vector cast: reinterprets the bits
 }
+
+// On 16 lanes.
+KVS_VEC_INLINE v16 vexp(v16 x) { return vexp_lanes<v16, vi16>(x); }
 
 // The 16 lane sums of a[0..15], in order, by a tree of two-input shuffles: about three
 // instructions per sum instead of a full horizontal reduction each.
