@@ -315,8 +315,9 @@ class Model:
         user turn with the context; each question then closes it."""
         use_chat = self._use_chat(chat)
         if use_chat:
-            head, _ = self._engine.split_chat(context, "")
-            ids = self.tokenize(head, add_bos=True, parse_special=True)
+            # The template's markup is special; the document is plain text (a "</s>" or
+            # "<|im_end|>" inside it cannot end the turn).
+            ids, _ = self._engine.split_chat_ids(context, "")
         else:
             ids = self.tokenize(context, add_bos=True, parse_special=False)
         return Context(self, self._engine.compress(ids, _press_options(press)), use_chat)
@@ -338,6 +339,6 @@ class Model:
     def _question_ids(self, question: str, chat: bool) -> List[int]:
         if chat:
             # The question closes the user turn: the rest of one rendered turn after its context.
-            _, tail = self._engine.split_chat("CONTEXT", question)
-            return self.tokenize(tail, add_bos=False, parse_special=True)
+            _, tail = self._engine.split_chat_ids("CONTEXT", question)
+            return list(tail)
         return self.tokenize(question, add_bos=False, parse_special=False) if question else []

@@ -196,6 +196,12 @@ NB_MODULE(_core, m) {
              return split_turn_after_context(e.chat_template(), context, question);
            },
            "context"_a, "question"_a)
+      .def("split_chat_ids",
+           [](const Engine& e, const std::string& context, const std::string& question) {
+             const auto [head, tail] = split_turn_parts(e.chat_template(), context, question);
+             return std::make_pair(encode_chat(e.tokenizer(), head, true), encode_chat(e.tokenizer(), tail, false));
+           },
+           "context"_a, "question"_a)
       .def("logits",
            [](const Engine& e, const std::vector<int32_t>& ids, int64_t compress_at, const PressOptions* press) {
              std::vector<float> out;

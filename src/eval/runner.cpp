@@ -233,14 +233,14 @@ std::pair<std::vector<int32_t>, std::vector<int32_t>> sample_ids(const Tokenizer
                                                                   int64_t max_length, const ChatTemplate* chat) {
   std::vector<int32_t> ctx, q;
   if (chat) {
-    std::pair<std::string, std::string> parts;
+    std::pair<std::vector<ChatPart>, std::vector<ChatPart>> parts;
     try {
-      parts = split_turn_after_context(*chat, s.context, s.question);
+      parts = split_turn_parts(*chat, s.context, s.question);
     } catch (const std::exception& e) {
       throw std::logic_error(fmt::format("sample '{}': {}", s.id, e.what()));
     }
-    ctx = tok.encode(parts.first, tok.adds_bos(), true);
-    q = tok.encode(parts.second, false, true);
+    ctx = encode_chat(tok, parts.first, tok.adds_bos());
+    q = encode_chat(tok, parts.second, false);
   } else {
     ctx = tok.encode(s.context, true, false);
     q = tok.encode(s.question, false, false);

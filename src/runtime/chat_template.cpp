@@ -160,15 +160,33 @@ std::vector<int32_t> encode_chat(const Tokenizer& tok, const std::vector<ChatPar
   return tok.encode_parts(text, add_bos);
 }
 
-std::pair<std::string, std::string> split_turn_after_context(const ChatTemplate& t, const std::string& context,
-                                                             const std::string& question) {
-  const std::string turn = render_chat(t, {{"user", context + question}});
+std::pair<std::vector<ChatPart>, std::vector<ChatPart>> split_turn_parts(const ChatTemplate& t,
+                                                                          const std::string& context,
+                                                                          const std::string& question) {
+  const std::vector<ChatPart> parts = render_chat_parts(t, {{"user", context + question}});
   const size_t first = context.find_first_not_of(" \t\n\r");  // templates may trim the turn
   if (first == std::string::npos) throw std::invalid_argument("the context is empty");
   const std::string trimmed = context.substr(first);
-  const size_t at = turn.find(trimmed);
-  if (at == std::string::npos) throw std::logic_error("the chat template changed the context");
-  return {turn.substr(0, at + trimmed.size()), turn.substr(at + trimmed.size())};
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const size_t at = parts[i].content ? parts[i].text.find(trimmed) : std::string::npos;
+    if (at == std::string::npos) continue;
+    const size_t cut = at + trimmed.size();
+    std::vector<ChatPart> head(parts.begin(), parts.begin() + static_cast<std::ptrdiff_t>(i)), tail;
+    head.push_back({parts[i].text.substr(0, cut), true});
+    if (cut < parts[i].text.size()) tail.push_back({parts[i].text.substr(cut), true});
+    tail.insert(tail.end(), parts.begin() + static_cast<std::ptrdiff_t>(i) + 1, parts.end());
+    return {std::move(head), std::move(tail)};
+  }
+  throw std::logic_error("the chat template changed the context");
+}
+
+std::pair<std::string, std::string> split_turn_after_context(const ChatTemplate& t, const std::string& context,
+                                                             const std::string& question) {
+  const auto [head, tail] = split_turn_parts(t, context, question);
+  std::pair<std::string, std::string> out;
+  for (const ChatPart& p : head) out.first += p.text;
+  for (const ChatPart& p : tail) out.second += p.text;
+  return out;
 }
 
 }  // namespace kvsqueeze

@@ -61,5 +61,11 @@ std::vector<int32_t> encode_chat(const Tokenizer& tok, const std::vector<ChatPar
 // std::logic_error if the template altered it.
 std::pair<std::string, std::string> split_turn_after_context(const ChatTemplate& t, const std::string& context,
                                                              const std::string& question);
+// The same cut as parts, for encode_chat: the context and the question are message text,
+// so their special-token spellings stay plain text (a document holding "<|im_end|>"
+// cannot close the turn).
+std::pair<std::vector<ChatPart>, std::vector<ChatPart>> split_turn_parts(const ChatTemplate& t,
+                                                                          const std::string& context,
+                                                                          const std::string& question);
 
 }  // namespace kvsqueeze
