@@ -374,16 +374,6 @@ KVS_AVX2_INLINE void mix_view8(const float* p, int64_t ps, int G, const RowsView
   if (c0 < hdv) mix_values8_tail<T>(p, ps, G, v, m, c0, out, out_stride);
 }
 
-// fast_exp (kernels/fast_exp.h) on 8 lanes.
-KVS_AVX2_INLINE __m256 exp8(__m256 x) {
-  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
-  const __m256 kf = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m256 y = exp_poly(exp_reduce(x, kf));
-  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(kf), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(y, _mm256_castsi256_ps(bits));
-}
-
 KVS_AVX2_INLINE float hsum8(__m256 v) {
   const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -406,7 +396,7 @@ KVS_AVX2_INLINE float softmax8(float* pg, int64_t total) {
   for (int64_t j = 0; j < padded; j += 8) {
     const __m256 s = _mm256_loadu_ps(pg + j);
     // Padding lanes (-inf) give exactly 0 rather than exp(-87).
-    const __m256 e = _mm256_and_ps(exp8(_mm256_sub_ps(s, shift)), _mm256_cmp_ps(s, _mm256_set1_ps(neg_inf), _CMP_GT_OQ));
+    const __m256 e = _mm256_and_ps(static_cast<__m256>(vexp_lanes(static_cast<v8>(_mm256_sub_ps(s, shift)))), _mm256_cmp_ps(s, _mm256_set1_ps(neg_inf), _CMP_GT_OQ));
     _mm256_storeu_ps(pg + j, e);
     sum = _mm256_add_ps(sum, e);
   }
