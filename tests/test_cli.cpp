@@ -86,7 +86,8 @@ TEST(Cli, LogitsWritesEveryRow) {
 
 TEST(CliBadInput, NonExistentModel) {
   expect_clean_failure(run("generate -m /nonexistent.gguf -p hi"), "no model file '/nonexistent.gguf'");
-  expect_clean_failure(run("info -m not-a-model-name"), "nor a known model name: smollm2-135m-instruct, gemma3-270m");
+  expect_clean_failure(run("info -m not-a-model-name"), "nor a known model name: smollm2-135m-instruct, gemma3-270m, qwen2.5-coder-0.5b-instruct, "
+                                                    "qwen2.5-coder-1.5b-instruct");
 }
 
 TEST(CliBadInput, TruncatedModel) {

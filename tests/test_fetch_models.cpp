@@ -55,7 +55,23 @@ TEST(FetchModels, AWheelWithTheWrongBytesIsRefused) {
 
 TEST(FetchModels, UnknownNameIsRefused) {
   const auto r = run_program(kScript, "llama-70b");
-  expect_clean_failure(r, "unknown model 'llama-70b' (known: smollm2-135m-instruct, gemma3-270m, paul-graham-essays)");
+  expect_clean_failure(r, "unknown model 'llama-70b' (known: smollm2-135m-instruct, gemma3-270m, paul-graham-essays, "
+                          "qwen2.5-coder-0.5b-instruct, qwen2.5-coder-1.5b-instruct)");
+}
+
+// setup.sh and CI run the script bare: the two Qwen models (0.5 and 1.1 GB) must only come
+// when named. Every short name the binary knows is one the script can fetch, same file.
+TEST(FetchModels, TheLargeModelsAreOptInAndEveryKnownNameIsFetchable) {
+  const auto r = run_program(kScript, "--list");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "smollm2-135m-instruct SmolLM2-135M-Instruct.Q4_1.gguf default\n"
+            "gemma3-270m gemma-3-270m-q4_k_m.gguf default\n"
+            "paul-graham-essays paul_graham_essays.txt default\n"
+            "qwen2.5-coder-0.5b-instruct qwen2.5-coder-0.5b-instruct-q4_k_m.gguf opt-in\n"
+            "qwen2.5-coder-1.5b-instruct qwen2.5-coder-1.5b-instruct-q4_k_m.gguf opt-in\n");
+  for (const auto& m : known_models())
+    EXPECT_NE(r.out.find(std::string(m.name) + " " + m.file + " "), std::string::npos) << m.name;
 }
 
 TEST(FetchModels, ShortNamesResolveOnlyOnceFetched) {
@@ -70,6 +86,9 @@ TEST(FetchModels, ShortNamesResolveOnlyOnceFetched) {
   }
   test::write_bytes(cache + "/gemma-3-270m-q4_k_m.gguf", {1, 2, 3});
   EXPECT_EQ(resolve_model_path("gemma3-270m"), cache + "/gemma-3-270m-q4_k_m.gguf");
+  EXPECT_FALSE(cached_model_path("qwen2.5-coder-1.5b-instruct"));
+  test::write_bytes(cache + "/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", {1, 2, 3});
+  EXPECT_EQ(resolve_model_path("qwen2.5-coder-1.5b-instruct"), cache + "/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
   EXPECT_EQ(resolve_model_path(kScript), kScript);  // an existing path is taken as it is
   EXPECT_THROW(resolve_model_path("no-such-model"), std::runtime_error);
   unsetenv("KVSQUEEZE_MODELS");

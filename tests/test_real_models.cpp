@@ -232,8 +232,12 @@ std::vector<std::string> tokenizer_corpus() {
 std::vector<std::string> greedy_prompts(const std::string& model) {
   auto chat = [&](const std::string& user) {
     if (model == "gemma3-270m") return "<start_of_turn>user\n" + user + "<end_of_turn>\n<start_of_turn>model\n";
-    return "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
-           "<|im_start|>user\n" + user + "<|im_end|>\n<|im_start|>assistant\n";
+    // Each ChatML model with the system prompt of its own template.
+    const std::string system = model.starts_with("qwen")
+                                   ? "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+                                   : "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
+    return "<|im_start|>system\n" + system + "<|im_end|>\n<|im_start|>user\n" + user +
+           "<|im_end|>\n<|im_start|>assistant\n";
   };
   return {
       chat("What is the capital of France? Answer in one sentence."),
@@ -459,10 +463,13 @@ TEST_P(LlamaCppParity, GreedyContinuationsMatch) {
             << " tokens identical to llama.cpp\n";
 }
 
-INSTANTIATE_TEST_SUITE_P(RealModel, LlamaCppParity, ::testing::Values("smollm2-135m-instruct", "gemma3-270m"),
+// The two Qwen models are opt-in downloads (scripts/fetch_models.sh NAME): skipped unless fetched.
+INSTANTIATE_TEST_SUITE_P(RealModel, LlamaCppParity,
+                         ::testing::Values("smollm2-135m-instruct", "gemma3-270m", "qwen2.5-coder-0.5b-instruct",
+                                           "qwen2.5-coder-1.5b-instruct"),
                          [](const auto& info) {
                            std::string n = info.param;
-                           std::replace(n.begin(), n.end(), '-', '_');
+                           std::replace_if(n.begin(), n.end(), [](char c) { return c == '-' || c == '.'; }, '_');
                            return n;
                          });
 

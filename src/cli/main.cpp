@@ -30,7 +30,7 @@ CLI::Option* add_model_option(CLI::App* cmd, std::string& path, const std::strin
         }
       },
       "FILE|NAME");
-  return cmd->add_option("-m,--model", path, help + " (a GGUF file, or smollm2-135m-instruct / gemma3-270m once fetched)")
+  return cmd->add_option("-m,--model", path, help + " (a GGUF file, or the short name of a model scripts/fetch_models.sh fetched: smollm2-135m-instruct, gemma3-270m, qwen2.5-coder-0.5b-instruct, ...)")
       ->transform(resolve);
 }
 

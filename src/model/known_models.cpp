@@ -13,6 +13,9 @@ const std::vector<KnownModel>& known_models() {
   static const std::vector<KnownModel> models = {
       {"smollm2-135m-instruct", "SmolLM2-135M-Instruct.Q4_1.gguf"},
       {"gemma3-270m", "gemma-3-270m-q4_k_m.gguf"},
+      // Opt-in (large): fetched only when named.
+      {"qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"},
+      {"qwen2.5-coder-1.5b-instruct", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"},
   };
   return models;
 }
