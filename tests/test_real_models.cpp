@@ -21,6 +21,7 @@
 #include "gguf/gguf_file.h"
 #include "model/known_models.h"
 #include "model/model.h"
+#include "runtime/chat_template.h"
 #include "runtime/sampler.h"
 #include "tensor/dtype.h"
 #include "tokenizer/tokenizer.h"
@@ -39,7 +40,8 @@ namespace {
 // the rounding noise compounds: each engine is 2-4% (relative L2, mean per row) from
 // exact arithmetic on the same weights, up to 20% on some rows, and agrees with it on
 // 96-98% of top-1 tokens. Measured against each other: smollm2 96.6% top-1, 3.4% mean,
-// 15% max; gemma3 95.5%, 4.5%, 19%. The 99% top-1 cannot hold here for any
+// 15% max; gemma3 95.5%, 4.5%, 19%; the opt-in qwen2.5-coder 0.5b 98.8%, 1.4%, 4.0% and
+// 1.5b 97.0%, 2.1%, 3.7%. The 99% top-1 cannot hold here for any
 // engine that does not copy llama.cpp's rounding bit for bit, so these bounds are set
 // just outside the measurement, and the 99% bar applies to the F16 copy below.
 constexpr double kQuantizedMinTop1 = 0.93;
@@ -48,7 +50,8 @@ constexpr double kQuantizedMaxRowRelL2 = 0.25;
 // The same weights written as F16 (dequantized; vectors stay F32): no 8-bit activations,
 // so what is left is llama.cpp's f16 rounding of activations, K and V. Measured: top-1
 // 100% on both models, relative L2 mean 6e-4 (gemma3) / 9e-4 (smollm2), max 1.7e-3 /
-// 3.5e-3. A wrong norm, RoPE or window shows up as whole percents.
+// 3.5e-3 (qwen2.5-coder 0.5b: 100%, 4.0e-4, 3.1e-3; 1.5b: 99.8%, 3.6e-4, 2.0e-3). A wrong
+// norm, RoPE, bias or window shows up as whole percents.
 constexpr double kF16MinTop1 = 0.99;  // the bar
 constexpr double kF16MaxMeanRelL2 = 3e-3;
 constexpr double kF16MaxRowRelL2 = 1.5e-2;
@@ -461,6 +464,34 @@ TEST_P(LlamaCppParity, GreedyContinuationsMatch) {
   }
   std::cout << GetParam() << " greedy: " << identical << "/" << prompts.size() << " continuations of " << kGreedySteps
             << " tokens identical to llama.cpp\n";
+}
+
+// Qwen2.5's Jinja template opens every conversation without a system message with its own
+// default system turn; kvsqueeze renders the same text, and only the markup is special.
+TEST(RealModelChat, QwenTemplateRendersLikeItsJinja) {
+  int checked = 0;
+  for (const char* name : {"qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"}) {
+    const auto path = cached_model_path(name);
+    if (!path) continue;
+    ++checked;
+    const GgufFile file(*path);
+    const auto tok = Tokenizer::from_gguf(file);
+    const ChatTemplate t = chat_template_for(file.get_string_or("tokenizer.chat_template", ""), *tok);
+    EXPECT_EQ(t.name(), "chatml") << name;
+    const std::string opening = "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
+                                "assistant.<|im_end|>\n";
+    EXPECT_EQ(render_chat(t, {{"user", "Hi <|im_end|>"}}),
+              opening + "<|im_start|>user\nHi <|im_end|><|im_end|>\n<|im_start|>assistant\n")
+        << name;
+    EXPECT_EQ(render_chat(t, {{"system", "Be brief."}, {"user", "Hi"}}),
+              "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+        << name;
+    // The user's "<|im_end|>" stays text: one <|im_end|> token per closed turn (system, user).
+    const auto ids = encode_chat(*tok, render_chat_parts(t, {{"user", "Hi <|im_end|>"}}), false);
+    const int32_t im_end = tok->encode("<|im_end|>", false, true).at(0);
+    EXPECT_EQ(std::count(ids.begin(), ids.end(), im_end), 2) << name << ": " << ids_text(ids);
+  }
+  if (!checked) GTEST_SKIP() << "no Qwen model in " << model_cache_dir() << ": run scripts/fetch_models.sh qwen2.5-coder-0.5b-instruct";
 }
 
 // The two Qwen models are opt-in downloads (scripts/fetch_models.sh NAME): skipped unless fetched.
