@@ -47,6 +47,9 @@ def parse_args():
     ap.add_argument("--heatmap-lengths", default=None, help="lengths of the heatmap stage (default: --lengths)")
     ap.add_argument("--baseline-samples", type=int, default=3, help="RULER samples per subtask and length (full cache)")
     ap.add_argument("--grid-length", type=int, default=4096)
+    ap.add_argument("--grid-tasks", default=None,
+                    help="comma-separated tasks (niah, or RULER subtasks) the grid may run, among those the full "
+                         "cache solves (default: all of them)")
     ap.add_argument("--grid-samples", type=int, default=2, help="RULER samples per subtask in the grid")
     ap.add_argument("--budgets", default="128,256,512,1024")
     ap.add_argument("--ratios", default="0.1,0.25,0.5")
@@ -135,6 +138,8 @@ def main():
 
     if "grid" in stages:
         solved = solved_tasks(load(baseline), a.grid_length)
+        if a.grid_tasks:
+            solved = [(t, st) for t, st in solved if (st or t) in a.grid_tasks.split(",")]
         print(f"tasks the full cache solves at {a.grid_length} tokens:", solved or "none", flush=True)
         subtasks = [s for t, s in solved if t == "ruler"]
         for mode in ([], ["--question-agnostic"]):
