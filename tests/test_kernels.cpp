@@ -2,6 +2,7 @@
 // set this CPU runs (generic, AVX2, AVX-512), with sizes that are not multiples of the
 // block or vector width.
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <tuple>
 
@@ -21,14 +22,7 @@ using namespace kvsqueeze;
 
 namespace {
 
-// Runs a test body at one instruction set, restoring the CPU's best afterwards.
-class IsaScope {
- public:
-  explicit IsaScope(Isa isa) { set_active_isa(isa); }
-  ~IsaScope() { set_active_isa(cpu_isa()); }
-  IsaScope(const IsaScope&) = delete;
-  IsaScope& operator=(const IsaScope&) = delete;
-};
+using test::IsaScope;
 
 std::vector<Isa> all_isas() { return {Isa::Generic, Isa::Avx2, Isa::Avx512}; }
 
@@ -96,6 +90,23 @@ double norm(const float* v, int64_t n) {
   return std::sqrt(s);
 }
 
+// Each output equals the decoded weights times the activations as the kernel sees them,
+// up to float summation order.
+void expect_kernel_arithmetic(const MatrixView& mv, const float* x, int64_t tokens, const float* got) {
+  const int64_t rows = mv.rows, cols = mv.cols;
+  std::vector<float> wrow(static_cast<size_t>(cols));
+  for (int64_t t = 0; t < tokens; ++t) {
+    const auto xs = activations_as_seen(mv.type, tokens, x + t * cols, cols);
+    for (int64_t r = 0; r < rows; ++r) {
+      dequantize_row(mv.type, mv.row(r), wrow.data(), cols);
+      double ref = 0;
+      for (int64_t c = 0; c < cols; ++c) ref += static_cast<double>(wrow[c]) * xs[c];
+      EXPECT_NEAR(got[t * rows + r], ref, 1e-5 * norm(wrow.data(), cols) * norm(xs.data(), cols))
+          << dtype_name(mv.type) << " rows " << rows << " tokens " << tokens << " at " << t << "," << r;
+    }
+  }
+}
+
 TEST_P(MatmulKernels, MatchReferenceAtOddSizes) {
   const auto [isa, type] = GetParam();
   REQUIRE_ISA(isa);
@@ -109,24 +120,56 @@ TEST_P(MatmulKernels, MatchReferenceAtOddSizes) {
       auto w = quantized_matrix(type, wf, rows, cols);
       const MatrixView mv{type, w.data(), rows, cols};
       const auto x = test::gaussian_vector(static_cast<size_t>(tokens * cols), 4);
-      std::vector<float> got(static_cast<size_t>(tokens * rows)), exact(got.size()), wrow(cols);
+      std::vector<float> got(static_cast<size_t>(tokens * rows)), exact(got.size());
       matmul(mv, x.data(), tokens, got.data());
       matmul_reference(mv, x.data(), tokens, exact.data());
-      for (int64_t t = 0; t < tokens; ++t) {
-        const auto xs = activations_as_seen(type, tokens, x.data() + t * cols, cols);
-        for (int64_t r = 0; r < rows; ++r) {
-          dequantize_row(type, mv.row(r), wrow.data(), cols);
-          double ref = 0;
-          for (int64_t c = 0; c < cols; ++c) ref += static_cast<double>(wrow[c]) * xs[c];
-          EXPECT_NEAR(got[t * rows + r], ref, 1e-5 * norm(wrow.data(), cols) * norm(xs.data(), cols))
-              << dtype_name(type) << " rows " << rows << " tokens " << tokens << " at " << t << "," << r;
-        }
-      }
+      expect_kernel_arithmetic(mv, x.data(), tokens, got.data());
       // End to end against exact arithmetic: 8-bit activations cost ~1% (up to 3% on the
       // smallest shapes here, where few products are averaged).
       EXPECT_LT(test::rel_l2(got.data(), exact.data(), got.size()), block == 1 ? 1e-5 : 0.03)
           << dtype_name(type) << " rows " << rows << " tokens " << tokens;
     }
+}
+
+// Blocks whose integers all sit at the format's extreme (every nibble and high bit set,
+// Q8_0 at -128, Q6_K scales at 127) against activations at +-127 after quantization:
+// the integer kernels sum pairs of byte products in 16 bits, and a sum that wrapped or
+// saturated would be off by thousands of units here.
+std::vector<uint8_t> extreme_matrix(DType type, int64_t rows, int64_t cols) {
+  const auto& tr = traits(type);
+  std::vector<uint8_t> w(static_cast<size_t>(rows * row_bytes(type, cols)), 0xFF);
+  const uint16_t one = fp32_to_fp16(1.0f), small = fp32_to_fp16(0.01f);
+  for (size_t off = 0; off < w.size(); off += static_cast<size_t>(tr.block_bytes)) {
+    uint8_t* b = w.data() + off;
+    auto put = [&](size_t at, uint16_t v) { std::memcpy(b + at, &v, 2); };
+    switch (type) {
+      case DType::Q8_0: put(0, one); std::memset(b + 2, 0x80, 32); break;
+      case DType::Q4_0: case DType::Q5_0: put(0, one); break;
+      case DType::Q4_1: case DType::Q5_1: put(0, one); put(2, small); break;
+      case DType::Q4_K: case DType::Q5_K: put(0, one); put(2, small); break;
+      case DType::Q6_K: std::memset(b + 192, 127, 16); put(208, one); break;
+      default: break;
+    }
+  }
+  return w;
+}
+
+TEST_P(MatmulKernels, ExtremeIntegersDoNotOverflow) {
+  const auto [isa, type] = GetParam();
+  REQUIRE_ISA(isa);
+  if (traits(type).block_elems == 1) GTEST_SKIP() << "float weights: no integer sums";
+  IsaScope scope(isa);
+  const int64_t rows = 11, cols = 512;
+  const auto w = extreme_matrix(type, rows, cols);
+  const MatrixView mv{type, w.data(), rows, cols};
+  for (int64_t tokens : {1, 4, 12}) {
+    std::vector<float> x(static_cast<size_t>(tokens * cols));
+    for (int64_t t = 0; t < tokens; ++t)  // all +1, all -1, then alternating signs
+      for (int64_t c = 0; c < cols; ++c) x[t * cols + c] = t % 3 == 0 ? 1.0f : t % 3 == 1 ? -1.0f : (c % 2 ? 1.0f : -1.0f);
+    std::vector<float> got(static_cast<size_t>(tokens * rows));
+    matmul(mv, x.data(), tokens, got.data());
+    expect_kernel_arithmetic(mv, x.data(), tokens, got.data());
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(

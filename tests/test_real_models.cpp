@@ -23,6 +23,7 @@
 #include "model/model.h"
 #include "runtime/chat_template.h"
 #include "runtime/sampler.h"
+#include "tensor/cpu_features.h"
 #include "tensor/dtype.h"
 #include "tokenizer/tokenizer.h"
 #include "test_util.h"
@@ -36,17 +37,23 @@ namespace {
 // The quantized files as they are: both engines quantize activations to 8 bits per block
 // before every product with quantized weights, but not alike (llama.cpp stores the block
 // scale, and Q4_1/Q5_1's block sum, as f16 and uses 256-value blocks for the K formats;
-// kvsqueeze keeps f32 and, on AVX-512, 32-value blocks), and on these small deep models
+// kvsqueeze keeps f32 and, in its prompt kernels, 32-value blocks), and on these small deep models
 // the rounding noise compounds: each engine is 2-4% (relative L2, mean per row) from
 // exact arithmetic on the same weights, up to 20% on some rows, and agrees with it on
-// 96-98% of top-1 tokens. Measured against each other: smollm2 96.6% top-1, 3.4% mean,
-// 15% max; gemma3 95.5%, 4.5%, 19%; the opt-in qwen2.5-coder 0.5b 98.8%, 1.4%, 4.0% and
-// 1.5b 97.0%, 2.1%, 3.7%. The 99% top-1 cannot hold here for any
+// 96-98% of top-1 tokens. Measured against each other (AVX2 prompt kernel): smollm2
+// 96.6% top-1, 3.4% mean, 14% max; gemma3 95.5%, 4.3%, 16%; the opt-in qwen2.5-coder
+// 0.5b 97.7%, 1.4%, 5.0% and 1.5b 96.7%, 2.0%, 32% on row 0 (below) and 3.7% elsewhere. The 99% top-1 cannot hold here for any
 // engine that does not copy llama.cpp's rounding bit for bit, so these bounds are set
 // just outside the measurement, and the 99% bar applies to the F16 copy below.
 constexpr double kQuantizedMinTop1 = 0.93;
 constexpr double kQuantizedMaxMeanRelL2 = 0.06;
 constexpr double kQuantizedMaxRowRelL2 = 0.25;
+// Except among the first rows, where Qwen's first token carries activations hundreds of
+// times its others: in llama.cpp's 256-value activation blocks they round their
+// neighbours to zero, and its row 0 lands 34% (1.5b) from exact arithmetic. kvsqueeze's
+// prompt kernels quantize in blocks of 32 (8%), so the engines differ there by 32%; such
+// a row passes when kvsqueeze is the nearer of the two to exact arithmetic.
+constexpr int64_t kExactRows = 16;
 // The same weights written as F16 (dequantized; vectors stay F32): no 8-bit activations,
 // so what is left is llama.cpp's f16 rounding of activations, K and V. Measured: top-1
 // 100% on both models, relative L2 mean 6e-4 (gemma3) / 9e-4 (smollm2), max 1.7e-3 /
@@ -342,6 +349,14 @@ std::vector<int32_t> story_ids(const Tokenizer& tok, int64_t n) {
 struct LogitsComparison {
   int64_t rows = 0, top1_same = 0, worst_row = 0;
   double rel_mean = 0, rel_max = 0;
+  // Rows past kQuantizedMaxRowRelL2 among the first kExactRows, with both engines' logits,
+  // for a look at which of the two is nearer exact arithmetic.
+  struct FarRow {
+    int64_t row;
+    std::vector<float> ours, theirs;
+  };
+  std::vector<FarRow> far_rows;
+  double rel_max_beyond_far_rows = 0;  // rel_max over every other row
   double gap_shift_mean = 0, gap_shift_max = 0;  // how far kvsqueeze moves llama.cpp's top-two gap
   std::string disagreements;                     // one line per row whose top-1 differs
 
@@ -382,6 +397,10 @@ LogitsComparison compare_teacher_forced(const Oracle& oracle, const std::string&
       const double rel = test::rel_l2(a, theirs.data(), static_cast<size_t>(vocab));
       c.rel_mean += rel / static_cast<double>(n);
       if (rel > c.rel_max) c.rel_max = rel, c.worst_row = first + r;
+      if (rel > kQuantizedMaxRowRelL2 && first + r < kExactRows)
+        c.far_rows.push_back({first + r, std::vector<float>(a, a + vocab), theirs});
+      else
+        c.rel_max_beyond_far_rows = std::max(c.rel_max_beyond_far_rows, rel);
       const auto [want, runner_up] = top_two(theirs.data(), vocab);
       const double shift = std::fabs((theirs[want] - theirs[runner_up]) - (a[want] - a[runner_up]));
       c.gap_shift_mean += shift / static_cast<double>(n);
@@ -401,12 +420,37 @@ LogitsComparison compare_teacher_forced(const Oracle& oracle, const std::string&
   return c;
 }
 
+// Exact arithmetic on the file's weights (the portable build multiplies the decoded
+// weights in float, activations unquantized): each far row must be nearer to it from
+// kvsqueeze than from llama.cpp, i.e. the distance is llama.cpp's rounding, not ours.
+void expect_far_rows_are_llamacpp_rounding(const std::string& model_path, const std::vector<int32_t>& ids,
+                                           const LogitsComparison& c) {
+  if (c.far_rows.empty()) return;
+  auto model = Model::load(model_path);
+  const int64_t vocab = model->config().vocab, n = c.far_rows.back().row + 1;
+  std::vector<float> exact(static_cast<size_t>(n * vocab));
+  {
+    test::IsaScope portable(Isa::Generic);
+    KvCache cache = model->make_cache();
+    model->forward(cache, ids.data(), n, exact.data(), true);
+  }
+  for (const auto& far : c.far_rows) {
+    const float* e = exact.data() + far.row * vocab;
+    const double ours = test::rel_l2(far.ours.data(), e, static_cast<size_t>(vocab));
+    const double theirs = test::rel_l2(far.theirs.data(), e, static_cast<size_t>(vocab));
+    std::cout << "  row " << far.row << " from exact arithmetic: kvsqueeze " << ours << ", llama.cpp " << theirs << "\n";
+    EXPECT_LT(ours, theirs) << "row " << far.row << " is off by more than llama.cpp's own rounding";
+  }
+}
+
 TEST_P(LlamaCppParity, TeacherForcedLogitsOnQuantizedFileClose) {
-  const auto c = compare_teacher_forced(*oracle_, model_path_, *tok_, story_ids(*tok_, kTeacherForcedTokens));
+  const auto ids = story_ids(*tok_, kTeacherForcedTokens);
+  const auto c = compare_teacher_forced(*oracle_, model_path_, *tok_, ids);
   std::cout << GetParam() << " teacher-forced, quantized file, " << c.rows << " rows: " << c.summary() << "\n";
   EXPECT_GE(c.top1(), kQuantizedMinTop1);
   EXPECT_LE(c.rel_mean, kQuantizedMaxMeanRelL2);
-  EXPECT_LE(c.rel_max, kQuantizedMaxRowRelL2);
+  EXPECT_LE(c.rel_max_beyond_far_rows, kQuantizedMaxRowRelL2);
+  expect_far_rows_are_llamacpp_rounding(model_path_, ids, c);
 }
 
 TEST_P(LlamaCppParity, TeacherForcedLogitsOnF16CopyAgree) {

@@ -13,8 +13,18 @@
 #include <vector>
 
 #include "cache/kv_cache.h"
+#include "tensor/cpu_features.h"
 
 namespace kvsqueeze::test {
+
+// Runs a test body at one instruction set, restoring the CPU's best afterwards.
+class IsaScope {
+ public:
+  explicit IsaScope(Isa isa) { set_active_isa(isa); }
+  ~IsaScope() { set_active_isa(cpu_isa()); }
+  IsaScope(const IsaScope&) = delete;
+  IsaScope& operator=(const IsaScope&) = delete;
+};
 
 inline std::string shared_path(const std::string& rel) { return std::string(KVSQUEEZE_SHARED_DIR) + "/" + rel; }
 

@@ -10,6 +10,7 @@
 #include <limits>
 #include <stdexcept>
 
+#include "kernels/avx2_helpers.h"
 #include "kernels/fast_exp.h"
 #include "kernels/vec16.h"
 #include "tensor/cpu_features.h"
@@ -374,12 +375,6 @@ KVS_AVX2_INLINE void mix_view8(const float* p, int64_t ps, int G, const RowsView
   if (c0 < hdv) mix_values8_tail<T>(p, ps, G, v, m, c0, out, out_stride);
 }
 
-KVS_AVX2_INLINE float hsum8(__m256 v) {
-  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
-}
-
 // softmax_in_place on 8-float vectors: pg[0, total) becomes probabilities; returns the
 // log-sum-exp. pg has room up to the next multiple of 8.
 KVS_AVX2_INLINE float softmax8(float* pg, int64_t total) {
@@ -400,7 +395,7 @@ KVS_AVX2_INLINE float softmax8(float* pg, int64_t total) {
     _mm256_storeu_ps(pg + j, e);
     sum = _mm256_add_ps(sum, e);
   }
-  const float total_sum = hsum8(sum);
+  const float total_sum = avx2::hsum(sum);
   const __m256 inv = _mm256_set1_ps(1.0f / total_sum);
   for (int64_t j = 0; j < padded; j += 8) _mm256_storeu_ps(pg + j, _mm256_mul_ps(_mm256_loadu_ps(pg + j), inv));
   return mx + std::log(total_sum);

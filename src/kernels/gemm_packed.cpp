@@ -10,6 +10,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "kernels/block_unpack.h"
+#include "kernels/gemm_packed_avx2.h"
 #include "kernels/quant_dot.h"
 #include "tensor/cpu_features.h"
 #include "tensor/half.h"
@@ -17,6 +19,9 @@
 
 namespace kvsqueeze {
 namespace {
+
+using block_unpack::Unpacked;
+using block_unpack::unpack_block;
 
 #define KVS_VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
 
@@ -35,109 +40,6 @@ int64_t n_pairs(int64_t n) { return (n / 32 + 1) / 2; }
 
 constexpr bool has_offset(DType t) {
   return t == DType::Q4_1 || t == DType::Q5_1 || t == DType::Q4_K || t == DType::Q5_K;
-}
-
-// One 32-value block as value_j = s[j / 4] * q[j] + o.
-struct Unpacked {
-  int8_t q[32];
-  float s[8];
-  float o;
-};
-
-template <typename Block>
-const Block& block_at(const uint8_t* row, int64_t i) {
-  return reinterpret_cast<const Block*>(row)[i];
-}
-
-inline int fifth_bit(const uint8_t* qh, int j) {
-  uint32_t bits;
-  std::memcpy(&bits, qh, 4);
-  return static_cast<int>((bits >> j) & 1) << 4;
-}
-
-// Block b (0-based, 32 values each) of a row of type t (a constant, so each packer is
-// specialised: packing runs once per 16 rows and call, and must stay cheap).
-template <DType t>
-KVS_VNNI inline void unpack_block(const uint8_t* row, int64_t b, Unpacked& u) {
-  u.o = 0.0f;
-  float s = 0.0f;
-  switch (t) {
-    case DType::Q8_0: {
-      const auto& blk = block_at<BlockQ8_0>(row, b);
-      std::memcpy(u.q, blk.qs, 32);
-      s = fp16_to_fp32(blk.d);
-      break;
-    }
-    case DType::Q4_0: case DType::Q4_1: {
-      const uint8_t* qs = t == DType::Q4_0 ? block_at<BlockQ4_0>(row, b).qs : block_at<BlockQ4_1>(row, b).qs;
-      const int bias = t == DType::Q4_0 ? 8 : 0;
-      for (int j = 0; j < 16; ++j) {
-        u.q[j] = static_cast<int8_t>((qs[j] & 0xF) - bias);
-        u.q[j + 16] = static_cast<int8_t>((qs[j] >> 4) - bias);
-      }
-      if (t == DType::Q4_0) {
-        s = fp16_to_fp32(block_at<BlockQ4_0>(row, b).d);
-      } else {
-        s = fp16_to_fp32(block_at<BlockQ4_1>(row, b).d);
-        u.o = fp16_to_fp32(block_at<BlockQ4_1>(row, b).m);
-      }
-      break;
-    }
-    case DType::Q5_0: case DType::Q5_1: {
-      const bool sym = t == DType::Q5_0;
-      const uint8_t* qs = sym ? block_at<BlockQ5_0>(row, b).qs : block_at<BlockQ5_1>(row, b).qs;
-      const uint8_t* qh = sym ? block_at<BlockQ5_0>(row, b).qh : block_at<BlockQ5_1>(row, b).qh;
-      const int bias = sym ? 16 : 0;
-      for (int j = 0; j < 16; ++j) {
-        u.q[j] = static_cast<int8_t>(((qs[j] & 0xF) | fifth_bit(qh, j)) - bias);
-        u.q[j + 16] = static_cast<int8_t>(((qs[j] >> 4) | fifth_bit(qh, j + 16)) - bias);
-      }
-      if (sym) {
-        s = fp16_to_fp32(block_at<BlockQ5_0>(row, b).d);
-      } else {
-        s = fp16_to_fp32(block_at<BlockQ5_1>(row, b).d);
-        u.o = fp16_to_fp32(block_at<BlockQ5_1>(row, b).m);
-      }
-      break;
-    }
-    case DType::Q4_K: case DType::Q5_K: {
-      // Sub-block j of a super-block: the low (even j) or high (odd j) nibbles of 32 bytes.
-      const int j = static_cast<int>(b % 8);
-      const bool five = t == DType::Q5_K;
-      const uint8_t* scales = five ? block_at<BlockQ5_K>(row, b / 8).scales : block_at<BlockQ4_K>(row, b / 8).scales;
-      const uint8_t* qs = (five ? block_at<BlockQ5_K>(row, b / 8).qs : block_at<BlockQ4_K>(row, b / 8).qs) + 32 * (j / 2);
-      const uint16_t d = five ? block_at<BlockQ5_K>(row, b / 8).d : block_at<BlockQ4_K>(row, b / 8).d;
-      const uint16_t dmin = five ? block_at<BlockQ5_K>(row, b / 8).dmin : block_at<BlockQ4_K>(row, b / 8).dmin;
-      for (int l = 0; l < 32; ++l) {
-        int q = j % 2 ? qs[l] >> 4 : qs[l] & 0xF;
-        if (five && (block_at<BlockQ5_K>(row, b / 8).qh[l] >> j & 1)) q += 16;
-        u.q[l] = static_cast<int8_t>(q);
-      }
-      uint8_t sc, mn;
-      k_scale_min(j, scales, sc, mn);
-      s = fp16_to_fp32(d) * sc;
-      u.o = -(fp16_to_fp32(dmin) * mn);
-      break;
-    }
-    case DType::Q6_K: {
-      // Values 32j .. 32j+31 of a super-block (see the Q6_K layout in tensor/quant.cpp).
-      const auto& blk = block_at<BlockQ6_K>(row, b / 8);
-      const int j = static_cast<int>(b % 8), n = j / 4, k = j % 4;
-      const uint8_t* ql = blk.ql + 64 * n + (k % 2 ? 32 : 0);
-      const uint8_t* qh = blk.qh + 32 * n;
-      for (int l = 0; l < 32; ++l) {
-        const int lo = k < 2 ? ql[l] & 0xF : ql[l] >> 4;
-        u.q[l] = static_cast<int8_t>((lo | (((qh[l] >> (2 * k)) & 3) << 4)) - 32);
-      }
-      const float d = fp16_to_fp32(blk.d);
-      const int8_t* sc = blk.scales + 8 * n + 2 * k;
-      for (int g = 0; g < 8; ++g) u.s[g] = d * sc[g / 4];
-      return;
-    }
-    default:
-      break;
-  }
-  std::fill(u.s, u.s + 8, s);
 }
 
 template <DType type>
@@ -281,30 +183,30 @@ bool use_packed_gemm(DType weights, int64_t n_tokens) {
   switch (weights) {
     case DType::Q8_0: case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1:
     case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
-      return n_tokens >= kMinTokens && use_avx512();
+      return n_tokens >= kMinTokens && use_avx2();
     default:
       return false;
   }
 }
 
-int64_t packed_gemm_act_bytes(int64_t n) { return n_pairs(n) * kActPair; }
+int64_t packed_gemm_act_bytes(int64_t n) {
+  return use_avx512() ? n_pairs(n) * kActPair : gemm_avx2::act_bytes(n);
+}
 
 void packed_gemm_pack_activations(const float* x, uint8_t* out, int64_t n) {
-  std::vector<ActBlock32> blocks(static_cast<size_t>(n / 32));
+  if (!use_avx512()) return gemm_avx2::pack_activations(x, out, n);
+  thread_local std::vector<ActBlock32> blocks;
+  blocks.resize(static_cast<size_t>(n / 32));
   quantize_activations(DType::Q8_0, x, blocks.data(), n);
   pack_acts(blocks.data(), n / 32, out);
 }
 
 void packed_gemm_rows(DType type, const uint8_t* w, int64_t w_stride, int n_rows, const uint8_t* acts,
                       int64_t n_tokens, int64_t n, float* y, int64_t y_stride, std::vector<uint8_t>& scratch) {
-  switch (type) {
-#define KVS_GEMM_CASE(T) \
-  case DType::T: return gemm_rows<DType::T>(w, w_stride, n_rows, acts, n_tokens, n, y, y_stride, scratch);
-    KVS_GEMM_CASE(Q8_0) KVS_GEMM_CASE(Q4_0) KVS_GEMM_CASE(Q4_1) KVS_GEMM_CASE(Q5_0) KVS_GEMM_CASE(Q5_1)
-    KVS_GEMM_CASE(Q4_K) KVS_GEMM_CASE(Q5_K) KVS_GEMM_CASE(Q6_K)
-#undef KVS_GEMM_CASE
-    default: throw std::logic_error("packed_gemm_rows: unsupported weight format");
-  }
+  if (!use_avx512()) return gemm_avx2::gemm_rows(type, w, w_stride, n_rows, acts, n_tokens, n, y, y_stride, scratch);
+  block_unpack::with_format(type, [&](auto t) {
+    gemm_rows<decltype(t)::value>(w, w_stride, n_rows, acts, n_tokens, n, y, y_stride, scratch);
+  });
 }
 
 }  // namespace kvsqueeze

@@ -1,4 +1,5 @@
-// Prompt-sized products of quantized weights on AVX-512 VNNI. Both operands are laid out
+// Prompt-sized products of quantized weights, on AVX-512 VNNI (below) or AVX2
+// (gemm_packed_avx2.h: another layout, same contract). Both operands are laid out
 // once per call in the shape the inner loop wants, so that loop is four vector
 // instructions per 64 multiply-adds (five for formats with a per-block offset):
 // activations as unsigned bytes (x + 128) with their block scales spread over the lanes,
@@ -20,7 +21,8 @@
 
 namespace kvsqueeze {
 
-// True when this path applies: AVX-512 active, a supported format, at least a few tokens.
+// True when this path applies: AVX2 or AVX-512 active, a supported format, at least a few
+// tokens. The layouts below are those of the active instruction set.
 bool use_packed_gemm(DType weights, int64_t n_tokens);
 
 // Bytes of one packed activation row of n values (n a multiple of 32).

@@ -12,12 +12,18 @@
 #include <cstring>
 #include <type_traits>
 
+#include "kernels/avx2_helpers.h"
 #include "tensor/cpu_features.h"
 #include "tensor/half.h"
 #include "tensor/quant_blocks.h"
 
 namespace kvsqueeze {
 namespace {
+
+using avx2::bits_to_0x10;
+using avx2::hsum;
+using avx2::hsum_i32;
+using avx2::unpack_nibbles;
 
 #define KVS_AVX2 __attribute__((target("avx2,fma,f16c")))
 
@@ -57,20 +63,6 @@ void quantize_act256(const float* x, ActBlock256* y, int64_t nb) {
     }
     y[i].d = d;
   }
-}
-
-KVS_AVX2 inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-KVS_AVX2 inline int hsum_i32(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-  return _mm_cvtsi128_si32(s);
 }
 
 // ---- activation quantization (SIMD) ----------------------------------------------
@@ -162,24 +154,6 @@ KVS_AVX2 inline __m256i dot_s8(__m256i a, __m256i b) {
 // 8 int32 sums of products of unsigned bytes u (< 128) and signed bytes s.
 KVS_AVX2 inline __m256i dot_u8s8(__m256i u, __m256i s) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-}
-
-// 16 packed nibbles -> 32 bytes: low nibbles first (elements 0..15), then high.
-KVS_AVX2 inline __m256i unpack_nibbles(const uint8_t* p) {
-  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  const __m128i m = _mm_set1_epi8(0x0F);
-  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
-}
-
-// Bit j of the 32-bit word -> byte j = 0x10 when set.
-KVS_AVX2 inline __m256i bits_to_0x10(const uint8_t* qh4) {
-  uint32_t bits;
-  std::memcpy(&bits, qh4, 4);
-  const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
-  __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)), shuf);
-  const __m256i mask = _mm256_set1_epi64x(0x8040201008040201);
-  v = _mm256_cmpeq_epi8(_mm256_and_si256(v, mask), mask);
-  return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
 }
 
 // ---- 32-wide formats --------------------------------------------------------------

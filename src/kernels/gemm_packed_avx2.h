@@ -1,0 +1,20 @@
+// The AVX2 flavour of the packed prompt kernel (gemm_packed.h dispatches to it when
+// AVX-512 is not active). AVX2 has no VNNI, so its layout differs from the AVX-512 one:
+// eight weight rows are interleaved four bytes at a time, so that one register holds the
+// same four columns of eight rows and the eight lanes of every sum are eight outputs —
+// no horizontal reductions, and each block's scales are applied to eight rows at once.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "tensor/dtype.h"
+
+namespace kvsqueeze::gemm_avx2 {
+
+int64_t act_bytes(int64_t n);
+void pack_activations(const float* x, uint8_t* out, int64_t n);
+void gemm_rows(DType type, const uint8_t* w, int64_t w_stride, int n_rows, const uint8_t* acts, int64_t n_tokens,
+               int64_t n, float* y, int64_t y_stride, std::vector<uint8_t>& scratch);
+
+}  // namespace kvsqueeze::gemm_avx2
