@@ -145,8 +145,7 @@ std::vector<uint8_t> extreme_matrix(DType type, int64_t rows, int64_t cols) {
     switch (type) {
       case DType::Q8_0: put(0, one); std::memset(b + 2, 0x80, 32); break;
       case DType::Q4_0: case DType::Q5_0: put(0, one); break;
-      case DType::Q4_1: case DType::Q5_1: put(0, one); put(2, small); break;
-      case DType::Q4_K: case DType::Q5_K: put(0, one); put(2, small); break;
+      case DType::Q4_1: case DType::Q5_1: case DType::Q4_K: case DType::Q5_K: put(0, one); put(2, small); break;
       case DType::Q6_K: std::memset(b + 192, 127, 16); put(208, one); break;
       default: break;
     }

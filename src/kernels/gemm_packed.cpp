@@ -8,14 +8,11 @@
 
 #include <algorithm>
 #include <cstring>
-#include <stdexcept>
 
 #include "kernels/block_unpack.h"
 #include "kernels/gemm_packed_avx2.h"
 #include "kernels/quant_dot.h"
 #include "tensor/cpu_features.h"
-#include "tensor/half.h"
-#include "tensor/quant_blocks.h"
 
 namespace kvsqueeze {
 namespace {
