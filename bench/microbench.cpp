@@ -78,7 +78,8 @@ class IsaScope {
 
 // Weights [rows x cols] of `type` times `tokens` activation rows: matrix-vector when
 // tokens = 1 (decode), matrix-matrix otherwise (prompt).
-void bm_matmul(benchmark::State& state, DType type, Isa isa, int64_t rows, int64_t cols, int64_t tokens) {
+void bm_matmul(benchmark::State& state, DType type, Isa isa, int64_t rows, int64_t cols, int64_t tokens,
+               Columns columns) {
   IsaScope scope(isa);
   const auto wf = random_floats(static_cast<size_t>(rows * cols), 1);
   const int64_t rb = row_bytes(type, cols);
@@ -89,7 +90,7 @@ void bm_matmul(benchmark::State& state, DType type, Isa isa, int64_t rows, int64
   std::vector<float> y(static_cast<size_t>(tokens * rows));
   const Rates rates;
   for (auto _ : state) {
-    matmul(mv, x.data(), tokens, y.data());
+    matmul(mv, x.data(), tokens, y.data(), columns);
     benchmark::DoNotOptimize(y.data());
   }
   rates.report(state, static_cast<double>(rows * rb), 2.0 * static_cast<double>(rows * cols * tokens));
@@ -193,13 +194,21 @@ void register_all() {
     for (DType t : weight_types) {
       const std::string name(dtype_name(t));
       // A 1536 x 2048 projection (both divisible by 256): decode, and a 256-token prompt tile.
-      benchmark::RegisterBenchmark(("matvec/" + tag + "/" + name).c_str(), bm_matmul, t, isa, 1536, 2048, 1)
+      benchmark::RegisterBenchmark(("matvec/" + tag + "/" + name).c_str(), bm_matmul, t, isa, 1536, 2048, 1, Columns::Fastest)
           ->Unit(benchmark::kMicrosecond)->UseRealTime();
-      benchmark::RegisterBenchmark(("matmul256/" + tag + "/" + name).c_str(), bm_matmul, t, isa, 1536, 2048, 256)
+      benchmark::RegisterBenchmark(("matmul256/" + tag + "/" + name).c_str(), bm_matmul, t, isa, 1536, 2048, 256, Columns::Fastest)
           ->Unit(benchmark::kMillisecond)->UseRealTime();
+      // A decode batch of 8 and 16 sessions: each column as alone (what batching promises
+      // today) against the fastest kernel for the width.
+      for (int64_t b : {8, 16})
+        for (Columns c : {Columns::AsAlone, Columns::Fastest})
+          benchmark::RegisterBenchmark(("batch" + std::to_string(b) + "/" + tag + "/" + name +
+                                        (c == Columns::AsAlone ? "/alone" : "/fastest")).c_str(),
+                                       bm_matmul, t, isa, 1536, 2048, b, c)
+              ->Unit(benchmark::kMicrosecond)->UseRealTime();
       // smollm2-135m's gate/up shape (1536 x 576): short rows, where per-tile overheads show.
       if (t == DType::Q8_0)
-        benchmark::RegisterBenchmark(("matmul256_k576/" + tag + "/" + name).c_str(), bm_matmul, t, isa, 1536, 576, 256)
+        benchmark::RegisterBenchmark(("matmul256_k576/" + tag + "/" + name).c_str(), bm_matmul, t, isa, 1536, 576, 256, Columns::Fastest)
             ->Unit(benchmark::kMillisecond)->UseRealTime();
       if (t != DType::F32) benchmark::RegisterBenchmark(("dequantize/" + tag + "/" + name).c_str(), bm_dequantize, t, isa);
     }

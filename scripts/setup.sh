@@ -9,6 +9,7 @@ packages=(
   build-essential cmake pkg-config git
   libfmt-dev libcli11-dev nlohmann-json3-dev libpcre2-dev libgtest-dev libbenchmark-dev
   libcpp-httplib-dev  # kvsqueeze serve (brings its openssl, zlib and brotli headers)
+  libyaml-cpp-dev  # serve: its OpenAPI document (docs/openapi.yaml) answered as JSON
   libcurl4-openssl-dev libssl-dev  # kvsqueeze pull (HTTPS downloads, sha256)
   clang libclang-rt-14-dev  # the fuzz preset (libFuzzer)
   bible-kjv bible-kjv-text  # filler text for the needle tasks (scripts/kjv_haystack.sh)

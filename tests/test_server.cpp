@@ -238,6 +238,13 @@ TEST(ApiRequest, ReadsTheOpenAiFieldsAndNamesEachWrongOne) {
       {R"({"prompt": "x", "kv_press": {"budgte": 3}})", "kv_press.budgte"},
       {R"({"prompt": "x", "kv_press": "snapkv"})", "kv_press"},
       {R"([1, 2])", ""},
+      // What schemathesis found accepted against docs/openapi.yaml: each is refused now.
+      {R"({"prompt": "x", "stream_options": [1]})", "stream_options"},
+      {R"({"prompt": "x", "model": true})", "model"},
+      {R"({"prompt": "x", "kv_press": {"alpha": 2}})", "kv_press.alpha"},
+      {R"({"prompt": "x", "kv_press": {"ratio": 1.5}})", "kv_press.ratio"},
+      {R"({"prompt": "x", "context_id": ""})", "context_id"},
+      {R"({"prompt": "x", "context_id": "../x"})", "context_id"},
   };
   for (const auto& [body, param] : bad) {
     try {
@@ -250,6 +257,20 @@ TEST(ApiRequest, ReadsTheOpenAiFieldsAndNamesEachWrongOne) {
   }
   EXPECT_THROW(parse_completion_request(json::parse(R"({"messages": [{"role": "robot", "content": "x"}]})"), true), ApiError);
   EXPECT_THROW(parse_completion_request(json::parse(R"({"messages": []})"), true), ApiError);
+  // A content part whose type is not a string was a 500 (a JSON type error), now a 400;
+  // a chat's max_tokens is checked even when max_completion_tokens is given.
+  for (const char* body : {R"({"messages": [{"role": "user", "content": [{"type": {}, "text": "x"}]}]})",
+                           R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": [1], "max_completion_tokens": 4})"}) {
+    try {
+      parse_completion_request(json::parse(body), true);
+      ADD_FAILURE() << body << " was accepted";
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status, 400) << body;
+    }
+  }
+  EXPECT_EQ(parse_completion_request(json::parse(R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": 9,
+                                                     "max_completion_tokens": 4})"), true).max_tokens, 4);
+  EXPECT_THROW(parse_context_request(json::parse(R"({"text": "x", "id": ""})")), ApiError);
 }
 
 // ---- the HTTP API end to end ---------------------------------------------------------------------
@@ -909,9 +930,10 @@ TEST(ServerContexts, ThePersistDirectoryCannotBeTurnedAgainstTheServer) {
   }
   EXPECT_FALSE(fs::is_symlink(dir + "/planted.kvc"));
   EXPECT_FALSE(fs::is_symlink(dir + "/planted.json"));
-  // A write that fails (here: a directory where the .json goes) is a 500, and nothing is
-  // left that would later pass for the context.
+  // A write that fails (here: a directory that is not empty where the .json goes) is a
+  // 500, and nothing is left that would later pass for the context.
   fs::create_directory(dir + "/blocked.json");
+  std::ofstream(dir + "/blocked.json/keep") << "x";
   const json failed = post(s, "/v1/contexts", {{"text", text}, {"id", "blocked"}, {"persist", true}}, 500);
   EXPECT_EQ(failed["error"]["message"].get<std::string>().find(dir), std::string::npos) << failed.dump();
   EXPECT_FALSE(fs::exists(dir + "/blocked.kvc"));

@@ -5,70 +5,17 @@ through `extra_body`. Each server runs on a free loopback port."""
 
 from __future__ import annotations
 
-import json
-import socket
-import subprocess
 import threading
-import time
-import urllib.request
-from pathlib import Path
 from typing import Iterator, List
 
 import pytest
 
-from conftest import REPO, STORIES, cli_path
+from conftest import REPO, STORIES
+from served import KEY, Server
 
 openai = pytest.importorskip("openai")
 
 SMOLLM2 = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-KEY = "test-key-123"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    def __init__(self, model: Path, *args: str) -> None:
-        cli = cli_path()
-        if cli is None:
-            pytest.skip("no kvsqueeze CLI to serve with")
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([cli, "serve", "-m", str(model), "--port", str(self.port), "-t", "2", *args],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"serve exited with {self.proc.returncode}: {self.proc.stderr.read()}")
-            try:
-                with urllib.request.urlopen(self.base + "/health", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise AssertionError("serve did not answer /health within 60 s")
-
-    def client(self, key: str = KEY) -> "openai.OpenAI":
-        # No retries: a 429 must surface, not be retried away.
-        return openai.OpenAI(base_url=self.base + "/v1", api_key=key, max_retries=0, timeout=120)
-
-    def post(self, path: str, body: dict, key: str = KEY) -> dict:
-        req = urllib.request.Request(self.base + path, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
-        with urllib.request.urlopen(req, timeout=120) as r:
-            return json.loads(r.read())
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture(scope="module")

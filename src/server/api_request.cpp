@@ -20,6 +20,8 @@ ApiError bad(const std::string& param, const std::string& message) {
   return ApiError(400, "invalid_request_error", message, param);
 }
 
+constexpr const char* kContextIdRule = "a context id is 1 to 64 of A-Z a-z 0-9 _ -";
+
 // Typed field readers: absent (or null) keeps the default, a wrong type is a 400.
 template <typename T>
 bool read(const nlohmann::json& j, const char* key, T& out);
@@ -104,7 +106,8 @@ void read_messages(const nlohmann::json& body, CompletionRequest& r) {
       msg.content = c.get<std::string>();
     } else if (c.is_array()) {  // [{"type": "text", "text": ...}, ...]
       for (const auto& part : c) {
-        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+        if (!part.is_object() || !part.contains("type") || part["type"] != "text" || !part.contains("text") ||
+            !part["text"].is_string())
           throw bad("messages", "only text content parts are supported");
         msg.content += part["text"].get<std::string>();
       }
@@ -116,6 +119,13 @@ void read_messages(const nlohmann::json& body, CompletionRequest& r) {
 }
 
 }  // namespace
+
+bool valid_context_id(const std::string& id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
+  return true;
+}
 
 PressRequest parse_press_request(const nlohmann::json& j) {
   if (!j.is_object()) throw bad("kv_press", "'kv_press' must be an object");
@@ -134,6 +144,8 @@ PressRequest parse_press_request(const nlohmann::json& j) {
   read(j, "question_agnostic", p.question_agnostic);
   if (p.budget < 0) throw bad("kv_press.budget", "'budget' must be positive");
   if (p.window < 0) throw bad("kv_press.window", "'window' must not be negative");
+  if (!(p.ratio >= 0 && p.ratio <= 1)) throw bad("kv_press.ratio", "'ratio' must be in [0, 1] (0: use the budget)");
+  if (!(p.alpha >= 0 && p.alpha <= 1)) throw bad("kv_press.alpha", "'alpha' must be in [0, 1]");
   return p;
 }
 
@@ -143,12 +155,15 @@ CompletionRequest parse_completion_request(const nlohmann::json& body, bool chat
   r.chat = chat;
   if (chat) read_messages(body, r);
   else read_prompt(body, r);
+  std::string model;  // which model: ignored (one is served), but it must be a string
+  read(body, "model", model);
   read(body, "question", r.question);
-  read(body, "context_id", r.context_id);
+  if (read(body, "context_id", r.context_id) && !valid_context_id(r.context_id)) throw bad("context_id", kContextIdRule);
   if (chat && !r.context_id.empty()) throw bad("context_id", "'context_id' works with /v1/completions (the prompt is the question)");
   if (!r.context_id.empty() && !r.question.empty()) throw bad("question", "with 'context_id' the prompt is the question");
   int64_t max_tokens = chat ? -1 : 16;
-  read(body, chat && body.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens", max_tokens);
+  read(body, "max_tokens", max_tokens);  // both are checked; a chat's newer name wins
+  if (chat) read(body, "max_completion_tokens", max_tokens);
   if (max_tokens < -1 || max_tokens > (1 << 24)) throw bad("max_tokens", "'max_tokens' must be between 0 and 16777216");
   r.max_tokens = static_cast<int>(max_tokens);  // -1: until the end of generation or the context
   double temperature = 1.0, top_p = 1.0;
@@ -169,8 +184,10 @@ CompletionRequest parse_completion_request(const nlohmann::json& body, bool chat
   read(body, "ignore_eos", r.ignore_eos);
   if (read(body, "parse_special", r.parse_special) && chat)
     throw bad("parse_special", "'parse_special' applies to /v1/completions; message contents are always plain text");
-  if (body.contains("stream_options") && body["stream_options"].is_object())
+  if (body.contains("stream_options") && !body["stream_options"].is_null()) {
+    if (!body["stream_options"].is_object()) throw bad("stream_options", "'stream_options' must be an object");
     read(body["stream_options"], "include_usage", r.include_usage_in_stream);
+  }
   if (body.contains("stop") && !body["stop"].is_null()) {
     const auto& s = body["stop"];
     if (s.is_string()) {
@@ -200,7 +217,7 @@ ContextRequest parse_context_request(const nlohmann::json& body) {
   if (!read(body, "text", c.text)) read(body, "prompt", c.text);
   if (c.text.empty()) throw bad("text", "'text' (the context to compress and keep) is required");
   read(body, "persist", c.persist);
-  read(body, "id", c.id);
+  if (read(body, "id", c.id) && !valid_context_id(c.id)) throw bad("id", kContextIdRule);
   if (body.contains("kv_press") && !body["kv_press"].is_null()) {
     c.press = parse_press_request(body["kv_press"]);
     if (c.press->question_agnostic) throw bad("kv_press.question_agnostic", "a saved context is always compressed without the question");

@@ -59,6 +59,10 @@ CompletionRequest parse_completion_request(const nlohmann::json& body, bool chat
 // "kv_press" object (also used by /v1/contexts).
 PressRequest parse_press_request(const nlohmann::json& j);
 
+// Context ids are what the server makes or a client may choose: 1-64 of [A-Za-z0-9_-]
+// (they name files in --context-dir).
+bool valid_context_id(const std::string& id);
+
 // POST /v1/contexts: {"text", "kv_press", "persist", "id"}.
 struct ContextRequest {
   std::string text;

@@ -18,16 +18,26 @@ nlohmann::json SavedContext::describe() const {
           {"bytes", bytes()}, {"persisted", persisted}, {"kv_cache", kv_cache}};
 }
 
-bool valid_context_id(const std::string& id) {
-  if (id.empty() || id.size() > 64) return false;
-  for (char c : id)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
-  return true;
-}
-
 ContextStore::ContextStore(size_t memory_cap, std::string dir, CacheIdentity model, Metrics& metrics)
     : cap_(memory_cap), dir_(std::move(dir)), model_(model), metrics_(metrics) {
-  if (!dir_.empty()) std::filesystem::create_directories(dir_);
+  if (!dir_.empty()) {
+    std::filesystem::create_directories(dir_);
+    recover_directory();
+  }
+}
+
+void ContextStore::recover_directory() {
+  namespace fs = std::filesystem;
+  std::error_code ignored;
+  std::vector<fs::path> stale;
+  for (const auto& entry : fs::directory_iterator(dir_)) {
+    const fs::path& p = entry.path();
+    const std::string name = p.filename().string();
+    // AtomicFile's temporaries end in ".tmp-XXXXXX"; a description goes with its cache.
+    if (name.find(".tmp-") != std::string::npos) stale.push_back(p);
+    else if (p.extension() == ".json" && !fs::exists(fs::path(p).replace_extension(".kvc"))) stale.push_back(p);
+  }
+  for (const fs::path& p : stale) fs::remove(p, ignored);
 }
 
 ContextStore::~ContextStore() { metrics_.kv_released(static_cast<int64_t>(bytes_)); }
@@ -72,12 +82,15 @@ void ContextStore::add(SavedContext c, bool persist) {
   if (persist) {
     if (dir_.empty()) throw ApiError(400, "invalid_request_error", "this server has no --context-dir to persist to", "persist");
     c.persisted = true;
-    nlohmann::json meta = c.describe();
-    meta.erase("bytes");
+    const nlohmann::json meta = c.describe();
     // Each file is written atomically; the cache goes last, so a context is on disk once
-    // its .kvc is (a crash between the two leaves a stray .json, never a half context).
+    // its .kvc is (a crash between the two leaves a stray .json, which the next start
+    // removes). A context saved again under its id first loses its old pair, so a
+    // crash cannot mix the old cache with the new description.
     bool wrote_meta = false;
     try {
+      std::filesystem::remove(path_of(c.id, ".kvc"));
+      std::filesystem::remove(path_of(c.id, ".json"));
       write_file_atomically(path_of(c.id, ".json"), meta.dump());
       wrote_meta = true;
       save_cache(path_of(c.id, ".kvc"), *c.cache, model_.fingerprint);
@@ -147,10 +160,26 @@ bool ContextStore::remove(const std::string& id) {
   return found;
 }
 
-std::vector<SavedContext> ContextStore::list() {
+std::vector<nlohmann::json> ContextStore::describe_all() {
+  std::vector<nlohmann::json> out;
   std::lock_guard lock(mu_);
-  std::vector<SavedContext> out;
-  for (const auto& [id, c] : memory_) out.push_back(c);
+  for (const auto& [id, c] : memory_) out.push_back(c.describe());
+  if (dir_.empty()) return out;
+  std::error_code err;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_, err)) {
+    const std::filesystem::path& p = entry.path();
+    const std::string id = p.stem().string();
+    if (p.extension() != ".kvc" || !valid_context_id(id) || memory_.count(id)) continue;
+    try {
+      std::ifstream in(path_of(id, ".json"));
+      nlohmann::json meta = nlohmann::json::parse(in);
+      meta["id"] = id;
+      if (!meta.contains("bytes")) meta["bytes"] = std::filesystem::file_size(p);  // written before descriptions held it
+      out.push_back(std::move(meta));
+    } catch (const std::exception&) {
+      // A description that cannot be read: the context is not listed (asking for it says why).
+    }
+  }
   return out;
 }
 

@@ -36,7 +36,8 @@ struct SavedContext {
 
 class ContextStore {
  public:
-  // memory_cap: bytes of caches kept in memory; dir: "" for memory only.
+  // memory_cap: bytes of caches kept in memory; dir: "" for memory only. One server
+  // per directory: the start clears what an interrupted write left there.
   ContextStore(size_t memory_cap, std::string dir, CacheIdentity model, Metrics& metrics);
   ~ContextStore();
 
@@ -49,10 +50,14 @@ class ContextStore {
   std::optional<SavedContext> get(const std::string& id);
   // Forgets a context in memory and on disk; false when unknown.
   bool remove(const std::string& id);
-  std::vector<SavedContext> list();
+  // The API's view of every context: those in memory and those only on disk.
+  std::vector<nlohmann::json> describe_all();
   size_t memory_bytes();
 
  private:
+  // At start: what a killed write left in the directory goes (temporaries, and a
+  // description whose cache never arrived), so every context there is whole.
+  void recover_directory();
   std::string path_of(const std::string& id, const char* ext) const;
   std::string without_dir(std::string message) const;
   void evict_beyond(size_t cap);  // with mu_ held
@@ -67,8 +72,5 @@ class ContextStore {
   uint64_t tick_ = 0;
   size_t bytes_ = 0;
 };
-
-// Ids are what new_id makes or a client may choose: 1-64 of [A-Za-z0-9_-].
-bool valid_context_id(const std::string& id);
 
 }  // namespace kvsqueeze

@@ -28,6 +28,7 @@
 #include "server/api_key.h"
 #include "server/context_store.h"
 #include "server/metrics.h"
+#include "server/openapi.h"
 #include "server/stream_text.h"
 #include "tokenizer/tokenizer.h"
 
@@ -48,12 +49,36 @@ std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_hand
 // The metrics label of a request path: a route, or "unmatched" (clients must not be able
 // to grow the metric set with made-up paths).
 std::string endpoint_label(const std::string& path) {
-  static const char* const routes[] = {"/health", "/metrics", "/v1/models", "/v1/completions", "/v1/chat/completions",
-                                       "/v1/contexts"};
+  static const char* const routes[] = {"/health",         "/metrics",     "/openapi.json", "/v1/models",
+                                       "/v1/completions", "/v1/contexts", "/v1/chat/completions"};
   for (const char* r : routes)
     if (path == r) return path;
-  if (path.rfind("/v1/contexts/", 0) == 0) return "/v1/contexts/{id}";
+  const size_t prefix = std::string_view("/v1/contexts/").size();
+  if (path.rfind("/v1/contexts/", 0) == 0 && path.size() > prefix && path.find('/', prefix) == std::string::npos)
+    return "/v1/contexts/{id}";
   return "unmatched";
+}
+
+// The methods cpp-httplib 0.11 parses; any other fails the request line.
+constexpr const char* kKnownMethods = "GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH, PRI";
+
+// The methods a route answers (its Allow header), or null for a path that is no route.
+const char* allowed_methods(const std::string& path) {
+  const std::string route = endpoint_label(path);
+  if (route == "/v1/completions" || route == "/v1/chat/completions") return "POST";
+  if (route == "/v1/contexts") return "GET, HEAD, POST";
+  if (route == "/v1/contexts/{id}") return "DELETE";
+  if (route == "unmatched") return nullptr;
+  return "GET, HEAD";
+}
+
+bool method_in(const std::string& method, const std::string& allowed) {
+  for (size_t at = 0; at < allowed.size();) {
+    const size_t end = std::min(allowed.find(", ", at), allowed.size());
+    if (allowed.compare(at, end - at, method) == 0) return true;
+    at = end + 2;
+  }
+  return false;
 }
 
 // MemAvailable from /proc/meminfo (0 when unreadable).
@@ -141,6 +166,7 @@ struct ApiServer::State {
   std::optional<ChatTemplate> chat;
   std::string chat_error;
   int64_t max_context = 0;
+  const std::string openapi_text = dump(openapi_json());  // a broken embedded document fails at start
   httplib::Server http;
   std::atomic<bool> run_started{false}, run_finished{false}, stop_requested{false};
   Metrics metrics;
@@ -487,8 +513,6 @@ struct ApiServer::State {
       throw ApiError(400, "invalid_request_error", std::string("malformed JSON: ") + e.what());
     }
     const ContextRequest cr = parse_context_request(body);
-    if (!cr.id.empty() && !valid_context_id(cr.id))
-      throw ApiError(400, "invalid_request_error", "a context id is 1 to 64 of A-Z a-z 0-9 _ -", "id");
     if (cr.persist && opt.context_dir.empty())
       throw ApiError(400, "invalid_request_error", "this server has no --context-dir to persist to", "persist");
     const PressRequest pr = cr.press ? *cr.press : PressRequest{opt.default_press, opt.default_budget};
@@ -590,11 +614,11 @@ struct ApiServer::State {
           std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10) > 8192)
         return refuse(413, "invalid_request_error",
                       "form-encoded bodies are limited to 8 KiB: send JSON with 'Content-Type: application/json'");
-      if (req.path == "/health") {
-        if (req.method != "GET" && req.method != "HEAD")
-          return refuse(405, "invalid_request_error", "/health answers GET only");
-        return httplib::Server::HandlerResponse::Unhandled;
+      if (const char* allowed = allowed_methods(req.path); allowed && !method_in(req.method, allowed)) {
+        res.set_header("Allow", allowed);
+        return refuse(405, "invalid_request_error", fmt::format("{} answers {} only", endpoint_label(req.path), allowed));
       }
+      if (req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
       if (opt.api_key.empty() || same_key(req.get_header_value("Authorization"), "Bearer " + opt.api_key))
         return httplib::Server::HandlerResponse::Unhandled;
       res.set_header("WWW-Authenticate", "Bearer");
@@ -602,10 +626,20 @@ struct ApiServer::State {
     });
     http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;
+      // The request's body may be unread (a request line that failed, a path with no
+      // route): the connection must not read it as the next request.
+      res.set_header("Connection", "close");
+      // A method cpp-httplib does not know (QUERY, say) fails the request line, before the
+      // path is read: HTTP's answer to a method a server does not recognise is 501.
+      if (res.status == 400 && req.path.empty() && !req.method.empty() && !method_in(req.method, kKnownMethods))
+        res.status = 501;
       std::string message = fmt::format("no such endpoint: {} {}", req.method, req.path);
       std::string type = "not_found_error";
       if (res.status == 413) {
         message = fmt::format("the request body is larger than {} bytes", opt.max_body_bytes);
+        type = "invalid_request_error";
+      } else if (res.status == 501) {
+        message = fmt::format("the method {} is not implemented here", req.method);
         type = "invalid_request_error";
       } else if (res.status != 404) {
         message = fmt::format("HTTP {}", res.status);
@@ -627,6 +661,10 @@ struct ApiServer::State {
         res.set_content(dump(json{{"object", "list"}, {"data", json::array({m})}}), "application/json");
       });
     });
+    http.Get("/openapi.json", [this](const httplib::Request& req, httplib::Response& res) {
+      (void)req;
+      guarded("/openapi.json", res, [&](Clock::time_point, bool&) { res.set_content(openapi_text, "application/json"); });
+    });
     http.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
       (void)req;
       guarded("/metrics", res, [&](Clock::time_point, bool&) { res.set_content(metrics.render(live()), "text/plain; version=0.0.4"); });
@@ -642,7 +680,7 @@ struct ApiServer::State {
       (void)req;
       guarded("/v1/contexts", res, [&](Clock::time_point, bool&) {
         json data = json::array();
-        for (const SavedContext& c : contexts.list()) data.push_back(c.describe());
+        for (nlohmann::json& c : contexts.describe_all()) data.push_back(std::move(c));
         res.set_content(dump(json{{"object", "list"}, {"data", data}, {"memory_bytes", contexts.memory_bytes()}}),
                         "application/json");
       });
