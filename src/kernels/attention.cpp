@@ -103,6 +103,18 @@ using namespace vec16;
 
 #define KVS_AVX512_INLINE KVS_TARGET_AVX512 inline __attribute__((always_inline))
 
+inline bool use_vector_path(int64_t hd, int64_t hdv) {
+  return active_isa() == Isa::Avx512 && hd % kLanes == 0 && hdv % kLanes == 0 && hdv <= 8 * kLanes;
+}
+
+// Everything the AVX-512 path calls with vectors is compiled for AVX-512, vec16's
+// helpers included (vec16_ops.inc says why).
+namespace avx512_path {
+KVS_BEGIN_TARGET_AVX512
+#include "kernels/fast_exp_poly.inc"
+#include "kernels/vec16_ops.inc"
+KVS_END_TARGET
+
 // 16 IEEE halves to floats: one vcvtph2ps.
 KVS_AVX512_INLINE v16 load_f16(const uint16_t* p) {
   return (v16)_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
@@ -118,10 +130,6 @@ KVS_AVX512_INLINE v16 load_q8_0(const uint8_t* row, int64_t c) {
 // Values c .. c+15 of a stored row of an in-register type (F16, Q8_0).
 KVS_AVX512_INLINE v16 load_stored(DType type, const uint8_t* row, int64_t c) {
   return type == DType::F16 ? load_f16(reinterpret_cast<const uint16_t*>(row) + c) : load_q8_0(row, c);
-}
-
-inline bool use_vector_path(int64_t hd, int64_t hdv) {
-  return active_isa() == Isa::Avx512 && hd % kLanes == 0 && hdv % kLanes == 0 && hdv <= 8 * kLanes;
 }
 
 // One view's scores for head g: p[j] = qs · key j for j < m, sixteen keys per sum16.
@@ -210,6 +218,8 @@ KVS_AVX512_INLINE void mix_all_heads(const float* p, int64_t p_stride, int G, co
     mix_heads<NV>(p, p_stride, g0, std::min(kMaxG, G - g0), views, visible, n_views, out, out_stride, buf);
 }
 
+}  // namespace avx512_path
+
 // Turns one head's scores pg[0, total) into probabilities in place and returns the
 // log-sum-exp of the scores. pg has room for whole 16-float vectors plus one more.
 KVS_INLINE float softmax_in_place(float* pg, int64_t total) {
@@ -247,19 +257,19 @@ KVS_TARGET_AVX512 void attend_group_vec(const float* q, int64_t q_stride, int G,
   for (int g = 0; g < G; ++g) {
     float* pg = p + g * stride;
     for (int64_t i = 0, off = 0; i < n_views; off += visible[i], ++i)
-      score_view(qs + g * hd, views[i], visible[i], hd, pg + off, buf);
+      avx512_path::score_view(qs + g * hd, views[i], visible[i], hd, pg + off, buf);
     const float l = softmax_in_place(pg, total);
     if (lse) lse[g] = l;
   }
   switch (hdv / kLanes) {
-    case 1: return mix_all_heads<1>(p, stride, G, views, visible, n_views, out, out_stride, buf);
-    case 2: return mix_all_heads<2>(p, stride, G, views, visible, n_views, out, out_stride, buf);
-    case 3: return mix_all_heads<3>(p, stride, G, views, visible, n_views, out, out_stride, buf);
-    case 4: return mix_all_heads<4>(p, stride, G, views, visible, n_views, out, out_stride, buf);
-    case 5: return mix_all_heads<5>(p, stride, G, views, visible, n_views, out, out_stride, buf);
-    case 6: return mix_all_heads<6>(p, stride, G, views, visible, n_views, out, out_stride, buf);
-    case 7: return mix_all_heads<7>(p, stride, G, views, visible, n_views, out, out_stride, buf);
-    default: return mix_all_heads<8>(p, stride, G, views, visible, n_views, out, out_stride, buf);
+    case 1: return avx512_path::mix_all_heads<1>(p, stride, G, views, visible, n_views, out, out_stride, buf);
+    case 2: return avx512_path::mix_all_heads<2>(p, stride, G, views, visible, n_views, out, out_stride, buf);
+    case 3: return avx512_path::mix_all_heads<3>(p, stride, G, views, visible, n_views, out, out_stride, buf);
+    case 4: return avx512_path::mix_all_heads<4>(p, stride, G, views, visible, n_views, out, out_stride, buf);
+    case 5: return avx512_path::mix_all_heads<5>(p, stride, G, views, visible, n_views, out, out_stride, buf);
+    case 6: return avx512_path::mix_all_heads<6>(p, stride, G, views, visible, n_views, out, out_stride, buf);
+    case 7: return avx512_path::mix_all_heads<7>(p, stride, G, views, visible, n_views, out, out_stride, buf);
+    default: return avx512_path::mix_all_heads<8>(p, stride, G, views, visible, n_views, out, out_stride, buf);
   }
 }
 
@@ -375,6 +385,14 @@ KVS_AVX2_INLINE void mix_view8(const float* p, int64_t ps, int G, const RowsView
   if (c0 < hdv) mix_values8_tail<T>(p, ps, G, v, m, c0, out, out_stride);
 }
 
+// vec16's exponential compiled for AVX2, for softmax8 (vec16_ops.inc says why).
+namespace avx2_path {
+KVS_BEGIN_TARGET_AVX2
+#include "kernels/fast_exp_poly.inc"
+#include "kernels/vec16_ops.inc"
+KVS_END_TARGET
+}  // namespace avx2_path
+
 // softmax_in_place on 8-float vectors: pg[0, total) becomes probabilities; returns the
 // log-sum-exp. pg has room up to the next multiple of 8.
 KVS_AVX2_INLINE float softmax8(float* pg, int64_t total) {
@@ -391,7 +409,7 @@ KVS_AVX2_INLINE float softmax8(float* pg, int64_t total) {
   for (int64_t j = 0; j < padded; j += 8) {
     const __m256 s = _mm256_loadu_ps(pg + j);
     // Padding lanes (-inf) give exactly 0 rather than exp(-87).
-    const __m256 e = _mm256_and_ps(static_cast<__m256>(vexp_lanes(static_cast<v8>(_mm256_sub_ps(s, shift)))), _mm256_cmp_ps(s, _mm256_set1_ps(neg_inf), _CMP_GT_OQ));
+    const __m256 e = _mm256_and_ps(static_cast<__m256>(avx2_path::vexp_lanes(static_cast<v8>(_mm256_sub_ps(s, shift)))), _mm256_cmp_ps(s, _mm256_set1_ps(neg_inf), _CMP_GT_OQ));
     _mm256_storeu_ps(pg + j, e);
     sum = _mm256_add_ps(sum, e);
   }

@@ -11,21 +11,7 @@
 
 namespace kvsqueeze {
 
-// e^r for |r| <= ln2/2 and the reduced argument r = x - k ln2 (ln2 split in two for
-// precision), for a float or a vector of floats (the vector form is in vec16.h).
-template <typename T>
-inline __attribute__((always_inline)) T exp_reduce(T x, T kf) {
-  return x - kf * 0.693359375f + kf * 2.12194440e-4f;
-}
-template <typename T>
-inline __attribute__((always_inline)) T exp_poly(T r) {
-  T y = r * (1.0f / 720) + 1.0f / 120;
-  y = y * r + 1.0f / 24;
-  y = y * r + 1.0f / 6;
-  y = y * r + 0.5f;
-  y = y * r + 1.0f;
-  return y * r + 1.0f;
-}
+#include "kernels/fast_exp_poly.inc"
 
 inline __attribute__((always_inline)) float fast_exp(float x) {
   x = x < -87.0f ? -87.0f : x;  // below this the result underflows to ~0 anyway

@@ -33,3 +33,17 @@ inline bool use_avx512() { return active_isa() >= Isa::Avx512; }
 // portable helpers, which are then vectorised for that level).
 #define KVS_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define KVS_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
+// The same for every function between KVS_BEGIN_TARGET_... and KVS_END_TARGET (GCC and
+// clang spell it differently).
+#if defined(__clang__)
+#define KVS_BEGIN_TARGET_AVX512 \
+  _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c\"))), apply_to = function)")
+#define KVS_BEGIN_TARGET_AVX2 \
+  _Pragma("clang attribute push(__attribute__((target(\"avx2,fma,f16c\"))), apply_to = function)")
+#define KVS_END_TARGET _Pragma("clang attribute pop")
+#else
+#define KVS_BEGIN_TARGET_AVX2 _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma,f16c\")")
+#define KVS_BEGIN_TARGET_AVX512 \
+  _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c\")")
+#define KVS_END_TARGET _Pragma("GCC pop_options")
+#endif
