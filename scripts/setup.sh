@@ -11,7 +11,7 @@ packages=(
   libcpp-httplib-dev  # kvsqueeze serve (brings its openssl, zlib and brotli headers)
   libyaml-cpp-dev  # serve: its OpenAPI document (docs/openapi.yaml) answered as JSON
   libcurl4-openssl-dev libssl-dev  # kvsqueeze pull (HTTPS downloads, sha256)
-  clang libclang-rt-14-dev  # the fuzz preset (libFuzzer)
+  clang libclang-rt-14-dev libomp-14-dev  # the fuzz preset (libFuzzer; clang's OpenMP)
   bible-kjv bible-kjv-text  # filler text for the needle tasks (scripts/kjv_haystack.sh)
   python3 python3-matplotlib  # tools/plot_results.py
   python3-dev python3-venv python3-pip  # the Python package (pip install ., scripts/test_python.sh)

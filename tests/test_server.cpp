@@ -184,6 +184,17 @@ TEST(ChatTemplate, ContextAndQuestionCannotForgeTurnsEither) {
   EXPECT_EQ(tok->decode(tail_ids).rfind(question, 0), 0u);
 }
 
+// Found by fuzz_chat_template: a context ending in a space with an empty question threw
+// logic_error (a 500 from serve) because the template trims the turn's end.
+TEST(ChatTemplate, AContextEndingInSpaceSplitsWithAnEmptyQuestion) {
+  for (const char* family : {"<|im_start|>", "<|start_header_id|><|eot_id|>", "[INST] [/INST]", "<start_of_turn>"}) {
+    const ChatTemplate t = chat_template_from(family);
+    const auto [head, tail] = split_turn_after_context(t, "You are terse. \n", "");
+    EXPECT_NE(head.find("You are terse."), std::string::npos) << family;
+    EXPECT_EQ(head + tail, render_chat(t, {{"user", "You are terse. \n"}})) << family;
+  }
+}
+
 TEST(StreamText, HoldsBackWhatMayBecomeAStopStringOrAHalfCharacter) {
   StreamText t({"END", "\n\n"});
   EXPECT_EQ(t.add("Hello E"), "Hello ");  // "E" may start "END"

@@ -164,9 +164,11 @@ std::pair<std::vector<ChatPart>, std::vector<ChatPart>> split_turn_parts(const C
                                                                           const std::string& context,
                                                                           const std::string& question) {
   const std::vector<ChatPart> parts = render_chat_parts(t, {{"user", context + question}});
-  const size_t first = context.find_first_not_of(" \t\n\r");  // templates may trim the turn
+  // Templates may trim the turn at either end (its end is the context's when the question
+  // is empty): the cut goes after the context's last character that is not a space.
+  const size_t first = context.find_first_not_of(" \t\n\r");
   if (first == std::string::npos) throw std::invalid_argument("the context is empty");
-  const std::string trimmed = context.substr(first);
+  const std::string trimmed = context.substr(first, context.find_last_not_of(" \t\n\r") + 1 - first);
   for (size_t i = 0; i < parts.size(); ++i) {
     const size_t at = parts[i].content ? parts[i].text.find(trimmed) : std::string::npos;
     if (at == std::string::npos) continue;
