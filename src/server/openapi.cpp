@@ -1,7 +1,6 @@
 #include "server/openapi.h"
 
 #include <charconv>
-#include <regex>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -13,13 +12,40 @@ extern const char* const kOpenApiYaml;  // openapi_text.cpp, generated from docs
 
 namespace {
 
+// Digits from `at`; returns how many.
+size_t digits(const std::string& s, size_t& at) {
+  const size_t from = at;
+  while (at < s.size() && s[at] >= '0' && s[at] <= '9') ++at;
+  return at - from;
+}
+
+// YAML 1.2 core-schema numbers: [-+]?[0-9]+ is an integer; a float is
+// [-+]?(.[0-9]+|[0-9]+(.[0-9]*)?)([eE][-+]?[0-9]+)?.
+bool is_integer(const std::string& s) {
+  size_t at = s.empty() || (s[0] != '-' && s[0] != '+') ? 0 : 1;
+  return digits(s, at) > 0 && at == s.size();
+}
+bool is_float(const std::string& s) {
+  size_t at = s.empty() || (s[0] != '-' && s[0] != '+') ? 0 : 1;
+  size_t mantissa = digits(s, at);
+  if (at < s.size() && s[at] == '.') {
+    ++at;
+    mantissa += digits(s, at);
+  }
+  if (mantissa == 0) return false;
+  if (at < s.size() && (s[at] == 'e' || s[at] == 'E')) {
+    ++at;
+    if (at < s.size() && (s[at] == '-' || s[at] == '+')) ++at;
+    if (digits(s, at) == 0) return false;
+  }
+  return at == s.size();
+}
+
 // A plain (unquoted) scalar under YAML 1.2's core schema.
 nlohmann::json plain_scalar(const std::string& s) {
-  static const std::regex integer("[-+]?[0-9]+");
-  static const std::regex floating(R"([-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?)");
   if (s == "true" || s == "True" || s == "TRUE") return true;
   if (s == "false" || s == "False" || s == "FALSE") return false;
-  if (std::regex_match(s, integer)) {
+  if (is_integer(s)) {
     const char* b = s.data() + (s[0] == '+' ? 1 : 0);
     int64_t v = 0;
     if (const auto r = std::from_chars(b, s.data() + s.size(), v); r.ec == std::errc()) return v;
@@ -27,7 +53,7 @@ nlohmann::json plain_scalar(const std::string& s) {
     if (const auto r = std::from_chars(b, s.data() + s.size(), u); r.ec == std::errc()) return u;
     return std::stod(s);  // beyond 64 bits: as JSON would read it
   }
-  if (std::regex_match(s, floating)) return std::stod(s);
+  if (is_float(s)) return std::stod(s);
   return s;
 }
 
