@@ -20,7 +20,7 @@ namespace {
 using block_unpack::Unpacked;
 using block_unpack::unpack_block;
 
-#define KVS_VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define KVS_VNNI KVS_TARGET_AVX512
 
 // Below this many tokens, packing the weights costs more than the faster loop saves.
 constexpr int64_t kMinTokens = 8;

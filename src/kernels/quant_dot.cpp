@@ -27,7 +27,7 @@ using avx2::unpack_nibbles;
 
 #define KVS_AVX2 __attribute__((target("avx2,fma,f16c")))
 
-#define KVS_VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define KVS_VNNI KVS_TARGET_AVX512
 
 // ---- activation quantization (portable) -------------------------------------------
 

@@ -31,19 +31,20 @@ inline bool use_avx512() { return active_isa() >= Isa::Avx512; }
 
 // Function attributes that compile one function for a level (its body may inline
 // portable helpers, which are then vectorised for that level).
-#define KVS_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
-#define KVS_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define KVS_AVX2_FEATURES "avx2,fma,f16c"
+#define KVS_AVX512_FEATURES "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c"
+#define KVS_TARGET_AVX2 __attribute__((target(KVS_AVX2_FEATURES)))
+#define KVS_TARGET_AVX512 __attribute__((target(KVS_AVX512_FEATURES)))
 // The same for every function between KVS_BEGIN_TARGET_... and KVS_END_TARGET (GCC and
-// clang spell it differently).
+// clang spell it differently). KVS_PRAGMA expands its argument before quoting it.
+#define KVS_PRAGMA_QUOTED(x) _Pragma(#x)
+#define KVS_PRAGMA(x) KVS_PRAGMA_QUOTED(x)
 #if defined(__clang__)
-#define KVS_BEGIN_TARGET_AVX512 \
-  _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c\"))), apply_to = function)")
-#define KVS_BEGIN_TARGET_AVX2 \
-  _Pragma("clang attribute push(__attribute__((target(\"avx2,fma,f16c\"))), apply_to = function)")
+#define KVS_BEGIN_TARGET_(features) KVS_PRAGMA(clang attribute push(__attribute__((target(features))), apply_to = function))
 #define KVS_END_TARGET _Pragma("clang attribute pop")
 #else
-#define KVS_BEGIN_TARGET_AVX2 _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma,f16c\")")
-#define KVS_BEGIN_TARGET_AVX512 \
-  _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c\")")
+#define KVS_BEGIN_TARGET_(features) _Pragma("GCC push_options") KVS_PRAGMA(GCC target(features))
 #define KVS_END_TARGET _Pragma("GCC pop_options")
 #endif
+#define KVS_BEGIN_TARGET_AVX2 KVS_BEGIN_TARGET_(KVS_AVX2_FEATURES)
+#define KVS_BEGIN_TARGET_AVX512 KVS_BEGIN_TARGET_(KVS_AVX512_FEATURES)
