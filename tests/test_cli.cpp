@@ -126,13 +126,14 @@ TEST(CliBadInput, UnknownOptionAndCommand) {
   EXPECT_FALSE(r.crashed);
 }
 
-TEST(CliBadInput, ServeRefusesAnEmptyApiKey) {
+TEST(CliBadInput, ServeRefusesAnEmptyApiKeyAndNoTimeToArrive) {
   REQUIRE_FIXTURE(kStories);
   // Before loading anything: an empty key would silently leave the server open.
   expect_clean_failure(run("serve -m " + test::shared_path(kStories) + " --port 0 --api-key ''"), "is empty");
   expect_clean_failure(test::run_program("KVSQUEEZE_API_KEY= " + std::string(KVSQUEEZE_CLI),
                                          "serve -m " + test::shared_path(kStories) + " --port 0"),
                        "from KVSQUEEZE_API_KEY is empty");
+  expect_clean_failure(run("serve -m " + test::shared_path(kStories) + " --port 0 --request-timeout 0"), "--request-timeout");
 }
 
 TEST(CliBadInput, ConflictingPromptSources) {

@@ -7,7 +7,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -777,6 +780,170 @@ std::string answer_to_head(int port, const std::string& head, const std::string&
   return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "(no answer)";
 }
 }  // namespace
+
+namespace {
+// Sends `data` from a thread of its own (until it is all sent or the server closes) while
+// reading the answer, for at most `seconds`: what was read, and when its first byte came.
+struct RawAnswer {
+  std::string text;
+  double seconds_to_first_byte = -1;
+};
+RawAnswer exchange(int port, const std::vector<std::string>& pieces, double seconds, double pause_between_pieces = 0) {
+  RawAnswer a;
+  const int fd = connect_loopback(port);
+  if (fd < 0) return a;
+  std::atomic<bool> done{false};
+  const auto t0 = std::chrono::steady_clock::now();
+  std::thread sender([&] {
+    for (const std::string& piece : pieces) {
+      if (done) break;
+      for (size_t at = 0; at < piece.size();) {
+        const ssize_t n = send(fd, piece.data() + at, piece.size() - at, MSG_NOSIGNAL);
+        if (n <= 0) return;
+        at += static_cast<size_t>(n);
+      }
+      if (pause_between_pieces > 0) std::this_thread::sleep_for(std::chrono::duration<double>(pause_between_pieces));
+    }
+  });
+  timeval tv{0, 100000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char buf[4096];
+  while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < seconds) {
+    const ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) break;
+    if (n < 0) continue;
+    if (a.text.empty()) a.seconds_to_first_byte = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    a.text.append(buf, static_cast<size_t>(n));
+  }
+  done = true;
+  shutdown(fd, SHUT_RDWR);
+  sender.join();
+  close(fd);
+  return a;
+}
+
+std::string head_with_fields(const std::string& request_line, size_t fields, size_t value_bytes = 1) {
+  std::string head = request_line + "\r\nHost: x\r\nConnection: close\r\n";
+  for (size_t i = 2; i < fields; ++i) head += "X-" + std::to_string(i) + ": " + std::string(value_bytes, 'v') + "\r\n";
+  return head + "\r\n";
+}
+}  // namespace
+
+// cpp-httplib 0.11 read any number of header fields before a handler (or the key check)
+// could refuse them: 1M fields cost +110 MB. The head is now read within 100 fields and
+// 32 KiB, and what is beyond is refused with 431 before anything else looks at it.
+TEST(ServerLimits, HeadsPastTheirLimitsAreRefusedBeforeAnythingElse) {
+  REQUIRE_FIXTURE(kStories);
+  ServerOptions o;
+  o.api_key = "k";
+  const Served s(test::shared_path(kStories), o);
+  const auto status_of = [&](const std::string& head) {
+    const RawAnswer a = exchange(s.port(), {head}, 5);
+    return a.text.substr(0, std::min<size_t>(a.text.find("\r\n"), 60));
+  };
+  EXPECT_EQ(status_of(head_with_fields("GET /health HTTP/1.1", 100)), "HTTP/1.1 200 OK");
+  EXPECT_EQ(status_of(head_with_fields("GET /health HTTP/1.1", 101)), "HTTP/1.1 431 Request Header Fields Too Large");
+  EXPECT_EQ(status_of(head_with_fields("GET /v1/models HTTP/1.1", 101)), "HTTP/1.1 431 Request Header Fields Too Large");
+  EXPECT_EQ(status_of(head_with_fields("GET /health HTTP/1.1", 6, 7000)), "HTTP/1.1 200 OK");  // 28 KB
+  EXPECT_EQ(status_of(head_with_fields("GET /health HTTP/1.1", 7, 7000)), "HTTP/1.1 431 Request Header Fields Too Large");
+  const RawAnswer refused = exchange(s.port(), {head_with_fields("POST /v1/completions HTTP/1.1", 500)}, 5);
+  const size_t body_at = refused.text.find("\r\n\r\n");
+  ASSERT_NE(body_at, std::string::npos) << refused.text;
+  EXPECT_NE(json::parse(refused.text.substr(body_at + 4))["error"]["message"].get<std::string>().find("header fields"),
+            std::string::npos);
+  // A million fields (16 MB) cost the server nothing: it stops reading at the limit
+  // (cpp-httplib read them all into its header map, > 100 MB at the peak).
+  std::vector<std::string> flood(1, "GET /health HTTP/1.1\r\n");
+  for (int i = 0; i < 1000000; ++i) flood[0] += "X-Flood: 0123\r\n";
+  malloc_trim(0);
+  const size_t baseline = resident_bytes();
+  std::atomic<size_t> peak{baseline};
+  std::atomic<bool> flooding{true};
+  std::thread sampler([&] {
+    while (flooding) {
+      peak = std::max(peak.load(), resident_bytes());
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  });
+  const RawAnswer flooded = exchange(s.port(), flood, 10);
+  flooding = false;
+  sampler.join();
+  EXPECT_TRUE(flooded.text.empty() || flooded.text.rfind("HTTP/1.1 431", 0) == 0) << flooded.text.substr(0, 80);
+  const double grown_mib = (static_cast<double>(peak.load()) - static_cast<double>(baseline)) / (1 << 20);
+  EXPECT_LT(grown_mib, 16.0) << "resident memory rose by " << grown_mib << " MiB while a client sent 1M header fields";
+  const auto metrics = s.client()->Get("/metrics", {{"Authorization", "Bearer k"}});
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_NE(metrics->body.find("status=\"431\""), std::string::npos) << metrics->body;
+}
+
+// A request must arrive whole (head and body) within --request-timeout of its first
+// byte: cpp-httplib timed each read, so a client sending a byte every few seconds held
+// its connection (and a pool thread) forever. Idle time between kept-alive requests does
+// not count.
+TEST(ServerLimits, ARequestMustArriveWithinItsDeadline) {
+  REQUIRE_FIXTURE(kStories);
+  ServerOptions o;
+  o.request_timeout_seconds = 1;
+  o.parallel = 1;
+  o.max_queue = 0;  // a pool of 1 + 0 + 256 threads
+  const Served s(test::shared_path(kStories), o);
+  std::vector<std::string> trickle = {"GET /health HTTP/1.1\r\n"};
+  for (int i = 0; i < 30; ++i) trickle.push_back("X-Slow: " + std::to_string(i) + "\r\n");
+  const RawAnswer slow_head = exchange(s.port(), trickle, 4, 0.1);  // the head would take 3 s
+  EXPECT_EQ(slow_head.text.rfind("HTTP/1.1 408 Request Timeout", 0), 0u) << slow_head.text;
+  EXPECT_GT(slow_head.seconds_to_first_byte, 0.9);
+  EXPECT_LT(slow_head.seconds_to_first_byte, 2.0);
+
+  const std::string body = R"({"prompt": "Once upon a time", "max_tokens": 1, "temperature": 0})";
+  std::vector<std::string> slow_post = {"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                        "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n"};
+  for (size_t at = 0; at < body.size(); at += 8) slow_post.push_back(body.substr(at, 8));  // 8 pieces, 0.3 s apart
+  const RawAnswer slow_body = exchange(s.port(), slow_post, 4, 0.3);
+  EXPECT_EQ(slow_body.text.rfind("HTTP/1.1 408", 0), 0u) << slow_body.text;
+  EXPECT_NE(slow_body.text.find("did not arrive within 1 s"), std::string::npos) << slow_body.text;
+
+  // Two requests on one connection, 1.5 s apart: the wait is idle time, not lateness.
+  const std::string health = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+  const RawAnswer kept = exchange(s.port(), {health, health}, 2.5, 1.5);
+  size_t answers = 0;
+  for (size_t at = 0; (at = kept.text.find("HTTP/1.1 200 OK", at)) != std::string::npos; ++at) ++answers;
+  EXPECT_EQ(answers, 2u) << kept.text;
+  // Pipelined requests (sent together, before any answer) are each answered, in order
+  // (cpp-httplib 0.11 dropped what its read-ahead had taken of the second).
+  const RawAnswer pipelined = exchange(s.port(), {health + "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"}, 2.5);
+  const size_t first = pipelined.text.find(R"({"status":"ok"})"), second = pipelined.text.find(R"("object":"list")");
+  EXPECT_NE(first, std::string::npos) << pipelined.text;
+  EXPECT_NE(second, std::string::npos) << pipelined.text;
+  EXPECT_LT(first, second);
+
+  // More trickling clients than the pool has threads: /health waits for one deadline,
+  // not for as long as they keep sending.
+  std::vector<int> slow;
+  for (int i = 0; i < 300; ++i) slow.push_back(connect_loopback(s.port()));
+  std::atomic<bool> stop{false};
+  std::thread trickler([&] {
+    for (int round = 0; !stop && round < 60; ++round) {
+      for (int fd : slow) (void)send(fd, round == 0 ? "GET /health HTTP/1.1\r\n" : "X: y\r\n", round == 0 ? 22 : 6, MSG_NOSIGNAL);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const auto t0 = std::chrono::steady_clock::now();
+  auto client = s.client();
+  client->set_read_timeout(10, 0);
+  const auto answered = client->Get("/health");
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  stop = true;
+  trickler.join();
+  for (int fd : slow) {
+    if (fd >= 0) close(fd);
+  }
+  ASSERT_TRUE(answered);
+  EXPECT_EQ(answered->status, 200);
+  EXPECT_LT(took, 3.0) << "/health waited behind trickling clients";
+  EXPECT_EQ(std::count(slow.begin(), slow.end(), -1), 0);
+}
 
 // Connections that send nothing, or only part of their headers, do not keep others
 // waiting: with 120 idle and 30 stalled ones open, /health still answers at once (with a

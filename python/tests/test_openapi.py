@@ -6,6 +6,7 @@ type and body as documented, schema-violating requests refused)."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import socket
@@ -125,6 +126,22 @@ def test_real_answers_of_every_endpoint_conform(server: Server, spec: Dict[str, 
     status, headers, raw = server.request("GET", "/v1/models", key="wrong")
     conforms(spec, "/v1/models", "GET", status, headers, raw)
     assert status == 401
+
+
+def test_heads_past_the_limits_get_a_documented_431(server: Server, spec: Dict[str, Any]) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.putrequest("POST", "/v1/completions")
+    for i in range(150):  # the limit is 100 fields
+        conn.putheader(f"X-Field-{i}", "v")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", "2")
+    conn.endheaders(b"{}")
+    r = conn.getresponse()
+    raw = r.read()
+    assert r.status == 431, raw
+    conforms(spec, "/v1/completions", "POST", r.status, dict(r.headers), raw)
+    assert r.headers["Connection"] == "close"
+    conn.close()
 
 
 def test_undeclared_methods_get_405_with_the_declared_ones(server: Server, spec: Dict[str, Any]) -> None:

@@ -46,6 +46,9 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--api-key-file", o->api_key_file, "read the API key from the first line of this file");
   cmd->add_option("--kv-type", o->kv_type, "KV cache storage: f32 | f16 | q8_0")->check(CLI::IsMember({"f32", "f16", "q8_0"}));
   cmd->add_option("--max-body-mib", o->max_body_mib, "largest request body accepted (MiB)")->check(CLI::Range(1, 1024));
+  cmd->add_option("--request-timeout", o->server.request_timeout_seconds,
+                  "seconds a request may take to arrive, head and body (slower clients get 408)")
+      ->check(CLI::Range(0.1, 3600.0));
   cmd->add_option("--max-queue", o->server.max_queue, "requests that may wait for a slot; beyond them: 429")
       ->check(CLI::Range(0, 100000));
   cmd->add_option("--max-memory-mib", o->max_memory_mib,

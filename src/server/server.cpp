@@ -27,6 +27,7 @@
 #include "runtime/chat_template.h"
 #include "server/api_key.h"
 #include "server/context_store.h"
+#include "server/http_connection.h"
 #include "server/metrics.h"
 #include "server/openapi.h"
 #include "server/stream_text.h"
@@ -40,7 +41,12 @@ using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kSpareConnections = 256;  // idle, slow or quick requests beside the generations
-constexpr int kReadTimeoutSeconds = 5;     // a connection that sends nothing this long is closed
+
+ConnectionLimits connection_limits(const ServerOptions& o) {
+  ConnectionLimits l;
+  l.request_deadline = std::chrono::milliseconds(static_cast<int64_t>(o.request_timeout_seconds * 1000));
+  return l;
+}
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
@@ -167,7 +173,10 @@ struct ApiServer::State {
   std::string chat_error;
   int64_t max_context = 0;
   const std::string openapi_text = dump(openapi_json());  // a broken embedded document fails at start
-  httplib::Server http;
+  GuardedHttpServer http{connection_limits(opt), [this](int status, const std::string& path, const std::string& message) {
+                           metrics.request_done(endpoint_label(path), status, 0);
+                           return dump(ApiError(status, "invalid_request_error", message).body());
+                         }};
   std::atomic<bool> run_started{false}, run_finished{false}, stop_requested{false};
   Metrics metrics;
   size_t memory_budget;
@@ -588,18 +597,16 @@ struct ApiServer::State {
     // cpp-httplib gives each connection a pool thread for as long as it is open: a thread
     // per running generation, one per request allowed to wait (so that a full queue is
     // answered 429 by the session gate instead of piling up unseen in the pool's own
-    // queue), and room for idle and slow connections. Each waits at most the read and
-    // keep-alive timeouts before its thread is free again.
+    // queue), and room for idle and slow connections. An idle one holds its thread at
+    // most the idle timeout, a slow one the request deadline (http_connection.h).
     const size_t threads = static_cast<size_t>(opt.parallel) + static_cast<size_t>(opt.max_queue) + kSpareConnections;
     http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-    http.set_read_timeout(kReadTimeoutSeconds, 0);
-    http.set_keep_alive_timeout(kReadTimeoutSeconds);
     // Runs once the headers are read and before any body is: what is refused here costs
     // the server nothing but the headers.
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       const auto refuse = [&](int status, const std::string& type, const std::string& message) {
         res.status = status;
-        res.set_header("Connection", "close");  // the unread body must not be taken for the next request
+        GuardedHttpServer::close_after_answer(res);  // the unread body must not be taken for the next request
         res.set_content(dump(ApiError(status, type, message).body()), "application/json");
         metrics.request_done(endpoint_label(req.path), status, 0);
         return httplib::Server::HandlerResponse::Handled;
@@ -628,15 +635,19 @@ struct ApiServer::State {
       if (!res.body.empty()) return;
       // The request's body may be unread (a request line that failed, a path with no
       // route): the connection must not read it as the next request.
-      res.set_header("Connection", "close");
+      GuardedHttpServer::close_after_answer(res);
       // A method cpp-httplib does not know (QUERY, say) fails the request line, before the
       // path is read: HTTP's answer to a method a server does not recognise is 501.
       if (res.status == 400 && req.path.empty() && !req.method.empty() && !method_in(req.method, kKnownMethods))
         res.status = 501;
+      if (GuardedHttpServer::request_deadline_passed()) res.status = 408;  // the body came too slowly
       std::string message = fmt::format("no such endpoint: {} {}", req.method, req.path);
       std::string type = "not_found_error";
       if (res.status == 413) {
         message = fmt::format("the request body is larger than {} bytes", opt.max_body_bytes);
+        type = "invalid_request_error";
+      } else if (res.status == 408) {
+        message = fmt::format("the request's body did not arrive within {} s", opt.request_timeout_seconds);
         type = "invalid_request_error";
       } else if (res.status == 501) {
         message = fmt::format("the method {} is not implemented here", req.method);

@@ -25,6 +25,7 @@ struct ServerOptions {
   int64_t default_budget = 0;
   std::string api_key;             // non-empty: every endpoint but /health wants "Bearer KEY"
   size_t max_body_bytes = 8u << 20;
+  double request_timeout_seconds = 30;  // from a request's first byte to the last of its body
   DType kv_type = DType::F16;
   std::string model_id = "kvsqueeze";  // what /v1/models lists
   size_t context_memory = size_t{1} << 30;  // bytes of saved contexts kept in memory
