@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 (($#)) && shift
 targets=("$@")
-((${#targets[@]})) || targets=(gguf cache_file api_request chat_template tokenizer longbench results_file)
+((${#targets[@]})) || targets=(gguf cache_file api_request chat_template tokenizer longbench results_file http_connection)
 
 # Packages come from scripts/setup.sh (clang, libclang-rt, libomp); only the targets are built.
 cmake --preset fuzz >/dev/null

@@ -214,7 +214,9 @@ void GuardedHttpServer::close_after_answer(httplib::Response& res) {
 
 bool GuardedHttpServer::stopping() const { return svr_sock_ == INVALID_SOCKET; }
 
-bool GuardedHttpServer::process_and_close_socket(socket_t sock) {
+bool GuardedHttpServer::process_and_close_socket(socket_t sock) { return serve_connection(sock); }
+
+bool GuardedHttpServer::serve_connection(socket_t sock) {
   ConnectionStream strm(sock, limits_, [this] { return stopping(); });
   bool ok = false;
   for (size_t left = keep_alive_max_count_; left > 0 && !stopping() && strm.await_request(); --left) {

@@ -34,6 +34,11 @@ class GuardedHttpServer : public httplib::Server {
 
   const ConnectionLimits& limits() const { return limits_; }
 
+  // Serves one accepted connection until it ends, then closes it: what the pool runs for
+  // each connection (public for the fuzz target, which hands it one end of a socket pair
+  // on a bound server).
+  bool serve_connection(socket_t sock);
+
   // Ends the connection after this answer (its "Connection: close"): for answers given
   // before the request's body was read, which must not be taken for the next request.
   static void close_after_answer(httplib::Response& res);
