@@ -980,17 +980,36 @@ TEST(ServerLimits, ClientsBeyondTheQueueAreRefusedAtOnce) {
   o.parallel = 1;
   o.max_queue = 20;  // more than cpp-httplib's pool had threads before (parallel + 16)
   const Served s(model_with_stories_vocab("server-queue-q8_0.gguf", 256, 4), o);
-  // Long enough that every client has arrived before the running one is done.
+  // Long enough that the queue is still full when the last clients come: 21 requests
+  // fill the slot and the queue (seen in /metrics), then 9 more arrive.
   const std::string body =
       json({{"prompt", "Once upon a time"}, {"max_tokens", 300}, {"temperature", 0}, {"ignore_eos", true}}).dump();
-  std::vector<int> status(30, 0);
+  const std::string request = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                              "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  std::vector<int> fds;
+  for (int i = 0; i < 30; ++i) fds.push_back(connect_loopback(s.port()));
+  ASSERT_EQ(std::count(fds.begin(), fds.end(), -1), 0);
+  const auto gauge = [&](const std::string& name) {
+    const auto m = s.client()->Get("/metrics");
+    const size_t at = m ? m->body.find("\n" + name + " ") : std::string::npos;
+    return at == std::string::npos ? -1 : std::atoi(m->body.c_str() + at + name.size() + 2);
+  };
+  const auto send_to = [&](size_t from, size_t to) {
+    for (size_t i = from; i < to; ++i)
+      ASSERT_EQ(send(fds[i], request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
+  };
+  send_to(0, 21);
+  for (int i = 0; i < 2000 && gauge("kvsqueeze_queued_sessions") < 20; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  send_to(21, 30);
+  std::vector<int> status(fds.size(), 0);
   std::vector<std::thread> clients;
-  for (size_t i = 0; i < status.size(); ++i)
+  for (size_t i = 0; i < fds.size(); ++i)
     clients.emplace_back([&, i] {
-      auto client = s.client();
-      client->set_read_timeout(600, 0);  // a whole answer's first byte waits for its turn in the queue
-      const auto r = client->Post("/v1/completions", body, "application/json");
-      status[i] = r ? r->status : -1;
+      std::string answer;
+      char buf[4096];
+      for (ssize_t n; (n = recv(fds[i], buf, sizeof buf, 0)) > 0;) answer.append(buf, static_cast<size_t>(n));
+      close(fds[i]);
+      status[i] = answer.rfind("HTTP/1.1 ", 0) == 0 ? std::atoi(answer.c_str() + 9) : -1;
     });
   for (auto& t : clients) t.join();
   const auto ok = std::count(status.begin(), status.end(), 200), busy = std::count(status.begin(), status.end(), 429);
