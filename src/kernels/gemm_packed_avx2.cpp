@@ -12,7 +12,7 @@
 namespace kvsqueeze::gemm_avx2 {
 namespace {
 
-#define KVS_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define KVS_AVX2 KVS_TARGET_AVX2
 
 using block_unpack::q_min;
 

@@ -25,7 +25,7 @@ using avx2::hsum;
 using avx2::hsum_i32;
 using avx2::unpack_nibbles;
 
-#define KVS_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define KVS_AVX2 KVS_TARGET_AVX2
 
 #define KVS_VNNI KVS_TARGET_AVX512
 
