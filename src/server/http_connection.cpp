@@ -12,7 +12,6 @@
 #include <cstring>
 #include <string_view>
 #include <utility>
-#include <vector>
 
 #include <fmt/format.h>
 
@@ -88,8 +87,8 @@ class ConnectionStream final : public httplib::Stream {
         if (++lines > limits_.max_header_fields + 1) return Head::TooLarge;  // the request line is no field
       }
       if (buf_.size() - off_ > limits_.max_head_bytes) return Head::TooLarge;
-      const int ready = wait_until(POLLIN, std::min(deadline_, Clock::now() + limits_.io_timeout));
-      if (ready == 0 && Clock::now() >= deadline_) return Head::TimedOut;
+      const int ready = await_bytes();
+      if (ready == 0 && t_deadline_passed) return Head::TimedOut;
       if (ready <= 0 || fill() <= 0) return Head::Closed;
     }
   }
@@ -135,9 +134,7 @@ class ConnectionStream final : public httplib::Stream {
 
   ssize_t read(char* ptr, size_t size) override {
     if (off_ == buf_.size()) {
-      const int ready = wait_until(POLLIN, std::min(deadline_, Clock::now() + limits_.io_timeout));
-      if (ready == 0 && Clock::now() >= deadline_) t_deadline_passed = true;
-      if (ready <= 0) return -1;
+      if (await_bytes() <= 0) return -1;
       const ssize_t n = fill();
       if (n <= 0) return n;
     }
@@ -175,6 +172,14 @@ class ConnectionStream final : public httplib::Stream {
       const int r = poll_one(fd_, events, slice);
       if (r != 0 || stopping_() || Clock::now() >= until) return r;
     }
+  }
+
+  // Waits for more of the request: at most the I/O timeout, and never past the request's
+  // deadline (then marked on the thread). As wait_until.
+  int await_bytes() const {
+    const int ready = wait_until(POLLIN, std::min(deadline_, Clock::now() + limits_.io_timeout));
+    if (ready == 0 && Clock::now() >= deadline_) t_deadline_passed = true;
+    return ready;
   }
 
   // Appends what the socket has (dropping what was taken first): bytes read, 0 at its

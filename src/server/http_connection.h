@@ -32,8 +32,6 @@ class GuardedHttpServer : public httplib::Server {
 
   GuardedHttpServer(ConnectionLimits limits, Refusal refusal);
 
-  const ConnectionLimits& limits() const { return limits_; }
-
   // Serves one accepted connection until it ends, then closes it: what the pool runs for
   // each connection (public for the fuzz target, which hands it one end of a socket pair
   // on a bound server).
