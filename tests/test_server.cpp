@@ -764,24 +764,6 @@ std::pair<int, std::string> post_until_admitted(const Served& s, const std::stri
   return last;
 }
 
-// Sends `head` (request line and headers) and what follows of a body, then returns the
-// first bytes of the answer, waiting at most two seconds: the server must answer
-// without the rest of the body.
-std::string answer_to_head(int port, const std::string& head, const std::string& start_of_body) {
-  const int fd = connect_loopback(port);
-  if (fd < 0) return "(no connection)";
-  timeval tv{2, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  const std::string req = head + "\r\n" + start_of_body;
-  (void)send(fd, req.data(), req.size(), MSG_NOSIGNAL);
-  char buf[1024];
-  const ssize_t n = recv(fd, buf, sizeof buf, 0);
-  close(fd);
-  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "(no answer)";
-}
-}  // namespace
-
-namespace {
 // Sends `data` from a thread of its own (until it is all sent or the server closes) while
 // reading the answer, for at most `seconds`: what was read, and when its first byte came.
 struct RawAnswer {
@@ -1070,10 +1052,10 @@ TEST(ServerLimits, WhatCannotBeBoundedIsRefusedFromTheHeaders) {
   const Served s(test::shared_path(kStories), o);
   const std::string chunk = "1000\r\n" + std::string(4096, 'x') + "\r\n";  // and 300 MiB more would follow
   for (const std::string path : {"/health", "/v1/completions"}) {
-    const std::string a = answer_to_head(s.port(), "POST " + path + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n", chunk);
+    const std::string a = exchange(s.port(), {"POST " + path + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk}, 2).text;
     EXPECT_EQ(a.rfind("HTTP/1.1 411", 0), 0u) << path << ": " << a;
   }
-  const std::string a = answer_to_head(s.port(), "POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n", "x");
+  const std::string a = exchange(s.port(), {"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\nx"}, 2).text;
   EXPECT_EQ(a.rfind("HTTP/1.1 405", 0), 0u) << a;
   EXPECT_EQ(s.client()->Get("/health")->status, 200);
   const httplib::Headers auth = {{"Authorization", "Bearer k"}};
