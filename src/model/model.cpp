@@ -151,19 +151,25 @@ RowsView from_position(RowsView v, int32_t min_pos) {
   return rows_between(v, std::lower_bound(v.pos, v.pos + v.n, min_pos) - v.pos, v.n);
 }
 
-// RoPE angles depend on the position only: computed once per pass for all layers and
-// heads that share a base (gemma3's sliding layers have their own).
+// RoPE angles depend on the position only, and each tile's are used by every layer (and
+// head) that shares a base (gemma3's sliding layers have their own). A pass of one tile
+// computes them once; a longer prompt recomputes them per tile and layer (a fraction of a
+// percent of its time) rather than hold n_rot floats per prompt token for the whole pass.
 struct RopeTable {
-  std::vector<float> cos, sin;  // [n][n_rot / 2]
-  void fill(const ModelConfig& c, const std::vector<int32_t>& positions, float base, float pos_scale,
-            const float* freq_factors) {
-    const int64_t half = c.n_rot / 2, n = static_cast<int64_t>(positions.size());
+  int64_t first = 0, count = 0;   // the pass's tokens the table holds
+  std::vector<float> cos, sin;  // [count][n_rot / 2]
+  void fill(const ModelConfig& c, const std::vector<int32_t>& positions, int64_t from, int64_t n, float base,
+            float pos_scale, const float* freq_factors) {
+    const int64_t half = c.n_rot / 2;
+    first = from;
+    count = n;
     cos.resize(static_cast<size_t>(n * half));
     sin.resize(cos.size());
     for (int64_t t = 0; t < n; ++t)
-      rope_angles(c.n_rot, static_cast<double>(positions[static_cast<size_t>(t)]) * pos_scale, base, freq_factors,
+      rope_angles(c.n_rot, static_cast<double>(positions[static_cast<size_t>(from + t)]) * pos_scale, base, freq_factors,
                   &cos[t * half], &sin[t * half]);
   }
+  bool holds(int64_t from, int64_t n) const { return from >= first && from + n <= first + count; }
 };
 
 constexpr int64_t kTile = 256;  // tokens per step inside a layer: bounds activation memory
@@ -262,12 +268,17 @@ void Model::attention_block(Pass& p, int l, int64_t t0, int64_t nt) const {
   add_bias(kt, w.bk, nt, k_w);
   add_bias(vt, w.bv, nt, v_w);
   const bool sliding = c.is_sliding(l);
-  const RopeTable& rope = sliding ? p.rope_sliding : p.rope;
+  RopeTable& rope = sliding ? p.rope_sliding : p.rope;
+  if (!rope.holds(t0, nt)) {
+    const float* ff = rope_freqs_.empty() ? nullptr : rope_freqs_.data();
+    if (sliding) rope.fill(c, p.positions, t0, nt, c.rope_base_sliding, 1.0f, ff);
+    else rope.fill(c, p.positions, t0, nt, c.rope_base, c.rope_pos_scale, ff);
+  }
   const int64_t half_rot = c.n_rot / 2;
 #pragma omp parallel for schedule(static) if (nt > 1)
   for (int64_t t = 0; t < nt; ++t) {
-    const float* rc = &rope.cos[(t0 + t) * half_rot];
-    const float* rs = &rope.sin[(t0 + t) * half_rot];
+    const float* rc = &rope.cos[(t0 + t - rope.first) * half_rot];
+    const float* rs = &rope.sin[(t0 + t - rope.first) * half_rot];
     for (int h = 0; h < c.n_head; ++h) {
       float* qh = &q[t * q_w + h * hd];
       if (!w.q_norm.empty()) rms_norm(qh, w.q_norm.data(), qh, hd, c.rms_eps);
@@ -547,9 +558,6 @@ std::unique_ptr<Model::Pass> Model::start_pass(const std::vector<PressTarget>& t
     }
   p.q_window.resize(static_cast<size_t>(p.window * q_w));
   if (all_queries || (batch && any_press)) p.q_all.resize(static_cast<size_t>(n * q_w));
-  const float* ff = rope_freqs_.empty() ? nullptr : rope_freqs_.data();
-  p.rope.fill(c, p.positions, c.rope_base, c.rope_pos_scale, ff);
-  if (c.sliding_window > 0) p.rope_sliding.fill(c, p.positions, c.rope_base_sliding, 1.0f, ff);
   p.xn.resize(static_cast<size_t>(p.tile * dim));
   p.q.resize(static_cast<size_t>(p.tile * q_w));
   p.att.resize(static_cast<size_t>(p.tile * o_w));
