@@ -53,7 +53,9 @@ class Server:
     def __init__(self, setting, args, clients):
         self.setting = setting
         self.port = free_port()
-        ctx = args.prompt_tokens + args.gen + 64
+        # Prompts are cut to about --prompt-tokens by characters per token, so a slot gets
+        # 5% more room than that (llama-server refuses a prompt its slot cannot hold).
+        ctx = int(args.prompt_tokens * 1.05) + args.gen + 64
         if setting == "llama":
             binary = os.path.join(args.llama_bin, "llama-server")
             cmd = [binary, "-m", args.model, "--host", "127.0.0.1", "--port", str(self.port), "-t", str(args.threads),

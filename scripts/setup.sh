@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake pkg-config git
   libfmt-dev libcli11-dev nlohmann-json3-dev libpcre2-dev libgtest-dev libbenchmark-dev
+  libsimde-dev  # tests: the AVX-512 kernels run through SIMDe on machines without AVX-512
   libcpp-httplib-dev  # kvsqueeze serve (brings its openssl, zlib and brotli headers)
   libyaml-cpp-dev  # serve: its OpenAPI document (docs/openapi.yaml) answered as JSON
   libcurl4-openssl-dev libssl-dev  # kvsqueeze pull (HTTPS downloads, sha256)

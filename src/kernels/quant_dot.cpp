@@ -1,6 +1,9 @@
 #include "kernels/quant_dot.h"
 
 #include <immintrin.h>
+#ifdef KVS_EMULATE_AVX512
+#include "avx512_emulation.h"  // a test build: the AVX-512 kernels below run through SIMDe
+#endif
 
 // GCC 12's AVX-512 headers trip -Wmaybe-uninitialized inside their own cast/reduce
 // intrinsics (a known false positive); nothing in this file reads uninitialised data.
@@ -392,13 +395,15 @@ KVS_VNNI void dot_q8_0_vnni(const BlockQ8_0* const* w, const ActBlock32* const* 
     }
 }
 
-// Decode (one token) for Q4_0 / Q5_0 on AVX-512 VNNI, R rows at once. The weights go in
-// unsigned, as stored (0..15 / 0..31): vpdpbusd takes them as the unsigned operand and
-// the activations as signed, and the stored offset (8 / 16) comes off afterwards as
-// offset · Σ_blocks d_w · (d_x · Σ x_q), the block sums quantize_act32 keeps.
-template <bool Five, int R>
-KVS_VNNI void dot_q4q5_vnni(const void* const* w, const ActBlock32* x, int64_t nb, float* out, int64_t out_stride) {
-  using Block = std::conditional_t<Five, BlockQ5_0, BlockQ4_0>;
+// Decode (one token) for the 32-wide nibble formats on AVX-512 VNNI, R rows at once. The
+// weights go in unsigned, as stored (0..15, or 0..31 with Q5's fifth bit): vpdpbusd takes
+// them as the unsigned operand and the activations as signed. What the stored integers
+// leave out comes back per block through the activation sums quantize_act32 keeps
+// (sum = d_x · Σ x_q): Q4_0 / Q5_0 take off 8 / 16 · d_w · sum, Q4_1 / Q5_1 add m_w · sum.
+template <typename Block, int R>
+KVS_VNNI void dot_nibbles_vnni(const void* const* w, const ActBlock32* x, int64_t nb, float* out, int64_t out_stride) {
+  constexpr bool kFive = std::is_same_v<Block, BlockQ5_0> || std::is_same_v<Block, BlockQ5_1>;
+  constexpr bool kMin = std::is_same_v<Block, BlockQ4_1> || std::is_same_v<Block, BlockQ5_1>;
   __m512 acc[R];
   float corr[R];
   for (int r = 0; r < R; ++r) {
@@ -421,7 +426,7 @@ KVS_VNNI void dot_q4q5_vnni(const void* const* w, const ActBlock32* x, int64_t n
       const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), _mm512_castsi512_si256(low4));
       __m512i q = _mm512_shuffle_i64x2(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1),
                                        _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), _MM_SHUFFLE(3, 1, 2, 0));
-      if constexpr (Five) {
+      if constexpr (kFive) {
         uint32_t h0, h1;
         std::memcpy(&h0, b[0].qh, 4);
         std::memcpy(&h1, b[1].qh, 4);
@@ -431,30 +436,39 @@ KVS_VNNI void dot_q4q5_vnni(const void* const* w, const ActBlock32* x, int64_t n
       const __m512 dw = _mm512_insertf32x8(_mm512_set1_ps(d0), _mm256_set1_ps(d1), 1);
       const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, xv);
       acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, dx), acc[r]);
-      corr[r] += d0 * x[i].sum + d1 * x[i + 1].sum;
+      if constexpr (kMin) corr[r] += _cvtsh_ss(b[0].m) * x[i].sum + _cvtsh_ss(b[1].m) * x[i + 1].sum;
+      else corr[r] += d0 * x[i].sum + d1 * x[i + 1].sum;
     }
   }
-  constexpr float kOffset = Five ? 16.0f : 8.0f;
+  constexpr float kOffset = kMin ? -1.0f : kFive ? 16.0f : 8.0f;  // minus what one unit of corr adds
   for (int r = 0; r < R; ++r) {
     float s = _mm512_reduce_add_ps(acc[r]) - kOffset * corr[r];
-    if (i < nb) {
+    if (i < nb) {  // an odd last block: the AVX2 kernel
       const Block* b = static_cast<const Block*>(w[r]) + i;
-      if constexpr (Five) s += dot_q5_0(b, x + i, nb - i);
-      else s += dot_q4_0(b, x + i, nb - i);
+      if constexpr (kMin) {
+        const ActBlock32* tail = x + i;
+        float v;
+        dot_scale_offset<Block, 1>(b, &tail, nb - i, &v, 0);
+        s += v;
+      } else if constexpr (kFive) {
+        s += dot_q5_0(b, x + i, nb - i);
+      } else {
+        s += dot_q4_0(b, x + i, nb - i);
+      }
     }
     out[r * out_stride] = s;
   }
 }
 
-template <bool Five>
-KVS_VNNI void tile_q4q5_vnni(const void* const* w_rows, int n_rows, const void* const* act, int n_act, int64_t nb,
-                             float* out, int64_t out_stride) {
+template <typename Block>
+KVS_VNNI void tile_nibbles_vnni(const void* const* w_rows, int n_rows, const void* const* act, int n_act, int64_t nb,
+                                float* out, int64_t out_stride) {
   for (int k = 0; k < n_act; ++k) {
     const auto* x = static_cast<const ActBlock32*>(act[k]);
     float* o = out + k * out_stride;
     int r = 0;
-    for (; r + 4 <= n_rows; r += 4) dot_q4q5_vnni<Five, 4>(w_rows + r, x, nb, o + r, 1);
-    for (; r < n_rows; ++r) dot_q4q5_vnni<Five, 1>(w_rows + r, x, nb, o + r, 1);
+    for (; r + 4 <= n_rows; r += 4) dot_nibbles_vnni<Block, 4>(w_rows + r, x, nb, o + r, 1);
+    for (; r < n_rows; ++r) dot_nibbles_vnni<Block, 1>(w_rows + r, x, nb, o + r, 1);
   }
 }
 
@@ -486,10 +500,13 @@ void quant_dot_tile(DType t, const void* const* w_rows, int n_rows, const void* 
     }
     return;
   }
-  if ((t == DType::Q4_0 || t == DType::Q5_0) && use_avx512()) {
-    if (t == DType::Q5_0) return tile_q4q5_vnni<true>(w_rows, n_rows, act, n_act, n / 32, out, out_stride);
-    return tile_q4q5_vnni<false>(w_rows, n_rows, act, n_act, n / 32, out, out_stride);
-  }
+  if (use_avx512()) switch (t) {
+      case DType::Q4_0: return tile_nibbles_vnni<BlockQ4_0>(w_rows, n_rows, act, n_act, n / 32, out, out_stride);
+      case DType::Q5_0: return tile_nibbles_vnni<BlockQ5_0>(w_rows, n_rows, act, n_act, n / 32, out, out_stride);
+      case DType::Q4_1: return tile_nibbles_vnni<BlockQ4_1>(w_rows, n_rows, act, n_act, n / 32, out, out_stride);
+      case DType::Q5_1: return tile_nibbles_vnni<BlockQ5_1>(w_rows, n_rows, act, n_act, n / 32, out, out_stride);
+      default: break;
+    }
   for (int r = 0; r < n_rows; ++r) dot_row_tile(t, w_rows[r], act, n_act, n, out + r, out_stride);
 }
 

@@ -15,6 +15,9 @@ Isa detect() {
   unsigned a = 0, b = 0, c = 0, d = 0;
   const bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
   if (!(f16c && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return Isa::Generic;
+#ifdef KVS_EMULATE_AVX512
+  return Isa::Avx512;  // the AVX-512 kernels run emulated (tests/avx512_emulation.h)
+#endif
   const bool vnni = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 11));
   if (vnni && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))

@@ -32,7 +32,13 @@ inline bool use_avx512() { return active_isa() >= Isa::Avx512; }
 // Function attributes that compile one function for a level (its body may inline
 // portable helpers, which are then vectorised for that level).
 #define KVS_AVX2_FEATURES "avx2,fma,f16c"
+#ifdef KVS_EMULATE_AVX512
+// The test build that runs the AVX-512 kernels through SIMDe's portable intrinsics
+// (tests/avx512_emulation.h) compiles them for AVX2.
+#define KVS_AVX512_FEATURES KVS_AVX2_FEATURES
+#else
 #define KVS_AVX512_FEATURES "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c"
+#endif
 #define KVS_TARGET_AVX2 __attribute__((target(KVS_AVX2_FEATURES)))
 #define KVS_TARGET_AVX512 __attribute__((target(KVS_AVX512_FEATURES)))
 // The same for every function between KVS_BEGIN_TARGET_... and KVS_END_TARGET (GCC and
