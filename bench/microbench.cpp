@@ -72,8 +72,11 @@ class Rates {
 
 class IsaScope {
  public:
-  explicit IsaScope(Isa isa) { set_active_isa(isa); }
-  ~IsaScope() { set_active_isa(cpu_isa()); }
+  explicit IsaScope(Isa isa) : saved_(active_isa()) { set_active_isa(isa); }
+  ~IsaScope() { set_active_isa(saved_); }
+
+ private:
+  Isa saved_;
 };
 
 // Weights [rows x cols] of `type` times `tokens` activation rows: matrix-vector when

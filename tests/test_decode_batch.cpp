@@ -163,7 +163,7 @@ TEST_P(DecodeBatch, EverySessionGetsItsAloneLogitsBitForBit) {
     SCOPED_TRACE(isa_name(active_isa()));
     check_batches_against_alone(m);
   }
-  set_active_isa(cpu_isa());
+  set_active_isa(default_isa());
 }
 
 INSTANTIATE_TEST_SUITE_P(Weights, DecodeBatch,

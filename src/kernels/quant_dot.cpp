@@ -395,80 +395,224 @@ KVS_VNNI void dot_q8_0_vnni(const BlockQ8_0* const* w, const ActBlock32* const* 
     }
 }
 
-// Decode (one token) for the 32-wide nibble formats on AVX-512 VNNI, R rows at once. The
-// weights go in unsigned, as stored (0..15, or 0..31 with Q5's fifth bit): vpdpbusd takes
-// them as the unsigned operand and the activations as signed. What the stored integers
-// leave out comes back per block through the activation sums quantize_act32 keeps
-// (sum = d_x · Σ x_q): Q4_0 / Q5_0 take off 8 / 16 · d_w · sum, Q4_1 / Q5_1 add m_w · sum.
-template <typename Block, int R>
-KVS_VNNI void dot_nibbles_vnni(const void* const* w, const ActBlock32* x, int64_t nb, float* out, int64_t out_stride) {
-  constexpr bool kFive = std::is_same_v<Block, BlockQ5_0> || std::is_same_v<Block, BlockQ5_1>;
-  constexpr bool kMin = std::is_same_v<Block, BlockQ4_1> || std::is_same_v<Block, BlockQ5_1>;
-  __m512 acc[R];
-  float corr[R];
-  for (int r = 0; r < R; ++r) {
-    acc[r] = _mm512_setzero_ps();
-    corr[r] = 0.0f;
-  }
-  const __m512i low4 = _mm512_set1_epi8(0x0F), bit5 = _mm512_set1_epi8(0x10);
-  int64_t i = 0;
-  for (; i + 2 <= nb; i += 2) {
-    const __m512i xv =
-        _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs))),
-                           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i + 1].qs)), 1);
-    const __m512 dx = _mm512_insertf32x8(_mm512_set1_ps(x[i].d), _mm256_set1_ps(x[i + 1].d), 1);
-    for (int r = 0; r < R; ++r) {
-      const Block* b = static_cast<const Block*>(w[r]) + i;
-      // [block0 bytes | block1 bytes] -> lanes [b0 low nibbles, b0 high, b1 low, b1 high].
-      const __m256i packed = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[1].qs)),
-                                              _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[0].qs)));
-      const __m256i lo = _mm256_and_si256(packed, _mm512_castsi512_si256(low4));
-      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), _mm512_castsi512_si256(low4));
-      __m512i q = _mm512_shuffle_i64x2(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1),
-                                       _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), _MM_SHUFFLE(3, 1, 2, 0));
-      if constexpr (kFive) {
-        uint32_t h0, h1;
-        std::memcpy(&h0, b[0].qh, 4);
-        std::memcpy(&h1, b[1].qh, 4);
-        q = _mm512_or_si512(q, _mm512_maskz_mov_epi8(static_cast<__mmask64>(h0) | (static_cast<__mmask64>(h1) << 32), bit5));
+// The 32-wide nibble formats on AVX-512 VNNI: R weight rows x T activation rows, each
+// weight block pair unpacked once for the T tokens. The weights go in unsigned, as stored
+// (0..15, or 0..31 with Q5's fifth bit): vpdpbusd takes them as the unsigned operand and
+// the activations as signed. What the stored integers leave out comes back per block
+// through the activation sums quantize_act32 keeps (sum = d_x · Σ x_q): Q4_0 / Q5_0 take
+// off 8 / 16 · d_w · sum, Q4_1 / Q5_1 add m_w · sum.
+template <typename Block>
+struct NibblesVnni {
+  static constexpr bool kFive = std::is_same_v<Block, BlockQ5_0> || std::is_same_v<Block, BlockQ5_1>;
+  static constexpr bool kMin = std::is_same_v<Block, BlockQ4_1> || std::is_same_v<Block, BlockQ5_1>;
+  static constexpr float kOffset = kMin ? -1.0f : kFive ? 16.0f : 8.0f;  // minus what one unit of corr adds
+
+  template <int R, int T>
+  KVS_VNNI static void run(const void* const* w, const ActBlock32* const* x, int64_t nb, float* out,
+                           int64_t out_stride) {
+    __m512 acc[R][T];
+    float corr[R][T];
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps(), corr[r][t] = 0.0f;
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    const __m512i bit5 = _mm512_set1_epi8(0x10);
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+      __m512i xv[T];
+      __m512 dx[T];  // lanes 0-7: first block's scale, 8-15: second block's
+      for (int t = 0; t < T; ++t) {
+        const ActBlock32* a = x[t] + i;
+        xv[t] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[0].qs))),
+                                   _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[1].qs)), 1);
+        dx[t] = _mm512_insertf32x8(_mm512_set1_ps(a[0].d), _mm256_set1_ps(a[1].d), 1);
       }
-      const float d0 = _cvtsh_ss(b[0].d), d1 = _cvtsh_ss(b[1].d);
-      const __m512 dw = _mm512_insertf32x8(_mm512_set1_ps(d0), _mm256_set1_ps(d1), 1);
-      const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, xv);
-      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, dx), acc[r]);
-      if constexpr (kMin) corr[r] += _cvtsh_ss(b[0].m) * x[i].sum + _cvtsh_ss(b[1].m) * x[i + 1].sum;
-      else corr[r] += d0 * x[i].sum + d1 * x[i + 1].sum;
-    }
-  }
-  constexpr float kOffset = kMin ? -1.0f : kFive ? 16.0f : 8.0f;  // minus what one unit of corr adds
-  for (int r = 0; r < R; ++r) {
-    float s = _mm512_reduce_add_ps(acc[r]) - kOffset * corr[r];
-    if (i < nb) {  // an odd last block: the AVX2 kernel
-      const Block* b = static_cast<const Block*>(w[r]) + i;
-      if constexpr (kMin) {
-        const ActBlock32* tail = x + i;
-        float v;
-        dot_scale_offset<Block, 1>(b, &tail, nb - i, &v, 0);
-        s += v;
-      } else if constexpr (kFive) {
-        s += dot_q5_0(b, x + i, nb - i);
-      } else {
-        s += dot_q4_0(b, x + i, nb - i);
+      for (int r = 0; r < R; ++r) {
+        const Block* b = static_cast<const Block*>(w[r]) + i;
+        // [block0 bytes | block1 bytes] -> lanes [b0 low nibbles, b0 high, b1 low, b1 high].
+        const __m256i packed = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[1].qs)),
+                                                _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[0].qs)));
+        const __m256i lo = _mm256_and_si256(packed, low4);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
+        const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+        __m512i q = _mm512_shuffle_i64x2(both, both, _MM_SHUFFLE(3, 1, 2, 0));
+        if constexpr (kFive) {
+          uint32_t h0, h1;
+          std::memcpy(&h0, b[0].qh, 4);
+          std::memcpy(&h1, b[1].qh, 4);
+          q = _mm512_or_si512(q, _mm512_maskz_mov_epi8(static_cast<__mmask64>(h0) | (static_cast<__mmask64>(h1) << 32), bit5));
+        }
+        const float d0 = _cvtsh_ss(b[0].d), d1 = _cvtsh_ss(b[1].d);
+        const __m512 dw = _mm512_insertf32x8(_mm512_set1_ps(d0), _mm256_set1_ps(d1), 1);
+        float c0 = d0, c1 = d1;
+        if constexpr (kMin) c0 = _cvtsh_ss(b[0].m), c1 = _cvtsh_ss(b[1].m);
+        for (int t = 0; t < T; ++t) {
+          const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, xv[t]);
+          acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, dx[t]), acc[r][t]);
+          corr[r][t] += c0 * x[t][i].sum + c1 * x[t][i + 1].sum;
+        }
       }
     }
-    out[r * out_stride] = s;
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) {
+        float s = _mm512_reduce_add_ps(acc[r][t]) - kOffset * corr[r][t];
+        if (i < nb) {  // an odd last block: the AVX2 kernel
+          const Block* b = static_cast<const Block*>(w[r]) + i;
+          const ActBlock32* tail = x[t] + i;
+          float v;
+          if constexpr (kMin) dot_scale_offset<Block, 1>(b, &tail, nb - i, &v, 0);
+          else if constexpr (kFive) v = dot_q5_0(b, tail, nb - i);
+          else v = dot_q4_0(b, tail, nb - i);
+          s += v;
+        }
+        out[t * out_stride + r] = s;
+      }
+  }
+};
+
+// Q4_K / Q5_K on AVX-512 VNNI, R rows x T tokens. 64 values per register: the low
+// nibbles of 32 stored bytes (sub-block 2c) beside their high nibbles (2c + 1), as the
+// activations lie; vpmaddubsw makes the byte pair sums (|sum| <= 2 · 31 · 128, no
+// saturation) and vpdpwssd multiplies them by each half's 6-bit scale into 32-bit lanes.
+// The mins come off per super-block through the activations' group sums, as on AVX2.
+template <typename Block>
+struct KScaleMinVnni {
+  template <int R, int T>
+  KVS_VNNI static void run(const void* const* w, const ActBlock256* const* x, int64_t nb, float* out,
+                           int64_t out_stride) {
+    constexpr bool kFive = std::is_same_v<Block, BlockQ5_K>;
+    __m512 acc[R][T];
+    float offs[R][T];
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps(), offs[r][t] = 0.0f;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    for (int64_t i = 0; i < nb; ++i) {
+      for (int r = 0; r < R; ++r) {
+        const Block& b = static_cast<const Block*>(w[r])[i];
+        uint8_t sc[8], mn[8];
+        for (int j = 0; j < 8; ++j) k_scale_min(j, b.scales, sc[j], mn[j]);
+        __m256i hb = _mm256_setzero_si256();
+        if constexpr (kFive) hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh));
+        __m512i q[4], scales[4];
+        for (int c = 0; c < 4; ++c) {
+          const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * c));
+          __m256i lo = _mm256_and_si256(packed, m4), hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), m4);
+          if constexpr (kFive) {
+            const __m128i s0 = _mm_cvtsi32_si128(2 * c), s1 = _mm_cvtsi32_si128(2 * c + 1);
+            lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, s0), one), 4));
+            hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, s1), one), 4));
+          }
+          q[c] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+          scales[c] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(sc[2 * c])),
+                                         _mm256_set1_epi16(sc[2 * c + 1]), 1);
+        }
+        const float dw = _cvtsh_ss(b.d), dmin = _cvtsh_ss(b.dmin);
+        for (int t = 0; t < T; ++t) {
+          __m512i sumi = _mm512_setzero_si512();
+          for (int c = 0; c < 4; ++c)
+            sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(q[c], _mm512_loadu_si512(x[t][i].qs + 64 * c)),
+                                       scales[c]);
+          const float dx = x[t][i].d;
+          acc[r][t] = _mm512_fmadd_ps(_mm512_set1_ps(dw * dx), _mm512_cvtepi32_ps(sumi), acc[r][t]);
+          offs[r][t] += dmin * dx * static_cast<float>(mins_dot(mn, x[t][i].bsums));
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) out[t * out_stride + r] = _mm512_reduce_add_ps(acc[r][t]) - offs[r][t];
+  }
+};
+
+// Q6_K on AVX-512 VNNI, R rows x T tokens: the 6-bit values rebuilt as on AVX2, two
+// 32-value pieces per register, each 16 values' int8 scale spread over its 128-bit lane
+// (vpermw), vpmaddubsw + vpdpwssd into 32-bit lanes. The super-block's integer total
+// and its float scaling are those of the AVX2 kernel, so the results are the same bits.
+struct Q6KVnni {
+  template <int R, int T>
+  KVS_VNNI static void run(const void* const* w, const ActBlock256* const* x, int64_t nb, float* out,
+                           int64_t out_stride) {
+    float acc[R][T];
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) acc[r][t] = 0.0f;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
+    __m512i spread[4];  // int16 lane l takes scale group 4k + l / 8
+    for (int k = 0; k < 4; ++k) {
+      alignas(64) int16_t idx[32];
+      for (int l = 0; l < 32; ++l) idx[l] = static_cast<int16_t>(4 * k + l / 8);
+      spread[k] = _mm512_load_si512(idx);
+    }
+    for (int64_t i = 0; i < nb; ++i) {
+      for (int r = 0; r < R; ++r) {
+        const BlockQ6_K& b = static_cast<const BlockQ6_K*>(w[r])[i];
+        const __m512i sc16 =
+            _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales))));
+        __m512i q[4], scales[4];  // values 64k .. 64k + 63
+        for (int n = 0; n < 2; ++n) {
+          const uint8_t* ql = b.ql + 64 * n;
+          const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * n));
+          const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+          const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+          const __m256i q0 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
+          const __m256i q1 = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
+          const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
+          const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
+          q[2 * n] = _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
+          q[2 * n + 1] = _mm512_inserti64x4(_mm512_castsi256_si512(q2), q3, 1);
+          scales[2 * n] = _mm512_permutexvar_epi16(spread[2 * n], sc16);
+          scales[2 * n + 1] = _mm512_permutexvar_epi16(spread[2 * n + 1], sc16);
+        }
+        const float dw = _cvtsh_ss(b.d);
+        for (int t = 0; t < T; ++t) {
+          __m512i sumi = _mm512_setzero_si512();
+          for (int k = 0; k < 4; ++k)
+            sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(q[k], _mm512_loadu_si512(x[t][i].qs + 64 * k)),
+                                       scales[k]);
+          // Values are stored +32: remove 32 * Σ scale_g * (sum of the activations in group g).
+          int offset = 0;
+          for (int g = 0; g < 16; ++g) offset += b.scales[g] * x[t][i].bsums[g];
+          const int total = _mm512_reduce_add_epi32(sumi) - 32 * offset;
+          acc[r][t] += dw * x[t][i].d * static_cast<float>(total);
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) out[t * out_stride + r] = acc[r][t];
+  }
+};
+
+// Q8_0's kernel above, in the shape the tiler calls.
+struct Q8_0Vnni {
+  template <int R, int T>
+  static void run(const void* const* w, const ActBlock32* const* x, int64_t nb, float* out, int64_t out_stride) {
+    dot_q8_0_vnni<R, T>(reinterpret_cast<const BlockQ8_0* const*>(w), x, nb, out, out_stride);
+  }
+};
+
+// A tile through a VNNI kernel: 4 rows x up to 4 tokens at a time, the edge rows one at a
+// time against up to four tokens. Every (row, token) sum runs the same instructions
+// whatever the call's R and T, so a column equals its product alone.
+template <typename Kernel, int R, typename Act>
+void run_tokens(int nt, const void* const* w, const Act* const* x, int64_t nb, float* out, int64_t out_stride) {
+  switch (nt) {
+    case 4: return Kernel::template run<R, 4>(w, x, nb, out, out_stride);
+    case 3: return Kernel::template run<R, 3>(w, x, nb, out, out_stride);
+    case 2: return Kernel::template run<R, 2>(w, x, nb, out, out_stride);
+    default: return Kernel::template run<R, 1>(w, x, nb, out, out_stride);
   }
 }
-
-template <typename Block>
-KVS_VNNI void tile_nibbles_vnni(const void* const* w_rows, int n_rows, const void* const* act, int n_act, int64_t nb,
-                                float* out, int64_t out_stride) {
-  for (int k = 0; k < n_act; ++k) {
-    const auto* x = static_cast<const ActBlock32*>(act[k]);
-    float* o = out + k * out_stride;
+template <typename Kernel, typename Act>
+void tile_vnni(const void* const* w_rows, int n_rows, const void* const* act, int n_act, int64_t n, float* out,
+               int64_t out_stride) {
+  constexpr int64_t kBlock = std::is_same_v<Act, ActBlock256> ? 256 : 32;
+  const auto* const* x = reinterpret_cast<const Act* const*>(act);
+  for (int t0 = 0; t0 < n_act; t0 += 4) {
+    const int nt = std::min(4, n_act - t0);
+    float* o = out + t0 * out_stride;
     int r = 0;
-    for (; r + 4 <= n_rows; r += 4) dot_nibbles_vnni<Block, 4>(w_rows + r, x, nb, o + r, 1);
-    for (; r < n_rows; ++r) dot_nibbles_vnni<Block, 1>(w_rows + r, x, nb, o + r, 1);
+    for (; r + 4 <= n_rows; r += 4) run_tokens<Kernel, 4>(nt, w_rows + r, x + t0, n / kBlock, o + r, out_stride);
+    for (; r < n_rows; ++r) run_tokens<Kernel, 1>(nt, w_rows + r, x + t0, n / kBlock, o + r, out_stride);
   }
 }
 
@@ -476,35 +620,15 @@ KVS_VNNI void tile_nibbles_vnni(const void* const* w_rows, int n_rows, const voi
 
 void quant_dot_tile(DType t, const void* const* w_rows, int n_rows, const void* const* act, int n_act, int64_t n,
                     float* out, int64_t out_stride) {
-  if (t == DType::Q8_0 && use_avx512()) {
-    const auto* const* wb = reinterpret_cast<const BlockQ8_0* const*>(w_rows);
-    const auto* const* xb = reinterpret_cast<const ActBlock32* const*>(act);
-    const int64_t nb = n / 32;
-    if (n_rows == 4 && n_act == 1) return dot_q8_0_vnni<4, 1>(wb, xb, nb, out, out_stride);
-    if (n_rows == 4 && n_act == 4) return dot_q8_0_vnni<4, 4>(wb, xb, nb, out, out_stride);
-    if (n_rows == 4 && n_act == 3) return dot_q8_0_vnni<4, 3>(wb, xb, nb, out, out_stride);
-    if (n_rows == 4 && n_act == 2) return dot_q8_0_vnni<4, 2>(wb, xb, nb, out, out_stride);
-    // Edges of the tiling: one row at a time against up to four tokens.
-    for (int r = 0; r < n_rows; ++r) {
-      const BlockQ8_0* const one[1] = {wb[r]};
-      for (int t0 = 0; t0 < n_act; t0 += 4) {
-        const int nt = std::min(4, n_act - t0);
-        float* o = out + t0 * out_stride + r;
-        switch (nt) {
-          case 4: dot_q8_0_vnni<1, 4>(one, xb + t0, nb, o, out_stride); break;
-          case 3: dot_q8_0_vnni<1, 3>(one, xb + t0, nb, o, out_stride); break;
-          case 2: dot_q8_0_vnni<1, 2>(one, xb + t0, nb, o, out_stride); break;
-          default: dot_q8_0_vnni<1, 1>(one, xb + t0, nb, o, out_stride); break;
-        }
-      }
-    }
-    return;
-  }
   if (use_avx512()) switch (t) {
-      case DType::Q4_0: return tile_nibbles_vnni<BlockQ4_0>(w_rows, n_rows, act, n_act, n / 32, out, out_stride);
-      case DType::Q5_0: return tile_nibbles_vnni<BlockQ5_0>(w_rows, n_rows, act, n_act, n / 32, out, out_stride);
-      case DType::Q4_1: return tile_nibbles_vnni<BlockQ4_1>(w_rows, n_rows, act, n_act, n / 32, out, out_stride);
-      case DType::Q5_1: return tile_nibbles_vnni<BlockQ5_1>(w_rows, n_rows, act, n_act, n / 32, out, out_stride);
+      case DType::Q8_0: return tile_vnni<Q8_0Vnni, ActBlock32>(w_rows, n_rows, act, n_act, n, out, out_stride);
+      case DType::Q4_0: return tile_vnni<NibblesVnni<BlockQ4_0>, ActBlock32>(w_rows, n_rows, act, n_act, n, out, out_stride);
+      case DType::Q5_0: return tile_vnni<NibblesVnni<BlockQ5_0>, ActBlock32>(w_rows, n_rows, act, n_act, n, out, out_stride);
+      case DType::Q4_1: return tile_vnni<NibblesVnni<BlockQ4_1>, ActBlock32>(w_rows, n_rows, act, n_act, n, out, out_stride);
+      case DType::Q5_1: return tile_vnni<NibblesVnni<BlockQ5_1>, ActBlock32>(w_rows, n_rows, act, n_act, n, out, out_stride);
+      case DType::Q4_K: return tile_vnni<KScaleMinVnni<BlockQ4_K>, ActBlock256>(w_rows, n_rows, act, n_act, n, out, out_stride);
+      case DType::Q5_K: return tile_vnni<KScaleMinVnni<BlockQ5_K>, ActBlock256>(w_rows, n_rows, act, n_act, n, out, out_stride);
+      case DType::Q6_K: return tile_vnni<Q6KVnni, ActBlock256>(w_rows, n_rows, act, n_act, n, out, out_stride);
       default: break;
     }
   for (int r = 0; r < n_rows; ++r) dot_row_tile(t, w_rows[r], act, n_act, n, out + r, out_stride);

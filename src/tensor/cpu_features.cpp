@@ -2,7 +2,9 @@
 
 #include <cpuid.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -25,12 +27,27 @@ Isa detect() {
   return Isa::Avx2;
 }
 
+// AMD family 19h parts with AVX-512 (Zen 4) run a 512-bit instruction as two 256-bit
+// halves; there the AVX2 kernels measure faster than the AVX-512 ones (prompt 1.3-1.6x,
+// decode 1.05x on SmolLM2 and Gemma 3, docs/BENCHMARKS.md), so AVX2 is their default.
+bool splits_512_bit_vectors() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+  char vendor[13] = {};
+  std::memcpy(vendor, &b, 4);
+  std::memcpy(vendor + 4, &d, 4);
+  std::memcpy(vendor + 8, &c, 4);
+  if (std::strcmp(vendor, "AuthenticAMD") != 0 || !__get_cpuid(1, &a, &b, &c, &d)) return false;
+  const unsigned base = (a >> 8) & 0xF, family = base == 0xF ? base + ((a >> 20) & 0xFF) : base;
+  return family == 0x19;
+}
+
 std::atomic<int>& active_level() {
   static std::atomic<int> level = [] {
-    Isa isa = cpu_isa();
+    Isa isa = default_isa();
     if (const char* env = std::getenv("KVSQUEEZE_ISA"); env && *env) {
       const Isa wanted = isa_from_name(env);  // an unknown name is a start-up error, not a silent default
-      if (wanted < isa) isa = wanted;
+      isa = std::min(wanted, cpu_isa());
     }
     return static_cast<int>(isa);
   }();
@@ -42,6 +59,15 @@ std::atomic<int>& active_level() {
 Isa cpu_isa() {
   static const Isa best = detect();
   return best;
+}
+
+Isa default_isa() {
+#ifdef KVS_EMULATE_AVX512
+  return cpu_isa();
+#else
+  static const Isa level = cpu_isa() == Isa::Avx512 && splits_512_bit_vectors() ? Isa::Avx2 : cpu_isa();
+  return level;
+#endif
 }
 
 Isa active_isa() { return static_cast<Isa>(active_level().load(std::memory_order_relaxed)); }

@@ -1,6 +1,7 @@
-// Which SIMD level the kernels run at. The CPU's best level is checked once; tests and
-// benchmarks may lower it (every level the CPU has must give correct results), and the
-// environment variable KVSQUEEZE_ISA=generic|avx2|avx512 does the same for a whole run.
+// Which SIMD level the kernels run at. The CPU's best level is checked once; kernels
+// start at default_isa() (the best, but AVX2 where that measures faster); tests and
+// benchmarks may pick any level the CPU has (every one must give correct results), and
+// the environment variable KVSQUEEZE_ISA=generic|avx2|avx512 does the same for a whole run.
 #pragma once
 
 #include <string>
@@ -14,8 +15,9 @@ enum class Isa {
   Avx512 = 2,   // AVX-512 F/BW/DQ/VL + VNNI (on top of Avx2)
 };
 
-Isa cpu_isa();     // the best level this CPU runs
-Isa active_isa();  // the level kernels use now
+Isa cpu_isa();      // the best level this CPU runs
+Isa default_isa();  // the level kernels start at: the best, unless a lower one is faster here
+Isa active_isa();   // the level kernels use now
 // Kernels use `isa` from now on. Throws std::invalid_argument when the CPU lacks it.
 void set_active_isa(Isa isa);
 // Every level this CPU runs, lowest first.
