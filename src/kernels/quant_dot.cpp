@@ -349,6 +349,14 @@ void dot_row_tile(DType t, const void* w, const void* const* act, int n_act, int
   }
 }
 
+// Two consecutive 32-value activation blocks as one register of codes, and their scales
+// as lanes 0-7 (first block) and 8-15 (second).
+KVS_VNNI inline void load_act_pair(const ActBlock32* a, __m512i& codes, __m512& scales) {
+  codes = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[0].qs))),
+                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[1].qs)), 1);
+  scales = _mm512_insertf32x8(_mm512_set1_ps(a[0].d), _mm256_set1_ps(a[1].d), 1);
+}
+
 // AVX-512 VNNI micro-kernel: R weight rows x T activation rows. Two 32-value blocks fill
 // one 512-bit register; each weight block is loaded once for T tokens and each
 // activation block once for R rows. vpdpbusd multiplies unsigned by signed bytes: the
@@ -364,14 +372,10 @@ KVS_VNNI void dot_q8_0_vnni(const BlockQ8_0* const* w, const ActBlock32* const* 
   int64_t i = 0;
   for (; i + 2 <= nb; i += 2) {
     __m512i xu[T];
-    __m512 dx[T];  // lanes 0-7: first block's scale, 8-15: second block's
+    __m512 dx[T];
     for (int t = 0; t < T; ++t) {
-      const ActBlock32* a = x[t] + i;
-      const __m512i xv =
-          _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[0].qs))),
-                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[1].qs)), 1);
-      xu[t] = _mm512_xor_si512(xv, bias);
-      dx[t] = _mm512_insertf32x8(_mm512_set1_ps(a[0].d), _mm256_set1_ps(a[1].d), 1);
+      load_act_pair(x[t] + i, xu[t], dx[t]);
+      xu[t] = _mm512_xor_si512(xu[t], bias);
     }
     for (int r = 0; r < R; ++r) {
       const BlockQ8_0* b = w[r] + i;
@@ -419,13 +423,8 @@ struct NibblesVnni {
     int64_t i = 0;
     for (; i + 2 <= nb; i += 2) {
       __m512i xv[T];
-      __m512 dx[T];  // lanes 0-7: first block's scale, 8-15: second block's
-      for (int t = 0; t < T; ++t) {
-        const ActBlock32* a = x[t] + i;
-        xv[t] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[0].qs))),
-                                   _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[1].qs)), 1);
-        dx[t] = _mm512_insertf32x8(_mm512_set1_ps(a[0].d), _mm256_set1_ps(a[1].d), 1);
-      }
+      __m512 dx[T];
+      for (int t = 0; t < T; ++t) load_act_pair(x[t] + i, xv[t], dx[t]);
       for (int r = 0; r < R; ++r) {
         const Block* b = static_cast<const Block*>(w[r]) + i;
         // [block0 bytes | block1 bytes] -> lanes [b0 low nibbles, b0 high, b1 low, b1 high].
