@@ -153,15 +153,21 @@ def test_concurrent_generations_from_threads_match_serial_ones(stories):
 
 def test_ctrl_c_stops_a_generation_between_tokens(stories):
     stream = stories.generate("Once upon a time", max_tokens=100000, temperature=0.8, ignore_eos=True, stream=True)
-    # Sent to the process, as a terminal's Ctrl-C is (raise_signal would aim at the timer's
-    # own thread, where a blocked signal stays pending: a CI run once generated all 100000).
+    # Python turns SIGINT into KeyboardInterrupt only if it was not ignored at start-up, and a
+    # shell starts background jobs with it ignored: put Python's handler in place, as in a
+    # terminal. Sent to the process, as a terminal's Ctrl-C is.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT))
     started = time.monotonic()
-    timer.start()
-    with pytest.raises(KeyboardInterrupt):
-        for _ in stream:
-            if time.monotonic() - started > 10:
-                break  # no interrupt came: fail now rather than after every token
+    try:
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            for _ in stream:
+                if time.monotonic() - started > 10:
+                    break  # no interrupt came: fail now rather than after every token
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - started < 10
     done = len(stream.token_ids)
     assert 0 < done < 100000
