@@ -11,6 +11,7 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -231,6 +232,36 @@ inline int mins_dot(const uint8_t* mins, const int16_t* bsums) {
   return s;
 }
 
+// Sub-blocks 2c (low nibbles of the 32 bytes at qs + 32c) and 2c + 1 (their high nibbles)
+// of a Q4_K / Q5_K super-block as bytes; for Q5_K, with the fifth bits of its plane hb.
+template <bool kFive>
+KVS_AVX2 inline void k_sub_block_pair(const uint8_t* qs, __m256i hb, int c, __m256i& lo, __m256i& hi) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+  const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * c));
+  lo = _mm256_and_si256(q, m4);
+  hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+  if constexpr (kFive) {
+    const __m128i s0 = _mm_cvtsi32_si128(2 * c), s1 = _mm_cvtsi32_si128(2 * c + 1);
+    lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, s0), one), 4));
+    hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, s1), one), 4));
+  }
+}
+
+// Half n of a Q6_K super-block as bytes 0..63: q[k] holds values 128n + 32k .. + 31.
+KVS_AVX2 inline void q6_k_half(const BlockQ6_K& b, int n, __m256i q[4]) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
+  const uint8_t* ql = b.ql + 64 * n;
+  const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * n));
+  const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+  const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+  q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
+  q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
+  q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
+  q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
+}
+
 // Q4_K and Q5_K share everything but Q5_K's fifth bit (one bit plane per 32 values).
 template <typename Block, int T>
 KVS_AVX2 void dot_k_scale_min(const void* w_row, const ActBlock256* const* x, int64_t nb, float* out, int64_t out_stride) {
@@ -239,7 +270,6 @@ KVS_AVX2 void dot_k_scale_min(const void* w_row, const ActBlock256* const* x, in
   __m256 acc[T];
   float offs[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps(), offs[t] = 0;
-  const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
   for (int64_t i = 0; i < nb; ++i) {
     uint8_t sc[8], mn[8];
     for (int j = 0; j < 8; ++j) k_scale_min(j, w[i].scales, sc[j], mn[j]);
@@ -248,13 +278,8 @@ KVS_AVX2 void dot_k_scale_min(const void* w_row, const ActBlock256* const* x, in
     __m256i sumi[T];
     for (int t = 0; t < T; ++t) sumi[t] = _mm256_setzero_si256();
     for (int c = 0; c < 4; ++c) {
-      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs + 32 * c));
-      __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-      if constexpr (kFiveBits) {
-        const __m128i s0 = _mm_cvtsi32_si128(2 * c), s1 = _mm_cvtsi32_si128(2 * c + 1);
-        lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, s0), one), 4));
-        hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, s1), one), 4));
-      }
+      __m256i lo, hi;
+      k_sub_block_pair<kFiveBits>(w[i].qs, hb, c, lo, hi);
       const __m256i s_lo = _mm256_set1_epi16(sc[2 * c]), s_hi = _mm256_set1_epi16(sc[2 * c + 1]);
       for (int t = 0; t < T; ++t) {
         const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t][i].qs + 64 * c));
@@ -279,24 +304,13 @@ KVS_AVX2 void dot_q6_k(const void* w_row, const ActBlock256* const* x, int64_t n
   const auto* w = static_cast<const BlockQ6_K*>(w_row);
   float acc[T];
   for (int t = 0; t < T; ++t) acc[t] = 0;
-  const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
   for (int64_t i = 0; i < nb; ++i) {
     const int8_t* sc = w[i].scales;
     __m256i sumi[T];
     for (int t = 0; t < T; ++t) sumi[t] = _mm256_setzero_si256();
     for (int n = 0; n < 2; ++n) {
-      const uint8_t* ql = w[i].ql + 64 * n;
-      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qh + 32 * n));
-      const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
-      const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
-      const __m256i q[4] = {
-          _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4)),
-          _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4)),
-      };
+      __m256i q[4];
+      q6_k_half(w[i], n, q);
       for (int k = 0; k < 4; ++k) {
         const int g = 8 * n + 2 * k;  // scale group of the first 16 values
         const __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[g + 1]), _mm_set1_epi16(sc[g]));
@@ -483,7 +497,6 @@ struct KScaleMinVnni {
     float offs[R][T];
     for (int r = 0; r < R; ++r)
       for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps(), offs[r][t] = 0.0f;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     for (int64_t i = 0; i < nb; ++i) {
       for (int r = 0; r < R; ++r) {
         const Block& b = static_cast<const Block*>(w[r])[i];
@@ -493,13 +506,8 @@ struct KScaleMinVnni {
         if constexpr (kFive) hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh));
         __m512i q[4], scales[4];
         for (int c = 0; c < 4; ++c) {
-          const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * c));
-          __m256i lo = _mm256_and_si256(packed, m4), hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), m4);
-          if constexpr (kFive) {
-            const __m128i s0 = _mm_cvtsi32_si128(2 * c), s1 = _mm_cvtsi32_si128(2 * c + 1);
-            lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, s0), one), 4));
-            hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, s1), one), 4));
-          }
+          __m256i lo, hi;
+          k_sub_block_pair<kFive>(b.qs, hb, c, lo, hi);
           q[c] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
           scales[c] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(sc[2 * c])),
                                          _mm256_set1_epi16(sc[2 * c + 1]), 1);
@@ -525,6 +533,13 @@ struct KScaleMinVnni {
 // 32-value pieces per register, each 16 values' int8 scale spread over its 128-bit lane
 // (vpermw), vpmaddubsw + vpdpwssd into 32-bit lanes. The super-block's integer total
 // and its float scaling are those of the AVX2 kernel, so the results are the same bits.
+// vpermw indices: int16 lane l of table k takes scale group 4k + l / 8.
+alignas(64) constexpr auto kQ6KScaleSpread = [] {
+  std::array<std::array<int16_t, 32>, 4> t{};
+  for (int k = 0; k < 4; ++k)
+    for (int l = 0; l < 32; ++l) t[k][l] = static_cast<int16_t>(4 * k + l / 8);
+  return t;
+}();
 struct Q6KVnni {
   template <int R, int T>
   KVS_VNNI static void run(const void* const* w, const ActBlock256* const* x, int64_t nb, float* out,
@@ -532,13 +547,8 @@ struct Q6KVnni {
     float acc[R][T];
     for (int r = 0; r < R; ++r)
       for (int t = 0; t < T; ++t) acc[r][t] = 0.0f;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
-    __m512i spread[4];  // int16 lane l takes scale group 4k + l / 8
-    for (int k = 0; k < 4; ++k) {
-      alignas(64) int16_t idx[32];
-      for (int l = 0; l < 32; ++l) idx[l] = static_cast<int16_t>(4 * k + l / 8);
-      spread[k] = _mm512_load_si512(idx);
-    }
+    __m512i spread[4];
+    for (int k = 0; k < 4; ++k) spread[k] = _mm512_load_si512(kQ6KScaleSpread[k].data());
     for (int64_t i = 0; i < nb; ++i) {
       for (int r = 0; r < R; ++r) {
         const BlockQ6_K& b = static_cast<const BlockQ6_K*>(w[r])[i];
@@ -546,19 +556,10 @@ struct Q6KVnni {
             _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales))));
         __m512i q[4], scales[4];  // values 64k .. 64k + 63
         for (int n = 0; n < 2; ++n) {
-          const uint8_t* ql = b.ql + 64 * n;
-          const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * n));
-          const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
-          const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
-          const __m256i q0 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
-          const __m256i q1 = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
-          const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
-          const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
-          q[2 * n] = _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
-          q[2 * n + 1] = _mm512_inserti64x4(_mm512_castsi256_si512(q2), q3, 1);
+          __m256i half[4];
+          q6_k_half(b, n, half);
+          q[2 * n] = _mm512_inserti64x4(_mm512_castsi256_si512(half[0]), half[1], 1);
+          q[2 * n + 1] = _mm512_inserti64x4(_mm512_castsi256_si512(half[2]), half[3], 1);
           scales[2 * n] = _mm512_permutexvar_epi16(spread[2 * n], sc16);
           scales[2 * n + 1] = _mm512_permutexvar_epi16(spread[2 * n + 1], sc16);
         }
