@@ -123,6 +123,50 @@ void bm_attention(benchmark::State& state, DType kv_type, Isa isa, int64_t ctx) 
   rates.report(state, 2.0 * static_cast<double>(ctx * rb), 4.0 * static_cast<double>(G * ctx * hd));
 }
 
+// A whole decode step's attention from memory: `layers` x 3 KV heads (SmolLM2-135M's
+// shape: 9 query heads, head size 64) of `ctx` f16 rows each, every head in its own
+// buffers as the cache keeps them, far larger than the caches when ctx is large. Each
+// head's rows are split into parts over the threads and merged, as a decode step does.
+void bm_attention_layers(benchmark::State& state, Isa isa, int64_t ctx, int layers, int64_t part_rows) {
+  IsaScope scope(isa);
+  const int64_t hd = 64, G = 3, heads = 3;
+  const int64_t rb = row_bytes(DType::F16, hd);
+  const auto f = random_floats(static_cast<size_t>(ctx * hd), 3);
+  std::vector<uint8_t> encoded(static_cast<size_t>(ctx * rb));
+  for (int64_t r = 0; r < ctx; ++r) quantize_row(DType::F16, f.data() + r * hd, encoded.data() + r * rb, hd);
+  std::vector<int32_t> pos(static_cast<size_t>(ctx));
+  for (int64_t r = 0; r < ctx; ++r) pos[static_cast<size_t>(r)] = static_cast<int32_t>(r);
+  std::vector<HeadRows> rows(static_cast<size_t>(layers * heads));
+  for (auto& h : rows) h.k = h.v = encoded;
+  const int64_t n_parts = std::max<int64_t>(1, (ctx + part_rows / 2) / part_rows);
+  const auto q = random_floats(static_cast<size_t>(heads * G * hd), 5);
+  std::vector<float> part_out(static_cast<size_t>(heads * n_parts * G * hd)), lse(static_cast<size_t>(heads * n_parts * G));
+  std::vector<float> out(static_cast<size_t>(heads * G * hd));
+  const Rates rates;
+  for (auto _ : state) {
+    for (int l = 0; l < layers; ++l) {
+#pragma omp parallel
+      {
+        std::vector<float> scratch;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t i = 0; i < heads * n_parts; ++i) {
+          const int64_t h = i / n_parts, part = i % n_parts, b = part * ctx / n_parts, e = (part + 1) * ctx / n_parts;
+          const HeadRows& hr = rows[static_cast<size_t>(l * heads + h)];
+          const RowsView view{DType::F16, hr.k.data() + b * rb, hr.v.data() + b * rb, pos.data() + b, e - b, rb, rb};
+          attend_group(q.data() + h * G * hd, hd, G, &view, 1, hd, hd, static_cast<int32_t>(ctx), 0.125f,
+                       &part_out[static_cast<size_t>(i * G * hd)], hd, &lse[static_cast<size_t>(i * G)], scratch);
+        }
+#pragma omp for schedule(static)
+        for (int64_t h = 0; h < heads; ++h)
+          merge_attention(&part_out[static_cast<size_t>(h * n_parts * G * hd)], &lse[static_cast<size_t>(h * n_parts * G)],
+                          static_cast<int>(n_parts), G, hd, &out[static_cast<size_t>(h * G * hd)], hd);
+      }
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  rates.report(state, 2.0 * static_cast<double>(layers * heads * ctx * rb), 4.0 * static_cast<double>(layers * heads * G * ctx * hd));
+}
+
 void bm_dequantize(benchmark::State& state, DType type, Isa isa) {
   IsaScope scope(isa);
   const int64_t n = 256 * 64;
@@ -220,6 +264,11 @@ void register_all() {
         benchmark::RegisterBenchmark(("attention_decode/" + tag + "/" + std::string(dtype_name(kv)) + "/" + std::to_string(ctx)).c_str(),
                                      bm_attention, kv, isa, ctx)
             ->Unit(benchmark::kMicrosecond)->UseRealTime();
+    // SmolLM2-135M's 30 layers at 16k tokens: 377 MB of f16 rows per step, read from memory.
+    for (int64_t part : {256, 1024})
+      benchmark::RegisterBenchmark(("attention_decode_model/" + tag + "/F16/16384/part" + std::to_string(part)).c_str(),
+                                   bm_attention_layers, isa, 16384, 30, part)
+          ->Unit(benchmark::kMillisecond)->UseRealTime();
   }
   benchmark::RegisterBenchmark("quantize_activations/32", bm_quantize_activations, DType::Q8_0);
   benchmark::RegisterBenchmark("quantize_activations/256", bm_quantize_activations, DType::Q4_K);

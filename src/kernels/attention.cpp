@@ -81,6 +81,24 @@ KVS_INLINE void mix_values(const float* p, int64_t stride, int G, const RowsView
   }
 }
 
+// Key and value rows ahead of the scoring are fetched in software: a part of a head's
+// rows is a short stream, which the hardware prefetchers pick up too late. Near rows go
+// to L1, farther ones to L2 (which can wait on more misses at once).
+constexpr int64_t kPrefetchL1Rows = 16, kPrefetchL2Rows = 48;
+
+// Asks for the bytes of key and value rows [first, min(first + n, m)) to be brought into
+// L1 or L2 (Hint): the values too, so that they are in cache when the mix pass reads them
+// after the softmax.
+template <_mm_hint Hint>
+KVS_INLINE void prefetch_rows(const RowsView& v, int64_t first, int64_t n, int64_t m) {
+  n = std::min(n, m - first);
+  if (n <= 0) return;
+  const char* k = reinterpret_cast<const char*>(v.k + first * v.k_stride);
+  const char* val = reinterpret_cast<const char*>(v.v + first * v.v_stride);
+  for (int64_t b = 0; b < n * v.k_stride; b += 64) _mm_prefetch(k + b, Hint);
+  for (int64_t b = 0; b < n * v.v_stride; b += 64) _mm_prefetch(val + b, Hint);
+}
+
 // p[j] = exp(p[j] - mx) for j < n; returns the sum.
 // Two loops: an in-order float sum inside the first would stop it vectorising.
 KVS_INLINE float exp_shifted(float* p, int64_t n, float mx) {
@@ -279,6 +297,7 @@ KVS_TARGET_AVX512 void attend_group_vec(const float* q, int64_t q_stride, int G,
 // four heads by 16 columns.
 
 #define KVS_AVX2_INLINE KVS_TARGET_AVX2 inline __attribute__((always_inline))
+#define KVS_AVX2_INLINE_LAMBDA KVS_TARGET_AVX2 __attribute__((always_inline))
 
 // Values c .. c+7 of a row stored as T.
 template <DType T>
@@ -307,6 +326,8 @@ KVS_AVX2_INLINE void score_keys8(const float* qs, int64_t hd, const RowsView& v,
   for (int64_t j = 0; j < m; j += 4) {
     const uint8_t* rows[4];
     for (int r = 0; r < 4; ++r) rows[r] = v.k + std::min(j + r, m - 1) * v.k_stride;  // past m: a real row, unused
+    prefetch_rows<_MM_HINT_T0>(v, j + kPrefetchL1Rows, 4, m);
+    prefetch_rows<_MM_HINT_T1>(v, j + kPrefetchL2Rows, 4, m);
     __m256 acc[GB][4];
     for (int g = 0; g < GB; ++g)
       for (int r = 0; r < 4; ++r) acc[g][r] = _mm256_setzero_ps();
@@ -324,6 +345,8 @@ KVS_AVX2_INLINE void score_keys8(const float* qs, int64_t hd, const RowsView& v,
 
 template <DType T>
 KVS_AVX2_INLINE void score_view8(const float* qs, int G, int64_t hd, const RowsView& v, int64_t m, float* p, int64_t ps) {
+  prefetch_rows<_MM_HINT_T0>(v, 0, kPrefetchL1Rows, m);  // the rows the loop's own prefetches do not cover
+  prefetch_rows<_MM_HINT_T1>(v, kPrefetchL1Rows, kPrefetchL2Rows - kPrefetchL1Rows, m);
   for (int g0 = 0; g0 < G; g0 += 3) {
     const float* qg = qs + g0 * hd;
     float* pg = p + g0 * ps;
@@ -339,20 +362,33 @@ KVS_AVX2_INLINE void score_view8(const float* qs, int G, int64_t hd, const RowsV
 template <DType T, int GB>
 KVS_AVX2_INLINE void mix_values8(const float* p, int64_t ps, const RowsView& v, int64_t m, int64_t c0, float* out,
                                  int64_t out_stride) {
-  __m256 acc[GB][2];
-  for (int g = 0; g < GB; ++g)
-    for (int w = 0; w < 2; ++w) acc[g][w] = _mm256_loadu_ps(out + g * out_stride + c0 + 8 * w);
-  for (int64_t j = 0; j < m; ++j) {
+  // Up to three heads, even and odd rows go to separate accumulators: twice the
+  // independent multiply-add chains, enough to keep both FMA units busy.
+  constexpr int kSets = GB <= 3 ? 2 : 1;
+  __m256 acc[kSets][GB][2];
+  for (int s = 0; s < kSets; ++s)
+    for (int g = 0; g < GB; ++g)
+      for (int w = 0; w < 2; ++w)
+        acc[s][g][w] = s == 0 ? _mm256_loadu_ps(out + g * out_stride + c0 + 8 * w) : _mm256_setzero_ps();
+  const auto add_row = [&](int s, int64_t j) KVS_AVX2_INLINE_LAMBDA {
     const uint8_t* row = v.v + j * v.v_stride;
     const __m256 v0 = load8<T>(row, c0), v1 = load8<T>(row, c0 + 8);
     for (int g = 0; g < GB; ++g) {
       const __m256 w = _mm256_broadcast_ss(p + g * ps + j);
-      acc[g][0] = _mm256_fmadd_ps(v0, w, acc[g][0]);
-      acc[g][1] = _mm256_fmadd_ps(v1, w, acc[g][1]);
+      acc[s][g][0] = _mm256_fmadd_ps(v0, w, acc[s][g][0]);
+      acc[s][g][1] = _mm256_fmadd_ps(v1, w, acc[s][g][1]);
     }
-  }
+  };
+  int64_t j = 0;
+  for (; j + kSets <= m; j += kSets)
+    for (int s = 0; s < kSets; ++s) add_row(s, j + s);
+  for (; j < m; ++j) add_row(0, j);
   for (int g = 0; g < GB; ++g)
-    for (int w = 0; w < 2; ++w) _mm256_storeu_ps(out + g * out_stride + c0 + 8 * w, acc[g][w]);
+    for (int w = 0; w < 2; ++w) {
+      __m256 sum = acc[0][g][w];
+      for (int s = 1; s < kSets; ++s) sum = _mm256_add_ps(sum, acc[s][g][w]);
+      _mm256_storeu_ps(out + g * out_stride + c0 + 8 * w, sum);
+    }
 }
 
 // The same for one 8-column vector (hdv an odd number of vectors).
@@ -393,9 +429,10 @@ KVS_BEGIN_TARGET_AVX2
 KVS_END_TARGET
 }  // namespace avx2_path
 
-// softmax_in_place on 8-float vectors: pg[0, total) becomes probabilities; returns the
-// log-sum-exp. pg has room up to the next multiple of 8.
-KVS_AVX2_INLINE float softmax8(float* pg, int64_t total) {
+// softmax_in_place on 8-float vectors, all but the division: pg[0, total) becomes
+// exp(score - max), and *sum their total (the mix scales its output by 1 / *sum instead
+// of every weight here); returns the log-sum-exp. pg has room up to the next multiple of 8.
+KVS_AVX2_INLINE float softmax8(float* pg, int64_t total, float* sum_out) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const int64_t padded = (total + 7) / 8 * 8;
   for (int64_t j = total; j < padded; ++j) pg[j] = neg_inf;
@@ -414,8 +451,7 @@ KVS_AVX2_INLINE float softmax8(float* pg, int64_t total) {
     sum = _mm256_add_ps(sum, e);
   }
   const float total_sum = avx2::hsum(sum);
-  const __m256 inv = _mm256_set1_ps(1.0f / total_sum);
-  for (int64_t j = 0; j < padded; j += 8) _mm256_storeu_ps(pg + j, _mm256_mul_ps(_mm256_loadu_ps(pg + j), inv));
+  *sum_out = total_sum;
   return mx + std::log(total_sum);
 }
 
@@ -433,9 +469,10 @@ KVS_TARGET_AVX2 void attend_group_avx2_vec(const float* q, int64_t q_stride, int
                                            const int64_t* visible, int64_t total, int64_t hd, int64_t hdv, float scale,
                                            float* out, int64_t out_stride, float* lse, std::vector<float>& scratch) {
   const int64_t stride = (total + 7) / 8 * 8 + 8;  // softmax8's padding, score_keys8's overrun
-  scratch.resize(static_cast<size_t>(G * stride + G * hd));
+  scratch.resize(static_cast<size_t>(G * stride + G * hd + G));
   float* p = scratch.data();
   float* qs = p + G * stride;
+  float* sums = qs + G * hd;
   for (int g = 0; g < G; ++g)
     for (int64_t c = 0; c < hd; ++c) qs[g * hd + c] = q[g * q_stride + c] * scale;
   for (int64_t i = 0, off = 0; i < n_views; off += visible[i], ++i) {
@@ -446,7 +483,7 @@ KVS_TARGET_AVX2 void attend_group_avx2_vec(const float* q, int64_t q_stride, int
     }
   }
   for (int g = 0; g < G; ++g) {
-    const float l = softmax8(p + g * stride, total);
+    const float l = softmax8(p + g * stride, total, &sums[g]);
     if (lse) lse[g] = l;
   }
   for (int64_t i = 0, off = 0; i < n_views; off += visible[i], ++i) {
@@ -455,6 +492,11 @@ KVS_TARGET_AVX2 void attend_group_avx2_vec(const float* q, int64_t q_stride, int
       case DType::F16: mix_view8<DType::F16>(p + off, stride, G, views[i], visible[i], hdv, out, out_stride); break;
       default: mix_view8<DType::Q8_0>(p + off, stride, G, views[i], visible[i], hdv, out, out_stride); break;
     }
+  }
+  for (int g = 0; g < G; ++g) {
+    const __m256 inv = _mm256_set1_ps(1.0f / sums[g]);
+    float* o = out + g * out_stride;
+    for (int64_t c = 0; c < hdv; c += 8) _mm256_storeu_ps(o + c, _mm256_mul_ps(_mm256_loadu_ps(o + c), inv));
   }
 }
 
