@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "kernels/fast_exp.h"
 #include "kernels/vec16.h"
@@ -93,14 +94,25 @@ void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
   }
 }
 
-void rope_angles(int64_t n_rot, double pos, float base, const float* freq_factors, float* cos_out, float* sin_out) {
+void rope_frequencies(int64_t n_rot, float base, const float* freq_factors, double* freqs_out) {
   for (int64_t i = 0; i < n_rot / 2; ++i) {
-    double freq = std::pow(static_cast<double>(base), -2.0 * static_cast<double>(i) / static_cast<double>(n_rot));
-    if (freq_factors) freq /= freq_factors[i];
-    const double theta = pos * freq;
+    freqs_out[i] = std::pow(static_cast<double>(base), -2.0 * static_cast<double>(i) / static_cast<double>(n_rot));
+    if (freq_factors) freqs_out[i] /= freq_factors[i];
+  }
+}
+
+void rope_angles_from(int64_t n_rot, double pos, const double* freqs, float* cos_out, float* sin_out) {
+  for (int64_t i = 0; i < n_rot / 2; ++i) {
+    const double theta = pos * freqs[i];
     cos_out[i] = static_cast<float>(std::cos(theta));
     sin_out[i] = static_cast<float>(std::sin(theta));
   }
+}
+
+void rope_angles(int64_t n_rot, double pos, float base, const float* freq_factors, float* cos_out, float* sin_out) {
+  std::vector<double> freqs(static_cast<size_t>(n_rot / 2));
+  rope_frequencies(n_rot, base, freq_factors, freqs.data());
+  rope_angles_from(n_rot, pos, freqs.data(), cos_out, sin_out);
 }
 
 void rope_apply(float* v, int64_t n_rot, bool neox, const float* cos_v, const float* sin_v) {

@@ -15,6 +15,10 @@ void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);
 // null) divide the frequencies, as Llama 3.1 scaling stores them in `rope_freqs.weight`.
 // pos may be fractional: linear RoPE scaling divides positions by its factor.
 void rope_angles(int64_t n_rot, double pos, float base, const float* freq_factors, float* cos_out, float* sin_out);
+// The same in two steps, for many positions: the n_rot/2 frequencies once (freqs_out),
+// then each position's angles from them (the same values rope_angles gives).
+void rope_frequencies(int64_t n_rot, float base, const float* freq_factors, double* freqs_out);
+void rope_angles_from(int64_t n_rot, double pos, const double* freqs, float* cos_out, float* sin_out);
 void rope_apply(float* v, int64_t n_rot, bool neox, const float* cos_v, const float* sin_v);
 
 // gate[i] = silu(gate[i]) * up[i]

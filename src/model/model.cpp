@@ -152,12 +152,15 @@ RowsView from_position(RowsView v, int32_t min_pos) {
 }
 
 // RoPE angles depend on the position only, and each tile's are used by every layer (and
-// head) that shares a base (gemma3's sliding layers have their own). A pass of one tile
-// computes them once; a longer prompt recomputes them per tile and layer (a fraction of a
-// percent of its time) rather than hold n_rot floats per prompt token for the whole pass.
+// head) that shares a base (gemma3's sliding layers have their own). A pass of up to
+// kRopeHeldTokens tokens computes them once for all its layers; a longer one recomputes
+// them per tile and layer (a fraction of a percent of its time) rather than hold n_rot
+// floats per prompt token for the whole pass.
+constexpr int64_t kRopeHeldTokens = 1024;
 struct RopeTable {
   int64_t first = 0, count = 0;   // the pass's tokens the table holds
   std::vector<float> cos, sin;  // [count][n_rot / 2]
+  std::vector<double> freqs;    // [n_rot / 2]
   void fill(const ModelConfig& c, const std::vector<int32_t>& positions, int64_t from, int64_t n, float base,
             float pos_scale, const float* freq_factors) {
     const int64_t half = c.n_rot / 2;
@@ -165,9 +168,12 @@ struct RopeTable {
     count = n;
     cos.resize(static_cast<size_t>(n * half));
     sin.resize(cos.size());
+    freqs.resize(static_cast<size_t>(half));
+    rope_frequencies(c.n_rot, base, freq_factors, freqs.data());
+#pragma omp parallel for schedule(static) if (n > 1)
     for (int64_t t = 0; t < n; ++t)
-      rope_angles(c.n_rot, static_cast<double>(positions[static_cast<size_t>(from + t)]) * pos_scale, base, freq_factors,
-                  &cos[t * half], &sin[t * half]);
+      rope_angles_from(c.n_rot, static_cast<double>(positions[static_cast<size_t>(from + t)]) * pos_scale, freqs.data(),
+                       &cos[t * half], &sin[t * half]);
   }
   bool holds(int64_t from, int64_t n) const { return from >= first && from + n <= first + count; }
 };
@@ -271,8 +277,10 @@ void Model::attention_block(Pass& p, int l, int64_t t0, int64_t nt) const {
   RopeTable& rope = sliding ? p.rope_sliding : p.rope;
   if (!rope.holds(t0, nt)) {
     const float* ff = rope_freqs_.empty() ? nullptr : rope_freqs_.data();
-    if (sliding) rope.fill(c, p.positions, t0, nt, c.rope_base_sliding, 1.0f, ff);
-    else rope.fill(c, p.positions, t0, nt, c.rope_base, c.rope_pos_scale, ff);
+    const int64_t n_pass = static_cast<int64_t>(p.positions.size());
+    const int64_t from = n_pass <= kRopeHeldTokens ? 0 : t0, n = n_pass <= kRopeHeldTokens ? n_pass : nt;
+    if (sliding) rope.fill(c, p.positions, from, n, c.rope_base_sliding, 1.0f, ff);
+    else rope.fill(c, p.positions, from, n, c.rope_base, c.rope_pos_scale, ff);
   }
   const int64_t half_rot = c.n_rot / 2;
 #pragma omp parallel for schedule(static) if (nt > 1)
