@@ -86,17 +86,19 @@ KVS_INLINE void mix_values(const float* p, int64_t stride, int G, const RowsView
 // to L1, farther ones to L2 (which can wait on more misses at once).
 constexpr int64_t kPrefetchL1Rows = 16, kPrefetchL2Rows = 48;
 
+enum class CacheLevel { L1 = 3, L2 = 2 };  // __builtin_prefetch's locality for each
+
 // Asks for the bytes of key and value rows [first, min(first + n, m)) to be brought into
-// L1 or L2 (Hint): the values too, so that they are in cache when the mix pass reads them
+// the cache level: the values too, so that they are in cache when the mix pass reads them
 // after the softmax.
-template <_mm_hint Hint>
+template <CacheLevel kLevel>
 KVS_INLINE void prefetch_rows(const RowsView& v, int64_t first, int64_t n, int64_t m) {
   n = std::min(n, m - first);
   if (n <= 0) return;
-  const char* k = reinterpret_cast<const char*>(v.k + first * v.k_stride);
-  const char* val = reinterpret_cast<const char*>(v.v + first * v.v_stride);
-  for (int64_t b = 0; b < n * v.k_stride; b += 64) _mm_prefetch(k + b, Hint);
-  for (int64_t b = 0; b < n * v.v_stride; b += 64) _mm_prefetch(val + b, Hint);
+  const uint8_t* k = v.k + first * v.k_stride;
+  const uint8_t* val = v.v + first * v.v_stride;
+  for (int64_t b = 0; b < n * v.k_stride; b += 64) __builtin_prefetch(k + b, 0, static_cast<int>(kLevel));
+  for (int64_t b = 0; b < n * v.v_stride; b += 64) __builtin_prefetch(val + b, 0, static_cast<int>(kLevel));
 }
 
 // p[j] = exp(p[j] - mx) for j < n; returns the sum.
@@ -326,8 +328,8 @@ KVS_AVX2_INLINE void score_keys8(const float* qs, int64_t hd, const RowsView& v,
   for (int64_t j = 0; j < m; j += 4) {
     const uint8_t* rows[4];
     for (int r = 0; r < 4; ++r) rows[r] = v.k + std::min(j + r, m - 1) * v.k_stride;  // past m: a real row, unused
-    prefetch_rows<_MM_HINT_T0>(v, j + kPrefetchL1Rows, 4, m);
-    prefetch_rows<_MM_HINT_T1>(v, j + kPrefetchL2Rows, 4, m);
+    prefetch_rows<CacheLevel::L1>(v, j + kPrefetchL1Rows, 4, m);
+    prefetch_rows<CacheLevel::L2>(v, j + kPrefetchL2Rows, 4, m);
     __m256 acc[GB][4];
     for (int g = 0; g < GB; ++g)
       for (int r = 0; r < 4; ++r) acc[g][r] = _mm256_setzero_ps();
@@ -345,8 +347,8 @@ KVS_AVX2_INLINE void score_keys8(const float* qs, int64_t hd, const RowsView& v,
 
 template <DType T>
 KVS_AVX2_INLINE void score_view8(const float* qs, int G, int64_t hd, const RowsView& v, int64_t m, float* p, int64_t ps) {
-  prefetch_rows<_MM_HINT_T0>(v, 0, kPrefetchL1Rows, m);  // the rows the loop's own prefetches do not cover
-  prefetch_rows<_MM_HINT_T1>(v, kPrefetchL1Rows, kPrefetchL2Rows - kPrefetchL1Rows, m);
+  prefetch_rows<CacheLevel::L1>(v, 0, kPrefetchL1Rows, m);  // the rows the loop's own prefetches do not cover
+  prefetch_rows<CacheLevel::L2>(v, kPrefetchL1Rows, kPrefetchL2Rows - kPrefetchL1Rows, m);
   for (int g0 = 0; g0 < G; g0 += 3) {
     const float* qg = qs + g0 * hd;
     float* pg = p + g0 * ps;
