@@ -27,19 +27,7 @@ KVS_INLINE void rms_norm_body(const float* x, const float* w, float* y, int64_t 
   for (int64_t j = 0; j < n; ++j) y[j] = x[j] * scale * w[j];
 }
 
-// The gated activations, written once for a float or a float vector: act(x) * up is
-// x / (1 + e^z) * up, where z is -x for SiLU and -2y for the tanh GELU (0.5 x (1 +
-// tanh(y)) equals x * sigmoid(2y): one exp instead of a tanh).
-template <bool kGelu, typename V>
-KVS_INLINE V gate_exponent(V x) {
-  if constexpr (!kGelu) return -x;
-  constexpr float kSqrt2OverPi = 0.7978845608f, kCubic = 0.044715f;
-  return -2.0f * (kSqrt2OverPi * (x + kCubic * x * x * x));
-}
-template <typename V>
-KVS_INLINE V gated(V x, V e, V up) {
-  return x / (1.0f + e) * up;
-}
+#include "kernels/gated_act.inc"
 
 template <bool kGelu>
 KVS_INLINE void gated_body(float* gate, const float* up, int64_t n) {
@@ -53,6 +41,7 @@ namespace avx2_path {
 using namespace vec16;
 KVS_BEGIN_TARGET_AVX2
 #include "kernels/fast_exp_poly.inc"
+#include "kernels/gated_act.inc"
 #include "kernels/vec16_ops.inc"
 
 template <bool kGelu>
