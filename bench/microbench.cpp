@@ -253,6 +253,10 @@ void register_all() {
                                         (c == Columns::AsAlone ? "/alone" : "/fastest")).c_str(),
                                        bm_matmul, t, isa, 1536, 2048, b, c)
               ->Unit(benchmark::kMicrosecond)->UseRealTime();
+      // Gemma 3 270M's gate/up shape (2048 x 640, Q5_0 there): rows of only 20 blocks, in cache.
+      if (t != DType::Q4_K && t != DType::Q5_K && t != DType::Q6_K)
+        benchmark::RegisterBenchmark(("matvec_k640/" + tag + "/" + name).c_str(), bm_matmul, t, isa, 2048, 640, 1, Columns::Fastest)
+            ->Unit(benchmark::kMicrosecond)->UseRealTime();
       // Gemma 3 270M's output matrix (262144 x 640, Q8_0 there): 171 MiB, read from memory.
       if (t == DType::Q8_0 || t == DType::Q4_1 || t == DType::Q5_0)
         benchmark::RegisterBenchmark(("matvec_from_memory/" + tag + "/" + name).c_str(), bm_matmul, t, isa, 262144, 640, 1, Columns::Fastest)

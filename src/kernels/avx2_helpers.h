@@ -26,10 +26,11 @@ KVS_TARGET_AVX2 inline int hsum_i32(__m256i v) {
 }
 
 // 16 packed nibbles -> 32 bytes: low nibbles first (elements 0..15), then high.
+// The 16 bytes go to both halves in one load; a per-lane shift moves the upper half's
+// high nibbles down (three instructions, none on the shuffle ports).
 KVS_TARGET_AVX2 inline __m256i unpack_nibbles(const uint8_t* p) {
-  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  const __m128i m = _mm_set1_epi8(0x0F);
-  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
+  const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_set_epi64x(4, 4, 0, 0)), _mm256_set1_epi8(0x0F));
 }
 
 // Bit j of the 32-bit word -> byte j = 0x10 when set.

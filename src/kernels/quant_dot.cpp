@@ -166,18 +166,14 @@ KVS_AVX2 inline __m256i dot_u8s8(__m256i u, __m256i s) {
 // unpacked once for all T, and each activation row's sum runs exactly the instructions
 // of T = 1 in the same order, so a column of a decode batch equals the product alone.
 
-// Formats whose block value is d * (signed byte): Q8_0, Q4_0 (nibble - 8), Q5_0.
-template <DType Type, int T>
-KVS_AVX2 void dot_signed32(const void* w_row, const ActBlock32* const* x, int64_t nb, float* out, int64_t out_stride) {
-  using Block = std::conditional_t<Type == DType::Q8_0, BlockQ8_0, std::conditional_t<Type == DType::Q4_0, BlockQ4_0, BlockQ5_0>>;
-  const auto* w = static_cast<const Block*>(w_row);
+// Q8_0: block value d * (signed byte).
+template <int T>
+KVS_AVX2 void dot_q8_0_rows(const void* w_row, const ActBlock32* const* x, int64_t nb, float* out, int64_t out_stride) {
+  const auto* w = static_cast<const BlockQ8_0*>(w_row);
   __m256 acc[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
   for (int64_t i = 0; i < nb; ++i) {
-    __m256i a;
-    if constexpr (Type == DType::Q8_0) a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs));
-    else if constexpr (Type == DType::Q4_0) a = _mm256_sub_epi8(unpack_nibbles(w[i].qs), _mm256_set1_epi8(8));
-    else a = _mm256_sub_epi8(_mm256_or_si256(unpack_nibbles(w[i].qs), bits_to_0x10(w[i].qh)), _mm256_set1_epi8(16));
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs));
     const float dw = _cvtsh_ss(w[i].d);
     for (int t = 0; t < T; ++t) {
       const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t][i].qs));
@@ -189,31 +185,30 @@ KVS_AVX2 void dot_signed32(const void* w_row, const ActBlock32* const* x, int64_
 
 KVS_AVX2 float dot_q8_0(const BlockQ8_0* w, const ActBlock32* x, int64_t nb) {
   float out;
-  dot_signed32<DType::Q8_0, 1>(w, &x, nb, &out, 0);
-  return out;
-}
-KVS_AVX2 float dot_q4_0(const BlockQ4_0* w, const ActBlock32* x, int64_t nb) {
-  float out;
-  dot_signed32<DType::Q4_0, 1>(w, &x, nb, &out, 0);
-  return out;
-}
-KVS_AVX2 float dot_q5_0(const BlockQ5_0* w, const ActBlock32* x, int64_t nb) {
-  float out;
-  dot_signed32<DType::Q5_0, 1>(w, &x, nb, &out, 0);
+  dot_q8_0_rows<1>(w, &x, nb, &out, 0);
   return out;
 }
 
-// Q4_1 and Q5_1 (scale + offset) differ only by Q5_1's fifth bit.
+// The nibble formats: Q4_0 (d * (q - 8)), Q5_0 (d * (q - 16), q with a fifth bit), Q4_1
+// and Q5_1 (d * q + m). The stored codes q (0..31) go into vpmaddubsw unsigned as they
+// are; the offset comes back per block through the activations' sums (sum = d_x · Σ x_q):
+// m · sum, with m = -8 d or -16 d for the _0 formats (a power of two times d: exact).
 template <typename Block, int T>
-KVS_AVX2 void dot_scale_offset(const void* w_row, const ActBlock32* const* x, int64_t nb, float* out, int64_t out_stride) {
+KVS_AVX2 void dot_nibbles32(const void* w_row, const ActBlock32* const* x, int64_t nb, float* out, int64_t out_stride) {
+  constexpr bool kFive = std::is_same_v<Block, BlockQ5_0> || std::is_same_v<Block, BlockQ5_1>;
+  constexpr bool kMin = std::is_same_v<Block, BlockQ4_1> || std::is_same_v<Block, BlockQ5_1>;
+  constexpr float kOffset = kFive ? -16.0f : -8.0f;  // the _0 formats' m, in units of d
   const auto* w = static_cast<const Block*>(w_row);
   __m256 acc[T];
   float offs[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps(), offs[t] = 0;
   for (int64_t i = 0; i < nb; ++i) {
     __m256i a = unpack_nibbles(w[i].qs);
-    if constexpr (std::is_same_v<Block, BlockQ5_1>) a = _mm256_or_si256(a, bits_to_0x10(w[i].qh));
-    const float dw = _cvtsh_ss(w[i].d), mw = _cvtsh_ss(w[i].m);
+    if constexpr (kFive) a = _mm256_or_si256(a, bits_to_0x10(w[i].qh));
+    const float dw = _cvtsh_ss(w[i].d);
+    float mw;
+    if constexpr (kMin) mw = _cvtsh_ss(w[i].m);
+    else mw = kOffset * dw;
     for (int t = 0; t < T; ++t) {
       const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t][i].qs));
       acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[t][i].d), _mm256_cvtepi32_ps(dot_u8s8(a, b)), acc[t]);
@@ -221,6 +216,13 @@ KVS_AVX2 void dot_scale_offset(const void* w_row, const ActBlock32* const* x, in
     }
   }
   for (int t = 0; t < T; ++t) out[t * out_stride] = hsum(acc[t]) + offs[t];
+}
+
+template <typename Block>
+KVS_AVX2 float dot_nibbles32_one(const Block* w, const ActBlock32* x, int64_t nb) {
+  float out;
+  dot_nibbles32<Block, 1>(w, &x, nb, &out, 0);
+  return out;
 }
 
 // ---- K formats --------------------------------------------------------------------
@@ -338,11 +340,11 @@ KVS_AVX2 void dot_row(DType t, const void* w, const void* const* act, int64_t n,
   const auto* const* a32 = reinterpret_cast<const ActBlock32* const*>(act);
   const auto* const* a256 = reinterpret_cast<const ActBlock256* const*>(act);
   switch (t) {
-    case DType::Q8_0: return dot_signed32<DType::Q8_0, T>(w, a32, n / 32, out, out_stride);
-    case DType::Q4_0: return dot_signed32<DType::Q4_0, T>(w, a32, n / 32, out, out_stride);
-    case DType::Q5_0: return dot_signed32<DType::Q5_0, T>(w, a32, n / 32, out, out_stride);
-    case DType::Q4_1: return dot_scale_offset<BlockQ4_1, T>(w, a32, n / 32, out, out_stride);
-    case DType::Q5_1: return dot_scale_offset<BlockQ5_1, T>(w, a32, n / 32, out, out_stride);
+    case DType::Q8_0: return dot_q8_0_rows<T>(w, a32, n / 32, out, out_stride);
+    case DType::Q4_0: return dot_nibbles32<BlockQ4_0, T>(w, a32, n / 32, out, out_stride);
+    case DType::Q5_0: return dot_nibbles32<BlockQ5_0, T>(w, a32, n / 32, out, out_stride);
+    case DType::Q4_1: return dot_nibbles32<BlockQ4_1, T>(w, a32, n / 32, out, out_stride);
+    case DType::Q5_1: return dot_nibbles32<BlockQ5_1, T>(w, a32, n / 32, out, out_stride);
     case DType::Q4_K: return dot_k_scale_min<BlockQ4_K, T>(w, a256, n / 256, out, out_stride);
     case DType::Q5_K: return dot_k_scale_min<BlockQ5_K, T>(w, a256, n / 256, out, out_stride);
     case DType::Q6_K: return dot_q6_k<T>(w, a256, n / 256, out, out_stride);
@@ -471,11 +473,7 @@ struct NibblesVnni {
         if (i < nb) {  // an odd last block: the AVX2 kernel
           const Block* b = static_cast<const Block*>(w[r]) + i;
           const ActBlock32* tail = x[t] + i;
-          float v;
-          if constexpr (kMin) dot_scale_offset<Block, 1>(b, &tail, nb - i, &v, 0);
-          else if constexpr (kFive) v = dot_q5_0(b, tail, nb - i);
-          else v = dot_q4_0(b, tail, nb - i);
-          s += v;
+          s += dot_nibbles32_one(b, tail, nb - i);
         }
         out[t * out_stride + r] = s;
       }

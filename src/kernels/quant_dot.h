@@ -12,7 +12,7 @@ namespace kvsqueeze {
 // Activation block for the 32-wide weight formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0).
 struct ActBlock32 {
   float d;    // scale
-  float sum;  // d * sum(qs), used by the formats with an offset (Q4_1, Q5_1)
+  float sum;  // d * sum(qs): the nibble formats add their offset through it
   int8_t qs[32];
 };
 
