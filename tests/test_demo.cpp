@@ -60,7 +60,9 @@ TEST(Demo, AnswersQuestionsAboutFactsInADocumentOnTheRealModel) {
     if (row.find(" (") == std::string::npos || row.rfind("| ", 0) != 0) continue;
     const std::string number = row.substr(row.find(" (") + 2, 2);
     const bool yes = row.find("| yes |") != std::string::npos;
-    const std::string answer = row.substr(row.find(") |") + 3);
+    // The answer cell only: the row's later cells (tok/s) may hold the same digits.
+    const size_t from = row.find(") |") + 3;
+    const std::string answer = row.substr(from, row.find(" | ", from) - from);
     bool whole = false;
     for (size_t at = answer.find(number); at != std::string::npos; at = answer.find(number, at + 1))
       whole = whole || ((at == 0 || !std::isdigit(static_cast<unsigned char>(answer[at - 1]))) &&

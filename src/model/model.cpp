@@ -68,7 +68,15 @@ Model::Model(std::shared_ptr<const GgufFile> file) : file_(std::move(file)), cfg
   output_ = matrix("output.weight", cfg_.dim, cfg_.vocab, false);
   if (output_.empty()) output_ = tok_embd_;  // tied embeddings
   output_norm_ = small_vector("output_norm.weight", cfg_.dim, true);
-  rope_freqs_ = small_vector("rope_freqs.weight", cfg_.n_rot / 2, false);
+  // The RoPE frequencies depend on the model only: once here, per base.
+  {
+    const std::vector<float> factors = small_vector("rope_freqs.weight", cfg_.n_rot / 2, false);
+    const float* ff = factors.empty() ? nullptr : factors.data();
+    rope_freqs_.resize(static_cast<size_t>(cfg_.n_rot / 2));
+    rope_frequencies(cfg_.n_rot, cfg_.rope_base, ff, rope_freqs_.data());
+    rope_freqs_sliding_.resize(rope_freqs_.size());
+    rope_frequencies(cfg_.n_rot, cfg_.rope_base_sliding, ff, rope_freqs_sliding_.data());
+  }
 
   const int64_t q_out = int64_t{cfg_.n_head} * cfg_.head_dim;
   const int64_t k_out = int64_t{cfg_.n_head_kv} * cfg_.head_dim;
@@ -160,19 +168,16 @@ constexpr int64_t kRopeHeldTokens = 1024;
 struct RopeTable {
   int64_t first = 0, count = 0;   // the pass's tokens the table holds
   std::vector<float> cos, sin;  // [count][n_rot / 2]
-  std::vector<double> freqs;    // [n_rot / 2]
-  void fill(const ModelConfig& c, const std::vector<int32_t>& positions, int64_t from, int64_t n, float base,
-            float pos_scale, const float* freq_factors) {
-    const int64_t half = c.n_rot / 2;
+  void fill(int64_t n_rot, const std::vector<int32_t>& positions, int64_t from, int64_t n, const double* freqs,
+            float pos_scale) {
+    const int64_t half = n_rot / 2;
     first = from;
     count = n;
     cos.resize(static_cast<size_t>(n * half));
     sin.resize(cos.size());
-    freqs.resize(static_cast<size_t>(half));
-    rope_frequencies(c.n_rot, base, freq_factors, freqs.data());
 #pragma omp parallel for schedule(static) if (n > 1)
     for (int64_t t = 0; t < n; ++t)
-      rope_angles_from(c.n_rot, static_cast<double>(positions[static_cast<size_t>(from + t)]) * pos_scale, freqs.data(),
+      rope_angles_from(n_rot, static_cast<double>(positions[static_cast<size_t>(from + t)]) * pos_scale, freqs,
                        &cos[t * half], &sin[t * half]);
   }
   bool holds(int64_t from, int64_t n) const { return from >= first && from + n <= first + count; }
@@ -276,11 +281,10 @@ void Model::attention_block(Pass& p, int l, int64_t t0, int64_t nt) const {
   const bool sliding = c.is_sliding(l);
   RopeTable& rope = sliding ? p.rope_sliding : p.rope;
   if (!rope.holds(t0, nt)) {
-    const float* ff = rope_freqs_.empty() ? nullptr : rope_freqs_.data();
     const int64_t n_pass = static_cast<int64_t>(p.positions.size());
     const int64_t from = n_pass <= kRopeHeldTokens ? 0 : t0, n = n_pass <= kRopeHeldTokens ? n_pass : nt;
-    if (sliding) rope.fill(c, p.positions, from, n, c.rope_base_sliding, 1.0f, ff);
-    else rope.fill(c, p.positions, from, n, c.rope_base, c.rope_pos_scale, ff);
+    if (sliding) rope.fill(c.n_rot, p.positions, from, n, rope_freqs_sliding_.data(), 1.0f);
+    else rope.fill(c.n_rot, p.positions, from, n, rope_freqs_.data(), c.rope_pos_scale);
   }
   const int64_t half_rot = c.n_rot / 2;
 #pragma omp parallel for schedule(static) if (nt > 1)

@@ -145,7 +145,9 @@ class Model {
   ModelConfig cfg_;
   MatrixView tok_embd_, output_;
   std::vector<float> output_norm_;
-  std::vector<float> rope_freqs_;  // Llama 3.1 frequency factors, empty when absent
+  // RoPE frequencies of the global and the sliding layers' base ([n_rot / 2]; Llama 3.1's
+  // frequency factors, when the file has them, already divided in).
+  std::vector<double> rope_freqs_, rope_freqs_sliding_;
   std::vector<LayerWeights> layers_;
 };
 
