@@ -70,14 +70,6 @@ class Rates {
   std::chrono::steady_clock::time_point t0_;
 };
 
-class IsaScope {
- public:
-  explicit IsaScope(Isa isa) : saved_(active_isa()) { set_active_isa(isa); }
-  ~IsaScope() { set_active_isa(saved_); }
-
- private:
-  Isa saved_;
-};
 
 // Weights [rows x cols] of `type` times `tokens` activation rows: matrix-vector when
 // tokens = 1 (decode), matrix-matrix otherwise (prompt).
@@ -138,7 +130,7 @@ void bm_attention_layers(benchmark::State& state, Isa isa, int64_t ctx, int laye
   for (int64_t r = 0; r < ctx; ++r) pos[static_cast<size_t>(r)] = static_cast<int32_t>(r);
   std::vector<HeadRows> rows(static_cast<size_t>(layers * heads));
   for (auto& h : rows) h.k = h.v = encoded;
-  const int64_t n_parts = std::max<int64_t>(1, (ctx + part_rows / 2) / part_rows);
+  const int64_t n_parts = decode_part_count(ctx, part_rows);
   const auto q = random_floats(static_cast<size_t>(heads * G * hd), 5);
   std::vector<float> part_out(static_cast<size_t>(heads * n_parts * G * hd)), lse(static_cast<size_t>(heads * n_parts * G));
   std::vector<float> out(static_cast<size_t>(heads * G * hd));
@@ -150,7 +142,8 @@ void bm_attention_layers(benchmark::State& state, Isa isa, int64_t ctx, int laye
         std::vector<float> scratch;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t i = 0; i < heads * n_parts; ++i) {
-          const int64_t h = i / n_parts, part = i % n_parts, b = part * ctx / n_parts, e = (part + 1) * ctx / n_parts;
+          const int64_t h = i / n_parts, part = i % n_parts;
+          const int64_t b = decode_part_begin(part, n_parts, ctx), e = decode_part_begin(part + 1, n_parts, ctx);
           const HeadRows& hr = rows[static_cast<size_t>(l * heads + h)];
           const RowsView view{DType::F16, hr.k.data() + b * rb, hr.v.data() + b * rb, pos.data() + b, e - b, rb, rb};
           attend_group(q.data() + h * G * hd, hd, G, &view, 1, hd, hd, static_cast<int32_t>(ctx), 0.125f,

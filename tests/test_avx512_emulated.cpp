@@ -18,12 +18,6 @@
 namespace kvsqueeze {
 namespace {
 
-struct IsaScope {
-  Isa saved = active_isa();
-  explicit IsaScope(Isa isa) { set_active_isa(isa); }
-  ~IsaScope() { set_active_isa(saved); }
-};
-
 template <typename Block>
 void set_scales(uint8_t* data, int64_t blocks, std::mt19937& rng) {
   std::uniform_real_distribution<float> scale(0.001f, 0.05f), offset(-0.3f, 0.3f);

@@ -17,17 +17,7 @@
 
 namespace kvsqueeze::test {
 
-// Runs a test body at one instruction set, restoring the level before it afterwards.
-class IsaScope {
- public:
-  explicit IsaScope(Isa isa) : saved_(active_isa()) { set_active_isa(isa); }
-  ~IsaScope() { set_active_isa(saved_); }
-  IsaScope(const IsaScope&) = delete;
-  IsaScope& operator=(const IsaScope&) = delete;
-
- private:
-  Isa saved_;
-};
+using kvsqueeze::IsaScope;  // tensor/cpu_features.h
 
 inline std::string shared_path(const std::string& rel) { return std::string(KVSQUEEZE_SHARED_DIR) + "/" + rel; }
 

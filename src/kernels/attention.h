@@ -2,6 +2,7 @@
 // (ragged-ready: rows carry their own positions; the mask compares positions).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -26,5 +27,13 @@ void attend_group(const float* q, int64_t q_stride, int G, const RowsView* views
 // weighted by its share of the total softmax mass. Heads no part saw get zeros.
 void merge_attention(const float* parts, const float* lses, int n_parts, int G, int64_t hdv, float* out,
                      int64_t out_stride);
+
+// A decoding token's rows of one KV head are attended in parts, one work item each, so
+// that every core has work when KV heads are few: the number of parts of about part_rows
+// that `rows` rows make, and where part i of n_parts begins (it ends where i + 1 begins).
+inline int64_t decode_part_count(int64_t rows, int64_t part_rows) {
+  return std::max<int64_t>(1, (rows + part_rows / 2) / part_rows);
+}
+inline int64_t decode_part_begin(int64_t i, int64_t n_parts, int64_t rows) { return i * rows / n_parts; }
 
 }  // namespace kvsqueeze

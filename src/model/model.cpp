@@ -185,8 +185,7 @@ struct RopeTable {
 
 constexpr int64_t kTile = 256;  // tokens per step inside a layer: bounds activation memory
 constexpr int64_t kQueryBlock = 32;  // query tokens per flash-attention work item
-// A decoding token's cached rows of one KV head are attended in parts of about this many
-// rows, one work item each, so that every core has work when KV heads are few.
+// Rows per part of a decoding token's attention over one KV head (decode_part_count).
 constexpr int64_t kDecodePart = 256;
 // A sliding layer's head is trimmed back to its window once it holds this many rows
 // more, so decoding moves rows in batches rather than one per token.
@@ -333,13 +332,14 @@ void Model::attention_block(Pass& p, int l, int64_t t0, int64_t nt) const {
       for (int kh = 0; kh < c.n_head_kv; ++kh) {
         std::array<RowsView, 2> views;
         views_for(kh, t0 + t, p.positions[static_cast<size_t>(t0 + t)], views);
-        const int64_t rows = views[0].n, n_parts = std::max<int64_t>(1, (rows + kDecodePart / 2) / kDecodePart);
+        const int64_t rows = views[0].n, n_parts = decode_part_count(rows, kDecodePart);
         if (n_parts == 1) {
           p.parts.push_back({t, kh, 0, rows, -1});
           continue;
         }
         p.merges.push_back({t, kh, slots, n_parts});
-        for (int64_t i = 0; i < n_parts; ++i) p.parts.push_back({t, kh, i * rows / n_parts, (i + 1) * rows / n_parts, slots++});
+        for (int64_t i = 0; i < n_parts; ++i)
+          p.parts.push_back({t, kh, decode_part_begin(i, n_parts, rows), decode_part_begin(i + 1, n_parts, rows), slots++});
       }
     p.part_out.resize(static_cast<size_t>(slots * G * hdv));
     p.part_lse.resize(static_cast<size_t>(slots * G));

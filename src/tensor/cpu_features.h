@@ -29,6 +29,18 @@ Isa isa_from_name(const std::string& name);  // throws on an unknown name
 inline bool use_avx2() { return active_isa() >= Isa::Avx2; }
 inline bool use_avx512() { return active_isa() >= Isa::Avx512; }
 
+// Runs the kernels at one level for a scope (tests, benchmarks), then restores the level.
+class IsaScope {
+ public:
+  explicit IsaScope(Isa isa) : saved_(active_isa()) { set_active_isa(isa); }
+  ~IsaScope() { set_active_isa(saved_); }
+  IsaScope(const IsaScope&) = delete;
+  IsaScope& operator=(const IsaScope&) = delete;
+
+ private:
+  Isa saved_;
+};
+
 }  // namespace kvsqueeze
 
 // Function attributes that compile one function for a level (its body may inline
