@@ -70,7 +70,6 @@ class Rates {
   std::chrono::steady_clock::time_point t0_;
 };
 
-
 // Weights [rows x cols] of `type` times `tokens` activation rows: matrix-vector when
 // tokens = 1 (decode), matrix-matrix otherwise (prompt).
 void bm_matmul(benchmark::State& state, DType type, Isa isa, int64_t rows, int64_t cols, int64_t tokens,
@@ -202,7 +201,9 @@ void bm_rms_norm(benchmark::State& state) {
 void bm_rope(benchmark::State& state) {
   const int64_t hd = 128, heads = 32;
   std::vector<float> c(hd / 2), s(hd / 2);
-  rope_angles(hd, 1000, 10000.0f, nullptr, c.data(), s.data());
+  std::vector<double> freqs(hd / 2);
+  rope_frequencies(hd, 10000.0f, nullptr, freqs.data());
+  rope_angles_from(hd, 1000, freqs.data(), c.data(), s.data());
   auto v = random_floats(static_cast<size_t>(hd * heads), 10);
   const Rates rates;
   for (auto _ : state) {

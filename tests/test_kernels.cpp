@@ -22,8 +22,6 @@ using namespace kvsqueeze;
 
 namespace {
 
-using test::IsaScope;
-
 std::vector<Isa> all_isas() { return {Isa::Generic, Isa::Avx2, Isa::Avx512}; }
 
 // Skips (visibly) a level this CPU lacks.

@@ -431,7 +431,7 @@ void expect_far_rows_are_llamacpp_rounding(const std::string& model_path, const 
   const int64_t vocab = model->config().vocab, n = c.far_rows.back().row + 1;
   std::vector<float> exact(static_cast<size_t>(n * vocab));
   {
-    test::IsaScope portable(Isa::Generic);
+    IsaScope portable(Isa::Generic);
     KvCache cache = model->make_cache();
     model->forward(cache, ids.data(), n, exact.data(), true);
   }

@@ -17,8 +17,6 @@
 
 namespace kvsqueeze::test {
 
-using kvsqueeze::IsaScope;  // tensor/cpu_features.h
-
 inline std::string shared_path(const std::string& rel) { return std::string(KVSQUEEZE_SHARED_DIR) + "/" + rel; }
 
 // Skips the current test, with a visible notice, when a fixture under ../shared is absent.

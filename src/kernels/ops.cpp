@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <vector>
 
 #include "kernels/fast_exp.h"
 #include "kernels/vec16.h"
@@ -96,12 +95,6 @@ void rope_angles_from(int64_t n_rot, double pos, const double* freqs, float* cos
     cos_out[i] = static_cast<float>(std::cos(theta));
     sin_out[i] = static_cast<float>(std::sin(theta));
   }
-}
-
-void rope_angles(int64_t n_rot, double pos, float base, const float* freq_factors, float* cos_out, float* sin_out) {
-  std::vector<double> freqs(static_cast<size_t>(n_rot / 2));
-  rope_frequencies(n_rot, base, freq_factors, freqs.data());
-  rope_angles_from(n_rot, pos, freqs.data(), cos_out, sin_out);
 }
 
 void rope_apply(float* v, int64_t n_rot, bool neox, const float* cos_v, const float* sin_v) {
