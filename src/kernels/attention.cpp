@@ -460,7 +460,7 @@ KVS_AVX2_INLINE float softmax8(float* pg, int64_t total, float* sum_out) {
 inline bool stored_in_register(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::Q8_0; }
 
 inline bool use_avx2_path(int64_t hd, int64_t hdv, const RowsView* views, int n_views) {
-  if (active_isa() != Isa::Avx2 || hd % 8 != 0 || hdv % 8 != 0) return false;
+  if (!use_avx2() || use_avx512() || hd % 8 != 0 || hdv % 8 != 0) return false;
   for (int i = 0; i < n_views; ++i)
     if (!stored_in_register(views[i].type) || (views[i].type == DType::Q8_0 && (hd % 32 != 0 || hdv % 32 != 0)))
       return false;
@@ -556,7 +556,7 @@ KVS_TARGET_AVX512 static void attend_group_avx512(KVS_ATTEND_ARGS) { KVS_ATTEND_
 void attend_group(KVS_ATTEND_ARGS) {
   switch (active_isa()) {
     case Isa::Avx512: return attend_group_avx512(q, q_stride, G, views, n_views, hd, hdv, q_pos, scale, out, out_stride, lse, scratch);
-    case Isa::Avx2: return attend_group_avx2(q, q_stride, G, views, n_views, hd, hdv, q_pos, scale, out, out_stride, lse, scratch);
+    case Isa::Avx2: case Isa::Avx2Vnni: return attend_group_avx2(q, q_stride, G, views, n_views, hd, hdv, q_pos, scale, out, out_stride, lse, scratch);
     default: return attend_group_generic(q, q_stride, G, views, n_views, hd, hdv, q_pos, scale, out, out_stride, lse, scratch);
   }
 }

@@ -248,7 +248,7 @@ void flash_attend(KVS_FLASH_ARGS) {
   if (nq <= 0) return;
   switch (active_isa()) {
     case Isa::Avx512: return flash_avx512(q, q_stride, G, nq, q_pos, views, n_views, hd, hdv, scale, window, out, out_stride, scratch);
-    case Isa::Avx2: return flash_avx2(q, q_stride, G, nq, q_pos, views, n_views, hd, hdv, scale, window, out, out_stride, scratch);
+    case Isa::Avx2: case Isa::Avx2Vnni: return flash_avx2(q, q_stride, G, nq, q_pos, views, n_views, hd, hdv, scale, window, out, out_stride, scratch);
     default: return flash_generic(q, q_stride, G, nq, q_pos, views, n_views, hd, hdv, scale, window, out, out_stride, scratch);
   }
 }

@@ -8,6 +8,7 @@
 #include "kernels/avx2_helpers.h"
 #include "kernels/block_unpack.h"
 #include "kernels/quant_dot.h"
+#include "tensor/cpu_features.h"
 
 namespace kvsqueeze::gemm_avx2 {
 namespace {
@@ -17,7 +18,10 @@ namespace {
 using block_unpack::q_min;
 
 constexpr int kTileRows = 8;  // one 32-bit lane of a register per row
-constexpr int kTokens = 4;    // activation rows per tile pass
+// Activation rows per tile pass: as many as leave the 16 registers enough for the sums
+// (maddubs keeps a 16-bit and a 32-bit sum per row, vpdpbusd only the 32-bit one).
+template <bool kVnni>
+constexpr int kTokens = kVnni ? 6 : 4;
 
 // A packed activation block: the 32 signed bytes of quantize_activations, their scale,
 // and the scaled sums of all 32 and of each half (what the weights' offsets multiply).
@@ -30,13 +34,14 @@ struct PackedAct {
 static_assert(sizeof(PackedAct) == 48);
 
 // Per format: how many scale halves a block has (Q6_K scales every 16 values), whether
-// its packed bytes are signed (Q8_0, multiplied through the sign trick) and how many
-// 4-column groups may sum in 16 bits before maddubs' pair sums could overflow them
-// (|activation| <= 127; pair sums reach 2·127·max|q|).
+// its packed bytes are signed (Q8_0 through maddubs, which takes them by the sign trick;
+// with VNNI they are stored +128, unsigned, and −128·d becomes the block's offset) and how
+// many 4-column groups may sum in 16 bits before maddubs' pair sums could overflow them
+// (|activation| <= 127; pair sums reach 2·127·max|q|; vpdpbusd sums in 32 bits).
 template <DType t>
 constexpr int kHalves = t == DType::Q6_K ? 2 : 1;
-template <DType t>
-constexpr bool kSigned = t == DType::Q8_0;
+template <DType t, bool kVnni>
+constexpr bool kSigned = t == DType::Q8_0 && !kVnni;
 template <DType t>
 constexpr int kChain = t == DType::Q8_0 ? 1
                        : t == DType::Q6_K ? 2
@@ -112,10 +117,11 @@ KVS_AVX2 inline void transpose8x8_epi32(__m256i v[8]) {
 }
 
 // Lays out 8 rows (the last ones zero when fewer are valid) of nb blocks each.
-template <DType type>
+template <DType type, bool kVnni>
 KVS_AVX2 void pack_tile(const uint8_t* w, int64_t w_stride, int rows, int64_t nb, uint8_t* out) {
   constexpr int H = kHalves<type>;
-  constexpr float kQMin = kSigned<type> ? 0.0f : static_cast<float>(q_min(type));
+  constexpr bool kBiased = type == DType::Q8_0 && kVnni;  // signed bytes stored +128
+  constexpr float kQMin = kBiased ? -128.0f : kSigned<type, kVnni> ? 0.0f : static_cast<float>(q_min(type));
   for (int64_t b = 0; b < nb; ++b) {
     uint8_t* dst = out + b * kBlockBytes<type>;
     auto* scale = reinterpret_cast<float*>(dst + 256);
@@ -129,6 +135,7 @@ KVS_AVX2 void pack_tile(const uint8_t* w, int64_t w_stride, int rows, int64_t nb
       }
       const uint8_t* row = w + r * w_stride;
       v[r] = stored_block<type>(row, b);
+      if constexpr (kBiased) v[r] = _mm256_xor_si256(v[r], _mm256_set1_epi8(static_cast<char>(0x80)));
       const block_unpack::BlockScales bs = block_unpack::block_scales<type>(row, b);
       for (int h = 0; h < H; ++h) {
         scale[8 * h + r] = bs.s[h];
@@ -146,11 +153,21 @@ KVS_AVX2 inline __m256i broadcast4(const int8_t* p) {
   return _mm256_set1_epi32(v);
 }
 
+// acc's lanes += the sums of four u8·s8 products (vpdpbusd, 256-bit, EVEX-encoded). Written
+// in assembly so that this file's functions can stay compiled for plain AVX2: the
+// intrinsic would need the caller's target to include AVX-512 VNNI + VL, and that would
+// let the compiler use EVEX instructions in the maddubs path too. Runs only at Avx2Vnni.
+KVS_AVX2 inline __m256i dpbusd(__m256i acc, __m256i u8, __m256i s8) {
+  asm("vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(u8), "x"(s8));
+  return acc;
+}
+
 // 8 rows of one packed tile times T activation rows, over nb blocks.
-template <DType type, int T>
+template <DType type, int T, bool kVnni>
 KVS_AVX2 void tile(const uint8_t* wt, const uint8_t* ap, int64_t arb, int64_t nb, float* out, int64_t out_stride,
                    int rows) {
   constexpr int H = kHalves<type>, G = 8 / H, C = kChain<type>;
+  constexpr bool kSignedBytes = kSigned<type, kVnni>;
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
@@ -164,16 +181,21 @@ KVS_AVX2 void tile(const uint8_t* wt, const uint8_t* ap, int64_t arb, int64_t nb
       for (int k = 0; k < G; ++k) {
         const int g = h * G + k;
         const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + 32 * g));
-        __m256i wabs = wv;
-        if constexpr (kSigned<type>) wabs = _mm256_sign_epi8(wv, wv);
-        for (int t = 0; t < T; ++t) {
-          const __m256i x = broadcast4(a[t]->qs + 4 * g);
-          const __m256i p =
-              kSigned<type> ? _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(x, wv)) : _mm256_maddubs_epi16(wv, x);
-          p16[t] = k % C == 0 ? p : _mm256_add_epi16(p16[t], p);
-          if (k % C == C - 1) {
-            const __m256i s32 = _mm256_madd_epi16(p16[t], ones);
-            isum[t] = k == C - 1 ? s32 : _mm256_add_epi32(isum[t], s32);
+        if constexpr (kVnni) {
+          for (int t = 0; t < T; ++t)
+            isum[t] = dpbusd(k == 0 ? _mm256_setzero_si256() : isum[t], wv, broadcast4(a[t]->qs + 4 * g));
+        } else {
+          __m256i wabs = wv;
+          if constexpr (kSignedBytes) wabs = _mm256_sign_epi8(wv, wv);
+          for (int t = 0; t < T; ++t) {
+            const __m256i x = broadcast4(a[t]->qs + 4 * g);
+            const __m256i p =
+                kSignedBytes ? _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(x, wv)) : _mm256_maddubs_epi16(wv, x);
+            p16[t] = k % C == 0 ? p : _mm256_add_epi16(p16[t], p);
+            if (k % C == C - 1) {
+              const __m256i s32 = _mm256_madd_epi16(p16[t], ones);
+              isum[t] = k == C - 1 ? s32 : _mm256_add_epi32(isum[t], s32);
+            }
           }
         }
       }
@@ -181,7 +203,7 @@ KVS_AVX2 void tile(const uint8_t* wt, const uint8_t* ap, int64_t arb, int64_t nb
       const __m256 offset = _mm256_loadu_ps(reinterpret_cast<const float*>(wb + 256) + 8 * H + 8 * h);
       for (int t = 0; t < T; ++t) {
         acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(scale, _mm256_set1_ps(a[t]->d)), acc[t]);
-        if constexpr (!kSigned<type>)
+        if constexpr (!kSignedBytes)
           acc[t] = _mm256_fmadd_ps(offset, _mm256_set1_ps(H == 1 ? a[t]->sum : a[t]->half_sum[h]), acc[t]);
       }
     }
@@ -197,27 +219,32 @@ KVS_AVX2 void tile(const uint8_t* wt, const uint8_t* ap, int64_t arb, int64_t nb
   }
 }
 
-template <DType type>
+// tile for nt <= T activation rows.
+template <DType type, bool kVnni, int T = kTokens<kVnni>>
+KVS_AVX2 void tile_upto(int nt, const uint8_t* wt, const uint8_t* ap, int64_t arb, int64_t nb, float* out,
+                        int64_t out_stride, int rows) {
+  if constexpr (T > 1)
+    if (nt < T) return tile_upto<type, kVnni, T - 1>(nt, wt, ap, arb, nb, out, out_stride, rows);
+  tile<type, T, kVnni>(wt, ap, arb, nb, out, out_stride, rows);
+}
+
+template <DType type, bool kVnni>
 KVS_AVX2 void gemm_rows_of(const uint8_t* w, int64_t w_stride, int n_rows, const uint8_t* acts, int64_t n_tokens,
                            int64_t n, float* y, int64_t y_stride, std::vector<uint8_t>& scratch) {
   const int64_t nb = n / 32, tile_bytes = nb * kBlockBytes<type>, arb = act_bytes(n);
   const int n_tiles = (n_rows + kTileRows - 1) / kTileRows;
   scratch.resize(static_cast<size_t>(n_tiles * tile_bytes));
   for (int k = 0; k < n_tiles; ++k)
-    pack_tile<type>(w + k * kTileRows * w_stride, w_stride, std::min(kTileRows, n_rows - k * kTileRows), nb,
-                    scratch.data() + k * tile_bytes);
-  for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokens) {
+    pack_tile<type, kVnni>(w + k * kTileRows * w_stride, w_stride, std::min(kTileRows, n_rows - k * kTileRows), nb,
+                           scratch.data() + k * tile_bytes);
+  for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokens<kVnni>) {
     const uint8_t* ap = acts + t0 * arb;
     for (int k = 0; k < n_tiles; ++k) {
       const uint8_t* wt = scratch.data() + k * tile_bytes;
       float* out = y + t0 * y_stride + k * kTileRows;
       const int rows = std::min(kTileRows, n_rows - k * kTileRows);
-      switch (std::min<int64_t>(kTokens, n_tokens - t0)) {
-        case 4: tile<type, 4>(wt, ap, arb, nb, out, y_stride, rows); break;
-        case 3: tile<type, 3>(wt, ap, arb, nb, out, y_stride, rows); break;
-        case 2: tile<type, 2>(wt, ap, arb, nb, out, y_stride, rows); break;
-        default: tile<type, 1>(wt, ap, arb, nb, out, y_stride, rows); break;
-      }
+      tile_upto<type, kVnni>(static_cast<int>(std::min<int64_t>(kTokens<kVnni>, n_tokens - t0)), wt, ap, arb, nb, out,
+                             y_stride, rows);
     }
   }
 }
@@ -246,8 +273,13 @@ void pack_activations(const float* x, uint8_t* out, int64_t n) {
 
 void gemm_rows(DType type, const uint8_t* w, int64_t w_stride, int n_rows, const uint8_t* acts, int64_t n_tokens,
                int64_t n, float* y, int64_t y_stride, std::vector<uint8_t>& scratch) {
+  const bool vnni = active_isa() == Isa::Avx2Vnni;
   block_unpack::with_format(type, [&](auto t) {
-    gemm_rows_of<decltype(t)::value>(w, w_stride, n_rows, acts, n_tokens, n, y, y_stride, scratch);
+    constexpr DType kType = decltype(t)::value;
+    if (vnni)
+      gemm_rows_of<kType, true>(w, w_stride, n_rows, acts, n_tokens, n, y, y_stride, scratch);
+    else
+      gemm_rows_of<kType, false>(w, w_stride, n_rows, acts, n_tokens, n, y, y_stride, scratch);
   });
 }
 

@@ -1,8 +1,10 @@
 // The AVX2 flavour of the packed prompt kernel (gemm_packed.h dispatches to it when
-// AVX-512 is not active). AVX2 has no VNNI, so its layout differs from the AVX-512 one:
-// eight weight rows are interleaved four bytes at a time, so that one register holds the
-// same four columns of eight rows and the eight lanes of every sum are eight outputs —
-// no horizontal reductions, and each block's scales are applied to eight rows at once.
+// AVX-512 is not active). Its layout differs from the AVX-512 one: eight weight rows are
+// interleaved four bytes at a time, so that one register holds the same four columns of
+// eight rows and the eight lanes of every sum are eight outputs — no horizontal
+// reductions, and each block's scales are applied to eight rows at once. Plain AVX2 sums
+// a group through maddubs (16-bit pair sums, widened); at Avx2Vnni one vpdpbusd on the
+// same layout does the four products and the widening at once.
 #pragma once
 
 #include <cstdint>

@@ -64,7 +64,7 @@ KVS_TARGET_AVX512 void dot_tile4x4_avx512(KVS_TILE_ARGS) { dot_tile4x4_body(w, w
 void dot_tile4x4(KVS_TILE_ARGS) {
   switch (active_isa()) {
     case Isa::Avx512: return dot_tile4x4_avx512(w, w_stride, x, x_stride, n, y, y_stride, add);
-    case Isa::Avx2: return dot_tile4x4_avx2(w, w_stride, x, x_stride, n, y, y_stride, add);
+    case Isa::Avx2: case Isa::Avx2Vnni: return dot_tile4x4_avx2(w, w_stride, x, x_stride, n, y, y_stride, add);
     default: return dot_tile4x4_generic(w, w_stride, x, x_stride, n, y, y_stride, add);
   }
 }
@@ -75,7 +75,7 @@ void dot_tile4x4(KVS_TILE_ARGS) {
 float dot_f32(const float* a, const float* b, int64_t n) {
   switch (active_isa()) {
     case Isa::Avx512: return dot_f32_avx512(a, b, n);
-    case Isa::Avx2: return dot_f32_avx2(a, b, n);
+    case Isa::Avx2: case Isa::Avx2Vnni: return dot_f32_avx2(a, b, n);
     default: return dot_f32_generic(a, b, n);
   }
 }

@@ -77,7 +77,7 @@ KVS_TARGET_AVX512 void gelu_mul_avx512(float* gate, const float* up, int64_t n) 
 void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
   switch (active_isa()) {
     case Isa::Avx512: return rms_norm_avx512(x, w, y, n, eps);
-    case Isa::Avx2: return rms_norm_avx2(x, w, y, n, eps);
+    case Isa::Avx2: case Isa::Avx2Vnni: return rms_norm_avx2(x, w, y, n, eps);
     default: return rms_norm_generic(x, w, y, n, eps);
   }
 }
@@ -111,7 +111,7 @@ void rope_apply(float* v, int64_t n_rot, bool neox, const float* cos_v, const fl
 void silu_mul(float* gate, const float* up, int64_t n) {
   switch (active_isa()) {
     case Isa::Avx512: return silu_mul_avx512(gate, up, n);
-    case Isa::Avx2: return silu_mul_avx2(gate, up, n);
+    case Isa::Avx2: case Isa::Avx2Vnni: return silu_mul_avx2(gate, up, n);
     default: return silu_mul_generic(gate, up, n);
   }
 }
@@ -119,7 +119,7 @@ void silu_mul(float* gate, const float* up, int64_t n) {
 void gelu_mul(float* gate, const float* up, int64_t n) {
   switch (active_isa()) {
     case Isa::Avx512: return gelu_mul_avx512(gate, up, n);
-    case Isa::Avx2: return gelu_mul_avx2(gate, up, n);
+    case Isa::Avx2: case Isa::Avx2Vnni: return gelu_mul_avx2(gate, up, n);
     default: return gelu_mul_generic(gate, up, n);
   }
 }

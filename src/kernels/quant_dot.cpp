@@ -656,7 +656,7 @@ void quantize_activations(DType t, const float* x, void* out, int64_t n) {
   auto* y32 = static_cast<ActBlock32*>(out);
   switch (active_isa()) {
     case Isa::Avx512: return wide ? quantize_act256_avx512(x, y256, n / 256) : quantize_act32_avx512(x, y32, n / 32);
-    case Isa::Avx2: return wide ? quantize_act256_avx2(x, y256, n / 256) : quantize_act32_avx2(x, y32, n / 32);
+    case Isa::Avx2: case Isa::Avx2Vnni: return wide ? quantize_act256_avx2(x, y256, n / 256) : quantize_act32_avx2(x, y32, n / 32);
     default: return wide ? quantize_act256(x, y256, n / 256) : quantize_act32(x, y32, n / 32);
   }
 }

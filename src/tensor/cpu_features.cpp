@@ -21,15 +21,16 @@ Isa detect() {
   return Isa::Avx512;  // the AVX-512 kernels run emulated (tests/avx512_emulation.h)
 #endif
   const bool vnni = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 11));
-  if (vnni && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+  if (!vnni || !__builtin_cpu_supports("avx512vl")) return Isa::Avx2;
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
     return Isa::Avx512;
-  return Isa::Avx2;
+  return Isa::Avx2Vnni;
 }
 
 // AMD family 19h parts with AVX-512 (Zen 4) run a 512-bit instruction as two 256-bit
 // halves; there the AVX2 kernels measure faster than the AVX-512 ones (prompt 1.3-1.6x,
-// decode 1.05x on SmolLM2 and Gemma 3, docs/BENCHMARKS.md), so AVX2 is their default.
+// decode 1.05x on SmolLM2 and Gemma 3, docs/BENCHMARKS.md), and faster still with VNNI on
+// 256-bit vectors in the prompt products, so Avx2Vnni is their default.
 bool splits_512_bit_vectors() {
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
@@ -65,7 +66,7 @@ Isa default_isa() {
 #ifdef KVS_EMULATE_AVX512
   return cpu_isa();
 #else
-  static const Isa level = cpu_isa() == Isa::Avx512 && splits_512_bit_vectors() ? Isa::Avx2 : cpu_isa();
+  static const Isa level = cpu_isa() == Isa::Avx512 && splits_512_bit_vectors() ? Isa::Avx2Vnni : cpu_isa();
   return level;
 #endif
 }
@@ -89,15 +90,16 @@ const char* isa_name(Isa isa) {
   switch (isa) {
     case Isa::Generic: return "generic";
     case Isa::Avx2: return "avx2";
+    case Isa::Avx2Vnni: return "avx2vnni";
     case Isa::Avx512: return "avx512";
   }
   return "?";
 }
 
 Isa isa_from_name(const std::string& name) {
-  for (Isa isa : {Isa::Generic, Isa::Avx2, Isa::Avx512})
+  for (Isa isa : {Isa::Generic, Isa::Avx2, Isa::Avx2Vnni, Isa::Avx512})
     if (name == isa_name(isa)) return isa;
-  throw std::invalid_argument("unknown instruction set '" + name + "' (known: generic, avx2, avx512)");
+  throw std::invalid_argument("unknown instruction set '" + name + "' (known: generic, avx2, avx2vnni, avx512)");
 }
 
 }  // namespace kvsqueeze

@@ -1,7 +1,8 @@
 // Which SIMD level the kernels run at. The CPU's best level is checked once; kernels
 // start at default_isa() (the best, but AVX2 where that measures faster); tests and
 // benchmarks may pick any level the CPU has (every one must give correct results), and
-// the environment variable KVSQUEEZE_ISA=generic|avx2|avx512 does the same for a whole run.
+// the environment variable KVSQUEEZE_ISA=generic|avx2|avx2vnni|avx512 does the same for a
+// whole run.
 #pragma once
 
 #include <string>
@@ -11,8 +12,9 @@ namespace kvsqueeze {
 
 enum class Isa {
   Generic = 0,  // portable C++, whatever the compiler's baseline allows
-  Avx2 = 1,     // AVX2 + FMA + F16C
-  Avx512 = 2,   // AVX-512 F/BW/DQ/VL + VNNI (on top of Avx2)
+  Avx2 = 1,      // AVX2 + FMA + F16C
+  Avx2Vnni = 2,  // the AVX2 kernels, plus VNNI's vpdpbusd on 256-bit vectors (AVX-512 VNNI + VL)
+  Avx512 = 3,    // AVX-512 F/BW/DQ/VL + VNNI (on top of Avx2Vnni)
 };
 
 Isa cpu_isa();      // the best level this CPU runs
