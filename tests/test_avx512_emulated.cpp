@@ -1,8 +1,8 @@
-// The AVX-512 (VNNI) integer kernels, checked on machines without AVX-512: this executable
-// builds quant_dot.cpp with KVS_EMULATE_AVX512, where SIMDe runs the kernels' own
-// intrinsics lane for lane (tests/avx512_emulation.h) and the CPU reports the AVX-512
-// level. Every product must agree with the AVX2 kernels, which the main suite holds to
-// exact arithmetic. Speed is not measured here: only an AVX-512 machine can.
+// The VNNI integer kernels, checked on machines without AVX-512: this executable builds
+// quant_dot.cpp and gemm_packed_avx2.cpp with KVS_EMULATE_AVX512, where SIMDe runs the
+// kernels' own intrinsics lane for lane (tests/avx512_emulation.h) and the CPU reports the
+// AVX-512 level. Every product must agree with the AVX2 kernels, which the main suite holds
+// to exact arithmetic. Speed is not measured here: only an AVX-512 machine can.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/gemm_packed_avx2.h"
 #include "kernels/quant_dot.h"
 #include "tensor/cpu_features.h"
 #include "tensor/half.h"
@@ -145,6 +146,49 @@ TEST(Avx512Emulated, ProductsAgreeWithTheAvx2Kernels) {
               ASSERT_EQ(alone, y5[static_cast<size_t>(k * rows + r)])
                   << dtype_name(t) << " n=" << n << " rows=" << rows << " tokens=" << n_act << " row " << r << " token " << k;
             }
+        }
+      }
+    }
+  }
+}
+
+// The prompt GEMM at avx2vnni (vpdpbusd) against plain AVX2 (maddubs), same packed
+// activations: both integer sums are exact, and every format but Q8_0 then runs the same
+// float steps, so the bits agree; Q8_0 (signed bytes at AVX2, stored +128 with an offset
+// at avx2vnni) agrees within float rounding. Row counts leave partial 8-row tiles, token
+// counts every tile width of either level.
+TEST(Avx512Emulated, PromptGemmAtAvx2VnniAgreesWithAvx2) {
+  std::mt19937 rng(23);
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::Q4_1, DType::Q5_1, DType::Q4_K, DType::Q5_K,
+                  DType::Q6_K}) {
+    const bool k_format = act_block_elems(t) == 256;
+    for (int64_t n : k_format ? std::vector<int64_t>{256, 768} : std::vector<int64_t>{64, 608}) {
+      for (int rows : {5, 8, 19}) {
+        const std::vector<uint8_t> w = random_rows(t, rows, n, rng);
+        const int64_t row_bytes = static_cast<int64_t>(w.size()) / rows, arb = gemm_avx2::act_bytes(n);
+        for (int64_t tokens : {1, 5, 6, 13}) {
+          std::vector<uint8_t> act(static_cast<size_t>(tokens * arb));
+          for (int64_t k = 0; k < tokens; ++k)
+            gemm_avx2::pack_activations(random_floats(n, rng).data(), act.data() + k * arb, n);
+          std::vector<float> plain(static_cast<size_t>(tokens * rows)), vnni(plain.size());
+          std::vector<uint8_t> scratch;
+          {
+            IsaScope isa(Isa::Avx2);
+            gemm_avx2::gemm_rows(t, w.data(), row_bytes, rows, act.data(), tokens, n, plain.data(), rows, scratch);
+          }
+          {
+            IsaScope isa(Isa::Avx2Vnni);
+            gemm_avx2::gemm_rows(t, w.data(), row_bytes, rows, act.data(), tokens, n, vnni.data(), rows, scratch);
+          }
+          double scale = 0;
+          for (float v : plain) scale = std::max(scale, static_cast<double>(std::fabs(v)));
+          for (size_t i = 0; i < plain.size(); ++i) {
+            if (t == DType::Q8_0)
+              ASSERT_NEAR(vnni[i], plain[i], 1e-5 * scale + 1e-6) << "n=" << n << " rows=" << rows << " tokens=" << tokens;
+            else
+              ASSERT_EQ(vnni[i], plain[i]) << dtype_name(t) << " n=" << n << " rows=" << rows << " tokens=" << tokens
+                                           << " at " << i;
+          }
         }
       }
     }

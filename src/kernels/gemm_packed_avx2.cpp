@@ -1,6 +1,9 @@
 #include "kernels/gemm_packed_avx2.h"
 
 #include <immintrin.h>
+#ifdef KVS_EMULATE_AVX512
+#include "avx512_emulation.h"  // a test build: vpdpbusd runs through SIMDe
+#endif
 
 #include <algorithm>
 #include <cstring>
@@ -158,8 +161,12 @@ KVS_AVX2 inline __m256i broadcast4(const int8_t* p) {
 // intrinsic would need the caller's target to include AVX-512 VNNI + VL, and that would
 // let the compiler use EVEX instructions in the maddubs path too. Runs only at Avx2Vnni.
 KVS_AVX2 inline __m256i dpbusd(__m256i acc, __m256i u8, __m256i s8) {
+#ifdef KVS_EMULATE_AVX512
+  return _mm256_dpbusd_epi32(acc, u8, s8);
+#else
   asm("vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(u8), "x"(s8));
   return acc;
+#endif
 }
 
 // 8 rows of one packed tile times T activation rows, over nb blocks.
