@@ -10,6 +10,7 @@
 #include "cli_util.h"
 #include "runtime/benchmark.h"
 #include "runtime/memory_stats.h"
+#include "tensor/cpu_features.h"
 #include "test_util.h"
 
 using namespace kvsqueeze;
@@ -82,6 +83,9 @@ TEST(BenchCli, WritesOneRecordPerPresetAndLengthAndCompressionShrinksTheCache) {
     EXPECT_GT(rec["decode_tps"].get<double>(), 0);
     EXPECT_GT(rec["peak_rss_bytes"].get<size_t>(), rec["kv_bytes"].get<size_t>());
   }
+  // The kernel level the numbers came from, in the header and in every record.
+  EXPECT_NE(r.out.find(std::string("kernels ") + isa_name(active_isa())), std::string::npos) << r.out;
+  for (const auto& rec : records) EXPECT_EQ(rec["kernels"], isa_name(active_isa()));
   // Order: lengths outer, presets inner.
   EXPECT_EQ(records[0]["preset"], "none");
   EXPECT_TRUE(records[0]["budget"].is_null());
@@ -103,6 +107,12 @@ TEST(BenchCli, BadInputGetsOneClearError) {
   expect_clean_failure(run("bench -m " + model + " --prompt-lengths 0"), "prompt-lengths");
   expect_clean_failure(run("bench -m " + model + " --repetitions 0"), "repetitions");
   expect_clean_failure(run("bench -m " + model + " --frobnicate"), "frobnicate");
+  // KVSQUEEZE_ISA picks the kernel level for a run; a level that does not exist is refused.
+  expect_clean_failure(test::run_program("KVSQUEEZE_ISA=sse9 " KVSQUEEZE_CLI, "bench -m " + model), "sse9");
+  const auto generic = test::run_program("KVSQUEEZE_ISA=generic " KVSQUEEZE_CLI,
+                                   "bench -m " + model + " --prompt-lengths 16 --decode 1 -r 1 --no-warmup");
+  ASSERT_EQ(generic.exit_code, 0) << generic.err;
+  EXPECT_NE(generic.out.find("kernels generic,"), std::string::npos) << generic.out;
   expect_clean_failure(run("bench -m " + test::temp_path("no-such-model.gguf")), "model");
   expect_clean_failure(run("bench -m " + model + " --prompt-lengths 16 --decode 1 -r 1 --no-warmup --json /nonexistent-dir/x.json"),
                        "cannot write");

@@ -10,6 +10,7 @@
 #include "cli/common.h"
 #include "model/model.h"
 #include "runtime/benchmark.h"
+#include "tensor/cpu_features.h"
 
 namespace kvsqueeze {
 
@@ -56,8 +57,9 @@ void add_bench_command(CLI::App& app) {
     const auto model = Model::load(o->model);
     if (!o->no_warmup) run_bench(*model, random_tokens(*model, 64, 1), 4, PressConfig{}, kv_type);
 
-    fmt::print("model: {}, {} threads, {} decode steps, median of {}\n\n", o->model,
-               o->threads > 0 ? std::to_string(o->threads) : "all", o->decode, o->reps);
+    const char* kernels = isa_name(active_isa());  // results depend on it: KVSQUEEZE_ISA picks another
+    fmt::print("model: {}, {} threads, kernels {}, {} decode steps, median of {}\n\n", o->model,
+               o->threads > 0 ? std::to_string(o->threads) : "all", kernels, o->decode, o->reps);
     fmt::print("| preset | budget | prompt tokens | prompt tok/s | compress s | decode tok/s | KV MiB | peak RSS MiB |\n");
     fmt::print("|---|---:|---:|---:|---:|---:|---:|---:|\n");
     nlohmann::json records = nlohmann::json::array();
@@ -83,6 +85,7 @@ void add_bench_command(CLI::App& app) {
                            {"kv_bytes", r.kv_bytes},
                            {"peak_rss_bytes", r.peak_rss_bytes},
                            {"threads", o->threads},
+                           {"kernels", kernels},
                            {"repetitions", o->reps}});
       }
     }
