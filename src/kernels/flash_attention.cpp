@@ -45,76 +45,83 @@ KVS_INLINE void vstore(float* p, V v) {
   std::memcpy(p, &v, sizeof v);
 }
 
-// st[j][m] = Σ_d k[j][d] · qt[d][m] for keys j0..j0+3 and NW vectors of rows from r0.
-template <typename V, int NW>
+// st[j][m] = Σ_d k[j][d] · qt[d][m] for keys j0..j0+NK-1 and NW vectors of rows from r0.
+template <typename V, int NW, int NK>
 KVS_INLINE void score_block(const float* const* k, const float* qt, int64_t Mp, int64_t hd, int64_t r0, float* st,
                             int64_t j0) {
   constexpr int64_t L = sizeof(V) / sizeof(float);
-  V acc[4][NW] = {};
+  V acc[NK][NW] = {};
   for (int64_t d = 0; d < hd; ++d) {
     V qv[NW];
     for (int w = 0; w < NW; ++w) qv[w] = vload<V>(qt + d * Mp + r0 + w * L);
-    for (int jj = 0; jj < 4; ++jj) {
+    for (int jj = 0; jj < NK; ++jj) {
       const float kd = k[jj][d];
       for (int w = 0; w < NW; ++w) acc[jj][w] += qv[w] * kd;
     }
   }
-  for (int jj = 0; jj < 4; ++jj)
+  for (int jj = 0; jj < NK; ++jj)
     for (int w = 0; w < NW; ++w) vstore(st + (j0 + jj) * Mp + r0 + w * L, acc[jj][w]);
 }
 
-// o[m][c0 ..] += Σ_j st[j][m] · v[j][c0 ..] for rows m0..m0+3, NW vectors of columns.
-template <typename V, int NW>
+// o[m][c0 ..] += Σ_j st[j][m] · v[j][c0 ..] for rows m0..m0+NR-1, NW vectors of columns.
+template <typename V, int NW, int NR>
 KVS_INLINE void mix_block(const float* st, int64_t Mp, const float* vals, int64_t vs, int64_t cnt, float* o,
                           int64_t hdvp, int64_t m0, int64_t c0) {
   constexpr int64_t L = sizeof(V) / sizeof(float);
-  V acc[4][NW];
-  for (int r = 0; r < 4; ++r)
+  V acc[NR][NW];
+  for (int r = 0; r < NR; ++r)
     for (int w = 0; w < NW; ++w) acc[r][w] = vload<V>(o + (m0 + r) * hdvp + c0 + w * L);
   for (int64_t j = 0; j < cnt; ++j) {
     V vj[NW];
     for (int w = 0; w < NW; ++w) vj[w] = vload<V>(vals + j * vs + c0 + w * L);
-    for (int r = 0; r < 4; ++r) {
+    for (int r = 0; r < NR; ++r) {
       const float p = st[j * Mp + m0 + r];
       for (int w = 0; w < NW; ++w) acc[r][w] += vj[w] * p;
     }
   }
-  for (int r = 0; r < 4; ++r)
+  for (int r = 0; r < NR; ++r)
     for (int w = 0; w < NW; ++w) vstore(o + (m0 + r) * hdvp + c0 + w * L, acc[r][w]);
 }
 
-// The widest tile of at most MaxNW vectors that `avail` vectors allow.
-template <typename V, int MaxNW>
+// The widest tile of at most MaxNW vectors that `avail` vectors allow (and, mixing, of at
+// most NR rows that `rows` allow).
+template <typename V, int MaxNW, int NK>
 KVS_INLINE void score_tile(int64_t avail, const float* const* k, const float* qt, int64_t Mp, int64_t hd, int64_t r0,
                            float* st, int64_t j0) {
   if constexpr (MaxNW > 1)
-    if (avail < MaxNW) return score_tile<V, MaxNW - 1>(avail, k, qt, Mp, hd, r0, st, j0);
-  score_block<V, MaxNW>(k, qt, Mp, hd, r0, st, j0);
+    if (avail < MaxNW) return score_tile<V, MaxNW - 1, NK>(avail, k, qt, Mp, hd, r0, st, j0);
+  score_block<V, MaxNW, NK>(k, qt, Mp, hd, r0, st, j0);
 }
-template <typename V, int MaxNW>
-KVS_INLINE void mix_tile(int64_t avail, const float* st, int64_t Mp, const float* vals, int64_t vs, int64_t cnt, float* o,
-                         int64_t hdvp, int64_t m0, int64_t c0) {
+template <typename V, int MaxNW, int NR>
+KVS_INLINE void mix_tile(int64_t avail, int64_t rows, const float* st, int64_t Mp, const float* vals, int64_t vs,
+                         int64_t cnt, float* o, int64_t hdvp, int64_t m0, int64_t c0) {
+  if constexpr (NR > 1)
+    if (rows < NR) return mix_tile<V, MaxNW, NR - 1>(avail, rows, st, Mp, vals, vs, cnt, o, hdvp, m0, c0);
   if constexpr (MaxNW > 1)
-    if (avail < MaxNW) return mix_tile<V, MaxNW - 1>(avail, st, Mp, vals, vs, cnt, o, hdvp, m0, c0);
-  mix_block<V, MaxNW>(st, Mp, vals, vs, cnt, o, hdvp, m0, c0);
+    if (avail < MaxNW) return mix_tile<V, MaxNW - 1, NR>(avail, rows, st, Mp, vals, vs, cnt, o, hdvp, m0, c0);
+  mix_block<V, MaxNW, NR>(st, Mp, vals, vs, cnt, o, hdvp, m0, c0);
 }
 
-// Register tiles of up to MaxNW vectors V per key (scores) or per row (mixing): 4 × 16
-// floats fill AVX-512's 32 registers; AVX2 takes 2 × 8 (16 registers). Results do not
-// depend on the tiles: each sum runs in the same order whatever they are.
-template <typename V, int MaxNW>
+// Register tiles of up to MaxNW vectors V per key (scores) or per row (mixing), NK keys
+// or rows at a time: 4 keys × 4 × 16 floats fill AVX-512's 32 registers; AVX2 takes
+// 6 × 2 × 8 (12 of its 16 registers: 8 sums would be just the fused multiply-adds that
+// two pipes of 4 cycles' latency keep in flight, with no slack). Results do not depend
+// on the tiles: each sum runs in the same order whatever they are.
+template <typename V, int MaxNW, int NK>
 KVS_INLINE void flash_body(const float* q, int64_t q_stride, int G, int nq, const int32_t* q_pos, const RowsView* views,
                            int n_views, int64_t hd, int64_t hdv, float scale, int32_t window, float* out,
                            int64_t out_stride, FlashScratch& scratch) {
   const int64_t M = int64_t{G} * nq, Mv = (M + kLanes - 1) / kLanes, Mp = Mv * kLanes;
   const int64_t hdvp = (hdv + kLanes - 1) / kLanes * kLanes;
-  scratch.buf.resize(static_cast<size_t>(hd * Mp + Mp + kKeyTile * Mp + (kKeyTile + 1) * hd + kKeyTile * hdvp +
+  // st has room for the key groups' padding rows past kKeyTile (scores of zero rows).
+  const int64_t st_rows = (kKeyTile + NK - 1) / NK * NK;
+  scratch.buf.resize(static_cast<size_t>(hd * Mp + Mp + st_rows * Mp + (kKeyTile + 1) * hd + kKeyTile * hdvp +
                                          Mp * hdvp + 3 * Mp));
   Buffers b;
   b.qt = scratch.buf.data();
   b.qp = reinterpret_cast<int32_t*>(b.qt + hd * Mp);
   b.st = b.qt + hd * Mp + Mp;
-  b.kbuf = b.st + kKeyTile * Mp;
+  b.kbuf = b.st + st_rows * Mp;
   b.vbuf = b.kbuf + (kKeyTile + 1) * hd;
   b.o = b.vbuf + kKeyTile * hdvp;
   b.mx = b.o + Mp * hdvp;
@@ -156,12 +163,13 @@ KVS_INLINE void flash_body(const float* q, int64_t q_stride, int G, int nq, cons
         keys = b.kbuf;
         ks = hd;
       }
-      // Scores, key-major: four keys at a time (missing keys read a zero row).
-      for (int64_t jq = 0; jq < cnt; jq += 4) {
-        const float* krow[4];
-        for (int jj = 0; jj < 4; ++jj) krow[jj] = jq + jj < cnt ? keys + (jq + jj) * ks : zero_row;
+      // Scores, key-major: NK keys at a time (missing keys read a zero row).
+      for (int64_t jq = 0; jq < cnt; jq += NK) {
+        const float* krow[NK];
+        for (int jj = 0; jj < NK; ++jj) krow[jj] = jq + jj < cnt ? keys + (jq + jj) * ks : zero_row;
         constexpr int64_t L = sizeof(V) / sizeof(float);
-        for (int64_t r0 = 0; r0 < Mp; r0 += MaxNW * L) score_tile<V, MaxNW>((Mp - r0) / L, krow, b.qt, Mp, hd, r0, b.st, jq);
+        for (int64_t r0 = 0; r0 < Mp; r0 += MaxNW * L)
+          score_tile<V, MaxNW, NK>((Mp - r0) / L, krow, b.qt, Mp, hd, r0, b.st, jq);
       }
       // Causal (and sliding-window) mask and online softmax, one vector V of rows at a
       // time (lane by lane: the same values whatever V's width).
@@ -221,7 +229,8 @@ KVS_INLINE void flash_body(const float* q, int64_t q_stride, int G, int nq, cons
         vs = hdvp;
       }
       for (int64_t c0 = 0; c0 < hdvp; c0 += MaxNW * L)
-        for (int64_t m0 = 0; m0 < Mp; m0 += 4) mix_tile<V, MaxNW>((hdvp - c0) / L, b.st, Mp, vals, vs, cnt, b.o, hdvp, m0, c0);
+        for (int64_t m0 = 0; m0 < Mp; m0 += NK)
+          mix_tile<V, MaxNW, NK>((hdvp - c0) / L, Mp - m0, b.st, Mp, vals, vs, cnt, b.o, hdvp, m0, c0);
     }
   }
 
@@ -235,12 +244,12 @@ KVS_INLINE void flash_body(const float* q, int64_t q_stride, int G, int nq, cons
 #define KVS_FLASH_ARGS                                                                                         \
   const float *q, int64_t q_stride, int G, int nq, const int32_t *q_pos, const RowsView *views, int n_views, \
       int64_t hd, int64_t hdv, float scale, int32_t window, float *out, int64_t out_stride, FlashScratch &scratch
-#define KVS_FLASH_CALL(V, max_nw) \
-  flash_body<V, max_nw>(q, q_stride, G, nq, q_pos, views, n_views, hd, hdv, scale, window, out, out_stride, scratch)
+#define KVS_FLASH_CALL(V, max_nw, nk) \
+  flash_body<V, max_nw, nk>(q, q_stride, G, nq, q_pos, views, n_views, hd, hdv, scale, window, out, out_stride, scratch)
 
-void flash_generic(KVS_FLASH_ARGS) { KVS_FLASH_CALL(v8, 2); }
-KVS_TARGET_AVX2 void flash_avx2(KVS_FLASH_ARGS) { KVS_FLASH_CALL(v8, 2); }
-KVS_TARGET_AVX512 void flash_avx512(KVS_FLASH_ARGS) { KVS_FLASH_CALL(v16, 4); }
+void flash_generic(KVS_FLASH_ARGS) { KVS_FLASH_CALL(v8, 2, 4); }
+KVS_TARGET_AVX2 void flash_avx2(KVS_FLASH_ARGS) { KVS_FLASH_CALL(v8, 2, 6); }
+KVS_TARGET_AVX512 void flash_avx512(KVS_FLASH_ARGS) { KVS_FLASH_CALL(v16, 4, 4); }
 
 }  // namespace
 
