@@ -100,6 +100,13 @@ TEST(BenchCli, WritesOneRecordPerPresetAndLengthAndCompressionShrinksTheCache) {
   EXPECT_GT(records[3]["compress_seconds"].get<double>(), 0);
 }
 
+TEST(BenchCli, KvsqueezeIsaPicksTheKernelLevelTheHeaderNames) {
+  const auto generic = test::run_program("KVSQUEEZE_ISA=generic " KVSQUEEZE_CLI,
+                                         "bench -m " + tiny_model() + " --prompt-lengths 16 --decode 1 -r 1 --no-warmup");
+  ASSERT_EQ(generic.exit_code, 0) << generic.err;
+  EXPECT_NE(generic.out.find("kernels generic,"), std::string::npos) << generic.out;
+}
+
 TEST(BenchCli, BadInputGetsOneClearError) {
   const std::string model = tiny_model();
   expect_clean_failure(run("bench -m " + model + " --presets nosuch"), "nosuch");
@@ -109,10 +116,6 @@ TEST(BenchCli, BadInputGetsOneClearError) {
   expect_clean_failure(run("bench -m " + model + " --frobnicate"), "frobnicate");
   // KVSQUEEZE_ISA picks the kernel level for a run; a level that does not exist is refused.
   expect_clean_failure(test::run_program("KVSQUEEZE_ISA=sse9 " KVSQUEEZE_CLI, "bench -m " + model), "sse9");
-  const auto generic = test::run_program("KVSQUEEZE_ISA=generic " KVSQUEEZE_CLI,
-                                   "bench -m " + model + " --prompt-lengths 16 --decode 1 -r 1 --no-warmup");
-  ASSERT_EQ(generic.exit_code, 0) << generic.err;
-  EXPECT_NE(generic.out.find("kernels generic,"), std::string::npos) << generic.out;
   expect_clean_failure(run("bench -m " + test::temp_path("no-such-model.gguf")), "model");
   expect_clean_failure(run("bench -m " + model + " --prompt-lengths 16 --decode 1 -r 1 --no-warmup --json /nonexistent-dir/x.json"),
                        "cannot write");

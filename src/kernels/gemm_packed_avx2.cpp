@@ -124,7 +124,7 @@ template <DType type, bool kVnni>
 KVS_AVX2 void pack_tile(const uint8_t* w, int64_t w_stride, int rows, int64_t nb, uint8_t* out) {
   constexpr int H = kHalves<type>;
   constexpr bool kBiased = type == DType::Q8_0 && kVnni;  // signed bytes stored +128
-  constexpr float kQMin = kBiased ? -128.0f : kSigned<type, kVnni> ? 0.0f : static_cast<float>(q_min(type));
+  constexpr float kQMin = kBiased ? -128.0f : static_cast<float>(q_min(type));
   for (int64_t b = 0; b < nb; ++b) {
     uint8_t* dst = out + b * kBlockBytes<type>;
     auto* scale = reinterpret_cast<float*>(dst + 256);
@@ -174,7 +174,6 @@ template <DType type, int T, bool kVnni>
 KVS_AVX2 void tile(const uint8_t* wt, const uint8_t* ap, int64_t arb, int64_t nb, float* out, int64_t out_stride,
                    int rows) {
   constexpr int H = kHalves<type>, G = 8 / H, C = kChain<type>;
-  constexpr bool kSignedBytes = kSigned<type, kVnni>;
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
@@ -193,11 +192,11 @@ KVS_AVX2 void tile(const uint8_t* wt, const uint8_t* ap, int64_t arb, int64_t nb
             isum[t] = dpbusd(k == 0 ? _mm256_setzero_si256() : isum[t], wv, broadcast4(a[t]->qs + 4 * g));
         } else {
           __m256i wabs = wv;
-          if constexpr (kSignedBytes) wabs = _mm256_sign_epi8(wv, wv);
+          if constexpr (kSigned<type, kVnni>) wabs = _mm256_sign_epi8(wv, wv);
           for (int t = 0; t < T; ++t) {
             const __m256i x = broadcast4(a[t]->qs + 4 * g);
             const __m256i p =
-                kSignedBytes ? _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(x, wv)) : _mm256_maddubs_epi16(wv, x);
+                kSigned<type, kVnni> ? _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(x, wv)) : _mm256_maddubs_epi16(wv, x);
             p16[t] = k % C == 0 ? p : _mm256_add_epi16(p16[t], p);
             if (k % C == C - 1) {
               const __m256i s32 = _mm256_madd_epi16(p16[t], ones);
@@ -210,7 +209,7 @@ KVS_AVX2 void tile(const uint8_t* wt, const uint8_t* ap, int64_t arb, int64_t nb
       const __m256 offset = _mm256_loadu_ps(reinterpret_cast<const float*>(wb + 256) + 8 * H + 8 * h);
       for (int t = 0; t < T; ++t) {
         acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(scale, _mm256_set1_ps(a[t]->d)), acc[t]);
-        if constexpr (!kSignedBytes)
+        if constexpr (!kSigned<type, kVnni>)
           acc[t] = _mm256_fmadd_ps(offset, _mm256_set1_ps(H == 1 ? a[t]->sum : a[t]->half_sum[h]), acc[t]);
       }
     }

@@ -1,5 +1,5 @@
 // Which SIMD level the kernels run at. The CPU's best level is checked once; kernels
-// start at default_isa() (the best, but AVX2 where that measures faster); tests and
+// start at default_isa() (the best, but a lower level where that measures faster); tests and
 // benchmarks may pick any level the CPU has (every one must give correct results), and
 // the environment variable KVSQUEEZE_ISA=generic|avx2|avx2vnni|avx512 does the same for a
 // whole run.
