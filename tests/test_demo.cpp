@@ -16,9 +16,12 @@ using test::run;
 
 namespace {
 
-// Plain filler sentences (no numbers), enough for a few hundred tokens.
+// Plain filler sentences (no numbers), enough for a few hundred tokens. One file per test:
+// ctest runs the tests as parallel processes, and a shared file could be rewritten while
+// another test's demo reads it.
 std::string filler_document() {
-  const std::string path = test::temp_path("demo-filler.txt");
+  const std::string path =
+      test::temp_path(std::string("demo-filler-") + ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".txt");
   std::ofstream out(path);
   const char* who[] = {"The old miller", "A young shepherd", "The baker", "The ferryman", "The gardener"};
   const char* did[] = {"walked to", "sang beside", "waited near", "swept the path by", "painted"};
