@@ -20,6 +20,7 @@
 #include "kernels/ops.h"
 #include "kernels/quant_dot.h"
 #include "tensor/cpu_features.h"
+#include "tensor/huge_page_buffer.h"
 #include "tensor/quant.h"
 
 using namespace kvsqueeze;
@@ -36,10 +37,13 @@ std::vector<float> random_floats(size_t n, uint32_t seed) {
   return v;
 }
 
-// Streams 512 MiB with all threads a few times and keeps the best rate.
+// Streams 512 MiB of huge pages (as the weights lie) with all threads a few times and
+// keeps the best rate.
 double measure_bandwidth() {
   const size_t n = (size_t{512} << 20) / sizeof(int64_t);
-  std::vector<int64_t> buf(n, 1);
+  HugePageBuffer mem(n * sizeof(int64_t));
+  auto* buf = reinterpret_cast<int64_t*>(mem.data());
+  std::fill(buf, buf + n, 1);
   double best = 0;
   for (int rep = 0; rep < 5; ++rep) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -77,7 +81,7 @@ void bm_matmul(benchmark::State& state, DType type, Isa isa, int64_t rows, int64
   IsaScope scope(isa);
   const auto wf = random_floats(static_cast<size_t>(rows * cols), 1);
   const int64_t rb = row_bytes(type, cols);
-  std::vector<uint8_t> w(static_cast<size_t>(rows * rb));
+  HugePageBuffer w(static_cast<size_t>(rows * rb));  // where the engine keeps weights
   for (int64_t r = 0; r < rows; ++r) quantize_row(type, wf.data() + r * cols, w.data() + r * rb, cols);
   const MatrixView mv{type, w.data(), rows, cols};
   const auto x = random_floats(static_cast<size_t>(tokens * cols), 2);

@@ -136,6 +136,32 @@ std::string expect_error(const std::vector<uint8_t>& file, const std::string& na
 }
 }  // namespace
 
+// read_bytes copies a tensor from the file (pread) or from an in-memory image: the same
+// bytes the mapping shows; a range outside the image is refused.
+TEST(Gguf, ReadBytesCopiesTensorData) {
+  GgufWriter w;
+  std::vector<float> data(256);
+  for (int i = 0; i < 256; ++i) data[i] = 0.25f * static_cast<float>(i % 37) - 3.0f;
+  w.add_tensor_f32("a", {64, 2}, DType::F32, std::vector<float>(data.begin(), data.begin() + 128));
+  w.add_tensor_f32("b", {128, 2}, DType::Q8_0, data);
+  const std::string path = test::temp_path("read-bytes.gguf");
+  w.write(path);
+  const std::vector<uint8_t> image = test::read_bytes(path);
+  GgufFile mapped(path);
+  const auto in_memory = GgufFile::from_memory(image.data(), image.size());
+  for (const GgufFile* f : {&mapped, in_memory.get()})
+    for (const char* name : {"a", "b"}) {
+      const GgufTensor* t = f->tensor(name);
+      ASSERT_NE(t, nullptr);
+      std::vector<uint8_t> copy(static_cast<size_t>(t->n_bytes), 0xEE);
+      f->read_bytes(t->data, copy.size(), copy.data());
+      EXPECT_EQ(0, std::memcmp(copy.data(), t->data, copy.size())) << name;
+      EXPECT_THROW(f->read_bytes(t->data + 1, f->file_size(), copy.data()), std::out_of_range);
+      const uint8_t elsewhere[4] = {};  // not in the image
+      EXPECT_THROW(f->read_bytes(elsewhere, 1, copy.data()), std::out_of_range);
+    }
+}
+
 TEST(GgufBadInput, WellFormedBaselineLoads) {
   const std::string path = test::temp_path("good.gguf");
   test::write_bytes(path, RawGguf{}.bytes());

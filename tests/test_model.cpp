@@ -10,7 +10,9 @@
 #include "model/model.h"
 #include "model/model_maker.h"
 #include "runtime/generator.h"
+#include "runtime/memory_stats.h"
 #include "runtime/sampler.h"
+#include "tensor/huge_page_buffer.h"
 #include "tensor/quant.h"
 #include "tokenizer/tokenizer.h"
 #include "test_util.h"
@@ -341,5 +343,114 @@ TEST(ModelErrors, UnknownArchitectureIsNamed) {
     FAIL() << "no error";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("unsupported architecture 'mamba'"), std::string::npos) << e.what();
+  }
+}
+
+// ---- resident weights ---------------------------------------------------------------
+
+namespace {
+// Sets KVSQUEEZE_MMAP for one scope (unset: the default, resident weights).
+class MmapEnv {
+ public:
+  explicit MmapEnv(const char* value) {
+    if (value) setenv("KVSQUEEZE_MMAP", value, 1);
+    else unsetenv("KVSQUEEZE_MMAP");
+  }
+  ~MmapEnv() { unsetenv("KVSQUEEZE_MMAP"); }
+};
+}  // namespace
+
+TEST(ResidentWeights, HugePageBufferIsAlignedWritableAndMovable) {
+  HugePageBuffer empty(0);
+  EXPECT_EQ(empty.data(), nullptr);
+  HugePageBuffer b(3 << 20);
+  ASSERT_NE(b.data(), nullptr);
+  EXPECT_EQ(b.size(), size_t{3} << 20);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(b.data()) % (uintptr_t{2} << 20), 0u);
+  std::fill(b.data(), b.data() + b.size(), uint8_t{7});
+  uint8_t* const p = b.data();
+  HugePageBuffer moved(std::move(b));
+  EXPECT_EQ(b.data(), nullptr);
+  EXPECT_EQ(b.size(), 0u);
+  EXPECT_EQ(moved.data(), p);
+  EXPECT_EQ(moved.data()[moved.size() - 1], 7);
+  b = std::move(moved);
+  EXPECT_EQ(b.data(), p);
+}
+
+// The streamed matrices are copied out of the file into huge pages; the logits are those
+// of the mapped file, bit for bit. KVSQUEEZE_MMAP=1 keeps the mapping.
+TEST(ResidentWeights, CopiedOutOfTheFileWithTheSameLogits) {
+  ModelSpec s = small_spec(Arch::Llama, DType::Q8_0);
+  s.tied_output = false;
+  const std::string path = test::temp_path("resident-q8_0.gguf");
+  make_random_model(s, path);
+  std::vector<float> resident, mapped;
+  {
+    MmapEnv env(nullptr);
+    auto m = Model::load(path);
+    // Every layer matrix and the output matrix, not the (untied) embedding.
+    int64_t streamed = 0;
+    for (const auto& t : m->file().tensors())
+      if (t.dims.size() == 2 && t.name != "token_embd.weight") streamed += t.n_bytes;
+    EXPECT_GE(m->resident_weight_bytes(), streamed);
+    EXPECT_LT(m->resident_weight_bytes(), streamed + 64 * 20);
+    resident = all_logits(*m, {1, 5, 9, 77, 200});
+  }
+  {
+    MmapEnv env("1");
+    auto m = Model::load(path);
+    EXPECT_EQ(m->resident_weight_bytes(), 0);
+    mapped = all_logits(*m, {1, 5, 9, 77, 200});
+  }
+  ASSERT_EQ(resident.size(), mapped.size());
+  EXPECT_EQ(0, std::memcmp(resident.data(), mapped.data(), resident.size() * sizeof(float)));
+}
+
+// Tied embeddings: one copy serves the output product and the embedding lookups.
+TEST(ResidentWeights, TiedEmbeddingIsCopiedOnce) {
+  const std::string path = test::temp_path("resident-tied.gguf");
+  make_random_model(small_spec(Arch::Llama, DType::Q8_0), path);
+  MmapEnv env(nullptr);
+  auto m = Model::load(path);
+  int64_t all2d = 0;
+  for (const auto& t : m->file().tensors())
+    if (t.dims.size() == 2) all2d += t.n_bytes;
+  EXPECT_GE(m->resident_weight_bytes(), all2d);
+  EXPECT_LT(m->resident_weight_bytes(), all2d + 64 * 20);
+  const auto logits = all_logits(*m, {3, 4});
+  MmapEnv mapped_env("1");
+  EXPECT_EQ(all_logits(*Model::load(path), {3, 4}), logits);
+}
+
+// The copy is read from the file, not through the mapping: loading adds the copy to the
+// resident memory, not the copy and the mapped pages it came from.
+TEST(ResidentWeights, LoadingDoesNotAlsoKeepTheMappedPagesResident) {
+  if (resident_bytes() == 0) GTEST_SKIP() << "no /proc/self/status";
+  ModelSpec s = small_spec(Arch::Llama, DType::Q8_0);
+  s.dim = 512;
+  s.ffn = 2048;
+  s.n_head = 8;
+  s.n_head_kv = 2;
+  const std::string path = test::temp_path("resident-rss.gguf");
+  make_random_model(s, path);
+  MmapEnv env(nullptr);
+  const size_t before = resident_bytes();
+  auto m = Model::load(path);
+  const size_t grown = resident_bytes() - before;
+  const auto copy = static_cast<size_t>(m->resident_weight_bytes());
+  ASSERT_GT(copy, size_t{6} << 20);
+  EXPECT_LT(grown, copy + (size_t{4} << 20)) << "copy " << copy << " bytes";
+}
+
+TEST(ResidentWeights, BadMmapSettingIsNamed) {
+  const std::string path = test::temp_path("resident-bad-env.gguf");
+  make_random_model(small_spec(Arch::Llama, DType::F32), path);
+  MmapEnv env("yes");
+  try {
+    Model::load(path);
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("KVSQUEEZE_MMAP must be 0 or 1, not 'yes'"), std::string::npos) << e.what();
   }
 }

@@ -122,21 +122,47 @@ GgufFile::GgufFile(const std::string& path) : path_(path) {
     throw std::runtime_error(fmt::format("'{}' is empty, not a GGUF file", path));
   }
   void* m = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (m == MAP_FAILED) throw std::runtime_error(fmt::format("cannot map '{}': {}", path, std::strerror(errno)));
+  if (m == MAP_FAILED) {
+    const int err = errno;
+    ::close(fd);
+    throw std::runtime_error(fmt::format("cannot map '{}': {}", path, std::strerror(err)));
+  }
   base_ = static_cast<const uint8_t*>(m);
   mapped_ = true;
+  fd_ = fd;  // kept for read_bytes
   try {
     parse();
   } catch (const std::exception& e) {
     ::munmap(const_cast<uint8_t*>(base_), size_);
+    ::close(fd_);
     mapped_ = false;
     throw std::runtime_error(fmt::format("invalid GGUF file '{}': {}", path, e.what()));
   }
 }
 
 GgufFile::~GgufFile() {
-  if (mapped_) ::munmap(const_cast<uint8_t*>(base_), size_);
+  if (mapped_) {
+    ::munmap(const_cast<uint8_t*>(base_), size_);
+    ::close(fd_);
+  }
+}
+
+void GgufFile::read_bytes(const uint8_t* p, size_t n, uint8_t* dst) const {
+  const auto at = reinterpret_cast<uintptr_t>(p), base = reinterpret_cast<uintptr_t>(base_);
+  if (at < base || n > size_ || at - base > size_ - n)
+    throw std::out_of_range(fmt::format("'{}': read outside the file", path_));
+  if (!mapped_) {
+    std::memcpy(dst, p, n);
+    return;
+  }
+  size_t done = 0;
+  while (done < n) {
+    const ssize_t r = ::pread(fd_, dst + done, n - done, static_cast<off_t>(at - base + done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0)
+      throw std::runtime_error(fmt::format("cannot read '{}': {}", path_, r < 0 ? std::strerror(errno) : "file shrank"));
+    done += static_cast<size_t>(r);
+  }
 }
 
 std::unique_ptr<GgufFile> GgufFile::from_memory(const uint8_t* data, size_t size) {

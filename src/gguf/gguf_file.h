@@ -58,6 +58,11 @@ class GgufFile {
   bool get_bool_or(const std::string& key, bool def) const;
   const GgufArray* get_array(const std::string& key) const;
 
+  // Copies n bytes of the file image starting at p (a pointer into it, such as a tensor's
+  // data) to dst. A mapped file is read with pread, so the copied range is never faulted
+  // into the mapping: the mapping's resident pages stay those something actually uses.
+  void read_bytes(const uint8_t* p, size_t n, uint8_t* dst) const;
+
   const std::vector<GgufTensor>& tensors() const { return tensors_; }
   const GgufTensor* tensor(const std::string& name) const;
 
@@ -69,6 +74,7 @@ class GgufFile {
   const uint8_t* base_ = nullptr;
   size_t size_ = 0;
   bool mapped_ = false;
+  int fd_ = -1;  // the open file of a mapping
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;
   std::vector<std::pair<std::string, GgufValue>> kv_;

@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdlib>
+#include <map>
 #include <stdexcept>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -106,6 +109,37 @@ Model::Model(std::shared_ptr<const GgufFile> file) : file_(std::move(file)), cfg
       w.post_ffn_norm = small_vector(p + "post_ffw_norm.weight", cfg_.dim, true);
     }
   }
+  if (!weights_stay_mapped()) make_weights_resident();
+}
+
+bool weights_stay_mapped() {
+  const char* v = std::getenv("KVSQUEEZE_MMAP");
+  if (!v || std::string_view(v) == "0") return false;
+  if (std::string_view(v) == "1") return true;
+  throw std::runtime_error(fmt::format("KVSQUEEZE_MMAP must be 0 or 1, not '{}'", v));
+}
+
+void Model::make_weights_resident() {
+  std::vector<MatrixView*> views{&output_};
+  for (LayerWeights& w : layers_)
+    for (MatrixView* m : {&w.wq, &w.wk, &w.wv, &w.wo, &w.gate, &w.up, &w.down}) views.push_back(m);
+  // One copy per tensor, however many views share it; sized by its largest view, so a
+  // file whose tensors overlap cannot make a view reach past its copy.
+  std::map<const uint8_t*, std::pair<size_t, size_t>> copies;  // source -> (bytes, offset)
+  for (const MatrixView* v : views) {
+    size_t& bytes = copies[v->data].first;
+    bytes = std::max(bytes, static_cast<size_t>(v->rows * v->row_stride()));
+  }
+  size_t total = 0;
+  for (auto& [src, c] : copies) {
+    c.second = total;
+    total += (c.first + 63) / 64 * 64;  // each matrix on a cache line
+  }
+  weights_ = HugePageBuffer(total);
+  for (const auto& [src, c] : copies) file_->read_bytes(src, c.first, weights_.data() + c.second);
+  const uint8_t* mapped_output = output_.data;
+  for (MatrixView* v : views) v->data = weights_.data() + copies.at(v->data).second;
+  if (tok_embd_.data == mapped_output) tok_embd_.data = output_.data;  // tied: the embedding is that copy too
 }
 
 KvCache Model::make_cache(DType kv_type) const {

@@ -9,6 +9,7 @@
 #include "cache/cache_file.h"
 #include "model/config.h"
 #include "tensor/dtype.h"
+#include "tensor/huge_page_buffer.h"
 #include "tensor/tensor_view.h"
 
 namespace kvsqueeze {
@@ -124,6 +125,9 @@ class Model {
 
   // Bytes of weight data the model maps.
   int64_t weight_bytes() const;
+  // Bytes of it copied into resident huge-page memory (the streamed matrices), 0 when
+  // KVSQUEEZE_MMAP=1 keeps them mapped.
+  int64_t resident_weight_bytes() const { return static_cast<int64_t>(weights_.size()); }
 
  private:
   friend class PromptPass;
@@ -140,6 +144,10 @@ class Model {
 
   std::vector<float> small_vector(const std::string& name, int64_t expect, bool required) const;
   MatrixView matrix(const std::string& name, int64_t cols, int64_t rows, bool required) const;
+  // Copies the matrices every step streams (the layers' and the output matrix) from the
+  // file into weights_ and points the views there. The token embedding stays mapped
+  // unless it is the output matrix too: a lookup reads one row of it per token.
+  void make_weights_resident();
 
   std::shared_ptr<const GgufFile> file_;
   ModelConfig cfg_;
@@ -149,6 +157,12 @@ class Model {
   // frequency factors, when the file has them, already divided in).
   std::vector<double> rope_freqs_, rope_freqs_sliding_;
   std::vector<LayerWeights> layers_;
+  HugePageBuffer weights_;  // the streamed matrices, unless KVSQUEEZE_MMAP=1 keeps them mapped
 };
+
+// True when KVSQUEEZE_MMAP=1 asks to compute from the file's mapping (pages loaded on
+// first use, shared with other processes, dropped under memory pressure) instead of a
+// resident copy in huge pages; throws on a value other than 0 or 1.
+bool weights_stay_mapped();
 
 }  // namespace kvsqueeze
