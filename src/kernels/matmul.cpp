@@ -112,11 +112,6 @@ void quantized_row_block(const MatrixView& w, const uint8_t* act, int64_t arb, i
       const int nr = static_cast<int>(std::min<int64_t>(kRows, r1 - r));
       const void* rows[4];
       for (int k = 0; k < nr; ++k) rows[k] = w.data + (r + k) * stride;
-      // Decoding streams each weight once: fetch the next tile's rows ahead of use.
-      if (n_tokens < 8 && r + 2 * kRows <= w.rows) {
-        const char* next = reinterpret_cast<const char*>(w.data + (r + kRows) * stride);
-        for (int64_t off = 0; off < kRows * stride; off += 64) __builtin_prefetch(next + off);
-      }
       quant_dot_tile(w.type, rows, nr, a, nt, w.cols, y + t0 * w.rows + r, w.rows);
     }
   }
