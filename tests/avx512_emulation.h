@@ -70,6 +70,11 @@ inline float reduce_max_ps(__m512 a) {
   return m;
 }
 
+// Bytes of a + b where k's bit is set, of src elsewhere.
+inline __m256i mask_add_epi8(__m256i src, __mmask32 k, __m256i a, __m256i b) {
+  return _mm256_mask_mov_epi8(src, k, _mm256_add_epi8(a, b));
+}
+
 }  // namespace kvs_emulation
 
 #define _mm512_cvtepi32_ps kvs_emulation::cvtepi32_ps
@@ -78,4 +83,5 @@ inline float reduce_max_ps(__m512 a) {
 #define _mm512_reduce_add_epi32 kvs_emulation::reduce_add_epi32
 #define _mm512_reduce_add_ps kvs_emulation::reduce_add_ps
 #define _mm512_reduce_max_ps kvs_emulation::reduce_max_ps
+#define _mm256_mask_add_epi8 kvs_emulation::mask_add_epi8
 #define _mm512_shuffle_i64x2 simde_mm512_shuffle_i64x2

@@ -195,5 +195,40 @@ TEST(Avx512Emulated, PromptGemmAtAvx2VnniAgreesWithAvx2) {
   }
 }
 
+// The one-token products of the nibble formats at avx2vnni (their own kernels: byte masks
+// for Q5's fifth bits, vpdpbusd) against plain AVX2: the same integer sums and the same
+// float steps, so the same bits, for 1-8 tokens (each column of a tile its product
+// alone) and odd block counts.
+TEST(Avx512Emulated, DecodeProductsAtAvx2VnniGiveTheAvx2Bits) {
+  std::mt19937 rng(29);
+  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q4_1, DType::Q5_1}) {
+    for (int64_t n : {32, 96, 640}) {
+      const int rows = 5;
+      const std::vector<uint8_t> w = random_rows(t, rows, n, rng);
+      const int64_t row_bytes = static_cast<int64_t>(w.size()) / rows, arb = act_row_bytes(t, n);
+      for (int n_act : {1, 3, 4, 8}) {
+        std::vector<uint8_t> act(static_cast<size_t>(n_act * arb));
+        for (int k = 0; k < n_act; ++k) quantize_activations(t, random_floats(n, rng).data(), act.data() + k * arb, n);
+        std::vector<const void*> w_rows, a_rows;
+        for (int r = 0; r < rows; ++r) w_rows.push_back(w.data() + r * row_bytes);
+        for (int k = 0; k < n_act; ++k) a_rows.push_back(act.data() + k * arb);
+        std::vector<float> plain(static_cast<size_t>(rows * n_act)), vnni(plain.size());
+        {
+          IsaScope isa(Isa::Avx2);
+          quant_dot_tile(t, w_rows.data(), rows, a_rows.data(), n_act, n, plain.data(), rows);
+        }
+        {
+          IsaScope isa(Isa::Avx2Vnni);
+          quant_dot_tile(t, w_rows.data(), rows, a_rows.data(), n_act, n, vnni.data(), rows);
+        }
+        ASSERT_EQ(std::memcmp(vnni.data(), plain.data(), plain.size() * sizeof(float)), 0)
+            << dtype_name(t) << " n=" << n << " tokens=" << n_act;
+        IsaScope isa(Isa::Avx2Vnni);
+        EXPECT_EQ(quant_dot(t, w_rows[0], a_rows[0], n), vnni[0]) << dtype_name(t) << " n=" << n;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kvsqueeze

@@ -21,9 +21,8 @@ Isa detect() {
   return Isa::Avx512;  // the AVX-512 kernels run emulated (tests/avx512_emulation.h)
 #endif
   const bool vnni = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 11));
-  if (!vnni || !__builtin_cpu_supports("avx512vl")) return Isa::Avx2;
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
-    return Isa::Avx512;
+  if (!vnni || !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512bw")) return Isa::Avx2;
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) return Isa::Avx512;
   return Isa::Avx2Vnni;
 }
 

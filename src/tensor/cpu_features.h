@@ -13,7 +13,7 @@ namespace kvsqueeze {
 enum class Isa {
   Generic = 0,  // portable C++, whatever the compiler's baseline allows
   Avx2 = 1,      // AVX2 + FMA + F16C
-  Avx2Vnni = 2,  // the AVX2 kernels, plus VNNI's vpdpbusd on 256-bit vectors (AVX-512 VNNI + VL)
+  Avx2Vnni = 2,  // the AVX2 kernels, plus vpdpbusd and byte masks on 256-bit vectors (AVX-512 VNNI + VL + BW)
   Avx512 = 3,    // AVX-512 F/BW/DQ/VL + VNNI (on top of Avx2Vnni)
 };
 
@@ -55,7 +55,14 @@ class IsaScope {
 #else
 #define KVS_AVX512_FEATURES "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c"
 #endif
+// The avx2vnni level's own kernels: 256-bit vectors with AVX-512's byte masks and VNNI.
+#ifdef KVS_EMULATE_AVX512
+#define KVS_AVX2VNNI_FEATURES KVS_AVX2_FEATURES
+#else
+#define KVS_AVX2VNNI_FEATURES "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c"
+#endif
 #define KVS_TARGET_AVX2 __attribute__((target(KVS_AVX2_FEATURES)))
+#define KVS_TARGET_AVX2VNNI __attribute__((target(KVS_AVX2VNNI_FEATURES)))
 #define KVS_TARGET_AVX512 __attribute__((target(KVS_AVX512_FEATURES)))
 // The same for every function between KVS_BEGIN_TARGET_... and KVS_END_TARGET (GCC and
 // clang spell it differently). KVS_PRAGMA expands its argument before quoting it.
