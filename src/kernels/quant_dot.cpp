@@ -376,54 +376,49 @@ KVS_AVX2 void dot_q6_k(const void* w_row, const ActBlock256* const* x, int64_t n
   for (int t = 0; t < T; ++t) out[t * out_stride] = acc[t];
 }
 
-// One weight row against n_act (<= 4) activation rows with the kernel of type t.
-template <int T>
-KVS_AVX2 void dot_row(DType t, const void* w, const void* const* act, int64_t n, float* out, int64_t out_stride) {
-  const auto* const* a32 = reinterpret_cast<const ActBlock32* const*>(act);
-  const auto* const* a256 = reinterpret_cast<const ActBlock256* const*>(act);
-  switch (t) {
-    case DType::Q8_0: return dot_q8_0_rows<T>(w, a32, n / 32, out, out_stride);
-    case DType::Q4_0: return dot_nibbles32<BlockQ4_0, T>(w, a32, n / 32, out, out_stride);
-    case DType::Q5_0: return dot_nibbles32<BlockQ5_0, T>(w, a32, n / 32, out, out_stride);
-    case DType::Q4_1: return dot_nibbles32<BlockQ4_1, T>(w, a32, n / 32, out, out_stride);
-    case DType::Q5_1: return dot_nibbles32<BlockQ5_1, T>(w, a32, n / 32, out, out_stride);
-    case DType::Q4_K: return dot_k_scale_min<BlockQ4_K, T>(w, a256, n / 256, out, out_stride);
-    case DType::Q5_K: return dot_k_scale_min<BlockQ5_K, T>(w, a256, n / 256, out, out_stride);
-    case DType::Q6_K: return dot_q6_k<T>(w, a256, n / 256, out, out_stride);
-    default: return;
-  }
+// One weight row against T (<= 4) activation rows: the kernel of one type and level
+// behind one signature, chosen once per tile rather than per row.
+using RowKernel = void (*)(const void* w, const void* const* act, int64_t n, float* out, int64_t out_stride);
+
+template <auto kKernel, typename Act, int kBlock>
+KVS_AVX2 void row_avx2(const void* w, const void* const* act, int64_t n, float* out, int64_t out_stride) {
+  kKernel(w, reinterpret_cast<const Act* const*>(act), n / kBlock, out, out_stride);
+}
+template <auto kKernel>
+KVS_AVX2VNNI void row_vnni256(const void* w, const void* const* act, int64_t n, float* out, int64_t out_stride) {
+  kKernel(w, reinterpret_cast<const ActBlock32* const*>(act), n / 32, out, out_stride);
 }
 
-// The nibble formats' kernels at avx2vnni; false for a type that has none there.
+// The row kernel of type t at the active level (the AVX2 ones, or at avx2vnni the nibble
+// formats' own); nullptr for a type without one.
 template <int T>
-KVS_AVX2VNNI bool dot_row_vnni256(DType t, const void* w, const void* const* act, int64_t n, float* out,
-                                  int64_t out_stride) {
-  const auto* const* a32 = reinterpret_cast<const ActBlock32* const*>(act);
-  switch (t) {
-    case DType::Q4_0: dot_nibbles32_vnni256<BlockQ4_0, T>(w, a32, n / 32, out, out_stride); return true;
-    case DType::Q5_0: dot_nibbles32_vnni256<BlockQ5_0, T>(w, a32, n / 32, out, out_stride); return true;
-    case DType::Q4_1: dot_nibbles32_vnni256<BlockQ4_1, T>(w, a32, n / 32, out, out_stride); return true;
-    case DType::Q5_1: dot_nibbles32_vnni256<BlockQ5_1, T>(w, a32, n / 32, out, out_stride); return true;
-    default: return false;
-  }
-}
-
-template <int T>
-void dot_row_at_level(DType t, const void* w, const void* const* act, int64_t n, float* out, int64_t out_stride) {
-  if (active_isa() == Isa::Avx2Vnni && dot_row_vnni256<T>(t, w, act, n, out, out_stride)) return;
-  dot_row<T>(t, w, act, n, out, out_stride);
-}
-
-void dot_row_tile(DType t, const void* w, const void* const* act, int n_act, int64_t n, float* out, int64_t out_stride) {
-  for (int k = 0; k < n_act; k += 4) {
-    const int nt = std::min(4, n_act - k);
-    float* o = out + k * out_stride;
-    switch (nt) {
-      case 4: dot_row_at_level<4>(t, w, act + k, n, o, out_stride); break;
-      case 3: dot_row_at_level<3>(t, w, act + k, n, o, out_stride); break;
-      case 2: dot_row_at_level<2>(t, w, act + k, n, o, out_stride); break;
-      default: dot_row_at_level<1>(t, w, act + k, n, o, out_stride); break;
+RowKernel row_kernel_for(DType t) {
+  if (active_isa() == Isa::Avx2Vnni) switch (t) {
+      case DType::Q4_0: return &row_vnni256<&dot_nibbles32_vnni256<BlockQ4_0, T>>;
+      case DType::Q5_0: return &row_vnni256<&dot_nibbles32_vnni256<BlockQ5_0, T>>;
+      case DType::Q4_1: return &row_vnni256<&dot_nibbles32_vnni256<BlockQ4_1, T>>;
+      case DType::Q5_1: return &row_vnni256<&dot_nibbles32_vnni256<BlockQ5_1, T>>;
+      default: break;
     }
+  switch (t) {
+    case DType::Q8_0: return &row_avx2<&dot_q8_0_rows<T>, ActBlock32, 32>;
+    case DType::Q4_0: return &row_avx2<&dot_nibbles32<BlockQ4_0, T>, ActBlock32, 32>;
+    case DType::Q5_0: return &row_avx2<&dot_nibbles32<BlockQ5_0, T>, ActBlock32, 32>;
+    case DType::Q4_1: return &row_avx2<&dot_nibbles32<BlockQ4_1, T>, ActBlock32, 32>;
+    case DType::Q5_1: return &row_avx2<&dot_nibbles32<BlockQ5_1, T>, ActBlock32, 32>;
+    case DType::Q4_K: return &row_avx2<&dot_k_scale_min<BlockQ4_K, T>, ActBlock256, 256>;
+    case DType::Q5_K: return &row_avx2<&dot_k_scale_min<BlockQ5_K, T>, ActBlock256, 256>;
+    case DType::Q6_K: return &row_avx2<&dot_q6_k<T>, ActBlock256, 256>;
+    default: return nullptr;
+  }
+}
+
+RowKernel row_kernel(DType t, int n_act) {
+  switch (n_act) {
+    case 4: return row_kernel_for<4>(t);
+    case 3: return row_kernel_for<3>(t);
+    case 2: return row_kernel_for<2>(t);
+    default: return row_kernel_for<1>(t);
   }
 }
 
@@ -691,7 +686,12 @@ void quant_dot_tile(DType t, const void* const* w_rows, int n_rows, const void* 
       case DType::Q6_K: return tile_vnni<Q6KVnni, ActBlock256>(w_rows, n_rows, act, n_act, n, out, out_stride);
       default: break;
     }
-  for (int r = 0; r < n_rows; ++r) dot_row_tile(t, w_rows[r], act, n_act, n, out + r, out_stride);
+  for (int k = 0; k < n_act; k += 4) {
+    const int nt = std::min(4, n_act - k);
+    const RowKernel kernel = row_kernel(t, nt);
+    if (!kernel) return;
+    for (int r = 0; r < n_rows; ++r) kernel(w_rows[r], act + k, n, out + k * out_stride + r, out_stride);
+  }
 }
 
 bool has_quant_dot(DType t) {
@@ -725,7 +725,7 @@ void quantize_activations(DType t, const float* x, void* out, int64_t n) {
 
 float quant_dot(DType t, const void* w, const void* a, int64_t n) {
   float out = 0.0f;
-  dot_row_at_level<1>(t, w, &a, n, &out, 0);
+  if (const RowKernel kernel = row_kernel(t, 1)) kernel(w, &a, n, &out, 0);
   return out;
 }
 
