@@ -1,6 +1,7 @@
 // Every compute kernel against a scalar reference on random data, at every instruction
 // set this CPU runs (generic, AVX2, AVX-512), with sizes that are not multiples of the
 // block or vector width.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -407,6 +408,31 @@ TEST_P(RowOps, RmsNormAndSiluMatchDoubleReferences) {
       const double ref = 0.5 * v * (1.0 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))) * w[i];
       EXPECT_NEAR(gate[i], ref, 1e-5 * (1 + std::fabs(ref))) << "x = " << x[i];
     }
+  }
+}
+
+// The vectorised argmax picks std::max_element's index: the first of equal maxima, at
+// every length (whole 256-value chunks and a ragged last one) and wherever the maximum
+// lies (first element, a chunk edge, the last element, a tie across chunks).
+TEST_P(RowOps, ArgmaxIsTheFirstMaximalElement) {
+  REQUIRE_ISA(GetParam());
+  IsaScope scope(GetParam());
+  EXPECT_EQ(argmax_f32(nullptr, 0), 0);
+  for (int64_t n : {1, 7, 255, 256, 257, 1000, 262144}) {
+    auto x = test::gaussian_vector(static_cast<size_t>(n), 43);
+    const auto expect = [&] { return std::max_element(x.begin(), x.end()) - x.begin(); };
+    EXPECT_EQ(argmax_f32(x.data(), n), expect()) << n;
+    for (int64_t at : {int64_t{0}, std::min<int64_t>(n - 1, 255), std::min<int64_t>(n - 1, 256), n - 1}) {
+      auto y = x;
+      y[static_cast<size_t>(at)] = 100.0f;
+      EXPECT_EQ(argmax_f32(y.data(), n), at) << "n " << n << " max at " << at;
+      if (at + 300 < n) {  // an equal maximum in a later chunk: the first one wins
+        y[static_cast<size_t>(at + 300)] = 100.0f;
+        EXPECT_EQ(argmax_f32(y.data(), n), at) << "n " << n << " tie at " << at;
+      }
+    }
+    std::vector<float> flat(static_cast<size_t>(n), -3.0f);  // all equal: the first
+    EXPECT_EQ(argmax_f32(flat.data(), n), 0);
   }
 }
 

@@ -58,6 +58,38 @@ inline void gated_body8(float* gate, const float* up, int64_t n) {
 KVS_END_TARGET
 }  // namespace avx2_path
 
+// Chunks of 256: each chunk's maximum through eight-lane vectors (the comparison and
+// select a max instruction makes), then the first element equal to the overall maximum
+// inside the first chunk that holds it. A scalar std::max_element took 0.8 ms over Gemma
+// 3's 262144 logits, 8% of a decode step.
+KVS_INLINE int64_t argmax_body(const float* x, int64_t n) {
+  using vec16::v8;
+  constexpr int64_t kChunk = 256;
+  int64_t best_chunk = 0;
+  float best = n > 0 ? x[0] : 0.0f;
+  for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
+    const int64_t len = std::min(kChunk, n - c0);
+    float m = x[c0];
+    if (len == kChunk) {
+      v8 acc[4];
+      std::memcpy(acc, x + c0, sizeof acc);
+      for (int64_t i = 32; i < kChunk; i += 32) {
+        v8 v[4];
+        std::memcpy(v, x + c0 + i, sizeof v);
+        for (int k = 0; k < 4; ++k) acc[k] = v[k] > acc[k] ? v[k] : acc[k];
+      }
+      for (const v8& a : acc)
+        for (int j = 0; j < 8; ++j) m = a[j] > m ? a[j] : m;
+    } else {
+      for (int64_t i = 1; i < len; ++i) m = x[c0 + i] > m ? x[c0 + i] : m;
+    }
+    if (m > best) best = m, best_chunk = c0;
+  }
+  for (int64_t i = best_chunk; i < std::min(n, best_chunk + kChunk); ++i)
+    if (x[i] == best) return i;
+  return best_chunk;  // best is a NaN (x[0] was): as std::max_element, the first element
+}
+
 void rms_norm_generic(const float* x, const float* w, float* y, int64_t n, float eps) { rms_norm_body(x, w, y, n, eps); }
 KVS_TARGET_AVX2 void rms_norm_avx2(const float* x, const float* w, float* y, int64_t n, float eps) {
   rms_norm_body(x, w, y, n, eps);
@@ -72,7 +104,19 @@ void gelu_mul_generic(float* gate, const float* up, int64_t n) { gated_body<true
 KVS_TARGET_AVX2 void gelu_mul_avx2(float* gate, const float* up, int64_t n) { avx2_path::gated_body8<true>(gate, up, n); }
 KVS_TARGET_AVX512 void gelu_mul_avx512(float* gate, const float* up, int64_t n) { gated_body<true>(gate, up, n); }
 
+int64_t argmax_generic(const float* x, int64_t n) { return argmax_body(x, n); }
+KVS_TARGET_AVX2 int64_t argmax_avx2(const float* x, int64_t n) { return argmax_body(x, n); }
+KVS_TARGET_AVX512 int64_t argmax_avx512(const float* x, int64_t n) { return argmax_body(x, n); }
+
 }  // namespace
+
+int64_t argmax_f32(const float* x, int64_t n) {
+  switch (active_isa()) {
+    case Isa::Avx512: return argmax_avx512(x, n);
+    case Isa::Avx2: case Isa::Avx2Vnni: return argmax_avx2(x, n);
+    default: return argmax_generic(x, n);
+  }
+}
 
 void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
   switch (active_isa()) {

@@ -5,6 +5,9 @@
 
 namespace kvsqueeze {
 
+// The index of the first maximal element of x[0..n) (std::max_element's), 0 when n is 0.
+int64_t argmax_f32(const float* x, int64_t n);
+
 // y = x / rms(x) * w over n elements (y may alias x).
 void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);
 

@@ -4,11 +4,11 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "kernels/ops.h"
+
 namespace kvsqueeze {
 
-int32_t argmax(const float* logits, int32_t n) {
-  return static_cast<int32_t>(std::max_element(logits, logits + n) - logits);
-}
+int32_t argmax(const float* logits, int32_t n) { return static_cast<int32_t>(argmax_f32(logits, n)); }
 
 Sampler::Sampler(const SamplerOptions& o) : o_(o), rng_(o.seed) {
   if (!o.greedy) {
