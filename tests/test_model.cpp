@@ -376,6 +376,12 @@ TEST(ResidentWeights, HugePageBufferIsAlignedWritableAndMovable) {
   EXPECT_EQ(moved.data()[moved.size() - 1], 7);
   b = std::move(moved);
   EXPECT_EQ(b.data(), p);
+  HugePageBuffer small(1000);  // under one huge page: plain pages, still whole and writable
+  ASSERT_NE(small.data(), nullptr);
+  EXPECT_EQ(small.size(), 1000u);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(small.data()) % 4096, 0u);
+  std::fill(small.data(), small.data() + small.size(), uint8_t{9});
+  EXPECT_EQ(small.data()[999], 9);
 }
 
 // The streamed matrices are copied out of the file into huge pages; the logits are those

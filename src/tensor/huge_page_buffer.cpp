@@ -13,13 +13,17 @@ constexpr size_t kHugePage = size_t{2} << 20;
 
 HugePageBuffer::HugePageBuffer(size_t bytes) : size_(bytes) {
   if (bytes == 0) return;
-  const size_t len = (bytes + kHugePage - 1) / kHugePage * kHugePage;
-  map_bytes_ = len + kHugePage;  // room to start on a 2 MiB boundary
+  // Less than one huge page (a tiny model's weights) gains nothing from one: plain pages,
+  // no slack.
+  const bool huge = bytes >= kHugePage;
+  const size_t len = huge ? (bytes + kHugePage - 1) / kHugePage * kHugePage : bytes;
+  map_bytes_ = huge ? len + kHugePage : len;  // room to start on a 2 MiB boundary
   void* m = ::mmap(nullptr, map_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (m == MAP_FAILED) throw std::bad_alloc();
   map_ = m;
-  const auto start = (reinterpret_cast<uintptr_t>(m) + kHugePage - 1) & ~(kHugePage - 1);
-  data_ = reinterpret_cast<uint8_t*>(start);
+  data_ = static_cast<uint8_t*>(m);
+  if (!huge) return;
+  data_ = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(m) + kHugePage - 1) & ~(kHugePage - 1));
   // Advice only: without transparent huge pages (or with them off) it fails and the
   // buffer keeps 4 KiB pages.
   (void)::madvise(data_, len, MADV_HUGEPAGE);

@@ -14,7 +14,8 @@ class HugePageBuffer {
  public:
   HugePageBuffer() = default;
   // Throws std::bad_alloc when the memory cannot be mapped. Where transparent huge pages
-  // are off, the buffer is plain anonymous memory and works the same.
+  // are off, the buffer is plain anonymous memory and works the same; so is a buffer of
+  // less than 2 MiB (page-aligned only).
   explicit HugePageBuffer(size_t bytes);
   ~HugePageBuffer();
   HugePageBuffer(HugePageBuffer&& o) noexcept;
