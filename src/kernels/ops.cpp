@@ -61,7 +61,7 @@ KVS_END_TARGET
 // Chunks of 256: each chunk's maximum through eight-lane vectors (the comparison and
 // select a max instruction makes), then the first element equal to the overall maximum
 // inside the first chunk that holds it. A scalar std::max_element took 0.8 ms over Gemma
-// 3's 262144 logits, 8% of a decode step.
+// 3's 262144 logits (a standalone test at -O2), this 0.05 ms.
 KVS_INLINE int64_t argmax_body(const float* x, int64_t n) {
   using vec16::v8;
   constexpr int64_t kChunk = 256;

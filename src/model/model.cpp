@@ -22,6 +22,18 @@
 
 namespace kvsqueeze {
 
+namespace {
+// True when KVSQUEEZE_MMAP=1 asks to compute from the file's mapping (pages loaded on
+// first use, shared with other processes, dropped under memory pressure) instead of a
+// resident copy in huge pages; throws on a value other than 0 or 1.
+bool weights_stay_mapped() {
+  const char* v = std::getenv("KVSQUEEZE_MMAP");
+  if (!v || std::string_view(v) == "0") return false;
+  if (std::string_view(v) == "1") return true;
+  throw std::runtime_error(fmt::format("KVSQUEEZE_MMAP must be 0 or 1, not '{}'", v));
+}
+}  // namespace
+
 std::unique_ptr<Model> Model::load(const std::string& path) {
   return std::make_unique<Model>(std::make_shared<const GgufFile>(path));
 }
@@ -110,13 +122,6 @@ Model::Model(std::shared_ptr<const GgufFile> file) : file_(std::move(file)), cfg
     }
   }
   if (!weights_stay_mapped()) make_weights_resident();
-}
-
-bool weights_stay_mapped() {
-  const char* v = std::getenv("KVSQUEEZE_MMAP");
-  if (!v || std::string_view(v) == "0") return false;
-  if (std::string_view(v) == "1") return true;
-  throw std::runtime_error(fmt::format("KVSQUEEZE_MMAP must be 0 or 1, not '{}'", v));
 }
 
 void Model::make_weights_resident() {

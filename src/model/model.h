@@ -160,9 +160,4 @@ class Model {
   HugePageBuffer weights_;  // the streamed matrices, unless KVSQUEEZE_MMAP=1 keeps them mapped
 };
 
-// True when KVSQUEEZE_MMAP=1 asks to compute from the file's mapping (pages loaded on
-// first use, shared with other processes, dropped under memory pressure) instead of a
-// resident copy in huge pages; throws on a value other than 0 or 1.
-bool weights_stay_mapped();
-
 }  // namespace kvsqueeze
