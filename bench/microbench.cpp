@@ -122,7 +122,7 @@ void bm_attention(benchmark::State& state, DType kv_type, Isa isa, int64_t ctx) 
 // shape: 9 query heads, head size 64) of `ctx` f16 rows each, every head in its own
 // buffers as the cache keeps them, far larger than the caches when ctx is large. Each
 // head's rows are split into parts over the threads and merged, as a decode step does.
-void bm_attention_layers(benchmark::State& state, Isa isa, int64_t ctx, int layers, int64_t part_rows) {
+void bm_attention_layers(benchmark::State& state, Isa isa, int64_t ctx, int layers, int64_t max_parts) {
   IsaScope scope(isa);
   const int64_t hd = 64, G = 3, heads = 3;
   const int64_t rb = row_bytes(DType::F16, hd);
@@ -133,7 +133,7 @@ void bm_attention_layers(benchmark::State& state, Isa isa, int64_t ctx, int laye
   for (int64_t r = 0; r < ctx; ++r) pos[static_cast<size_t>(r)] = static_cast<int32_t>(r);
   std::vector<HeadRows> rows(static_cast<size_t>(layers * heads));
   for (auto& h : rows) h.k = h.v = encoded;
-  const int64_t n_parts = decode_part_count(ctx, part_rows);
+  const int64_t n_parts = decode_part_count(ctx, kDecodePartRows, max_parts);
   const auto q = random_floats(static_cast<size_t>(heads * G * hd), 5);
   std::vector<float> part_out(static_cast<size_t>(heads * n_parts * G * hd)), lse(static_cast<size_t>(heads * n_parts * G));
   std::vector<float> out(static_cast<size_t>(heads * G * hd));
@@ -270,10 +270,12 @@ void register_all() {
         benchmark::RegisterBenchmark(("attention_decode/" + tag + "/" + std::string(dtype_name(kv)) + "/" + std::to_string(ctx)).c_str(),
                                      bm_attention, kv, isa, ctx)
             ->Unit(benchmark::kMicrosecond)->UseRealTime();
-    // SmolLM2-135M's 30 layers at 16k tokens: 377 MB of f16 rows per step, read from memory.
-    for (int64_t part : {256, 1024})
-      benchmark::RegisterBenchmark(("attention_decode_model/" + tag + "/F16/16384/part" + std::to_string(part)).c_str(),
-                                   bm_attention_layers, isa, 16384, 30, part)
+    // SmolLM2-135M's 30 layers at 16k tokens: 377 MB of f16 rows per step, read from
+    // memory, each head's rows in the engine's parts (at most kDecodeMaxParts) and in the
+    // 64 parts of 256 rows that an uncapped split makes.
+    for (int64_t max_parts : {kDecodeMaxParts, int64_t{64}})
+      benchmark::RegisterBenchmark(("attention_decode_model/" + tag + "/F16/16384/parts" + std::to_string(max_parts)).c_str(),
+                                   bm_attention_layers, isa, 16384, 30, max_parts)
           ->Unit(benchmark::kMillisecond)->UseRealTime();
   }
   benchmark::RegisterBenchmark("quantize_activations/32", bm_quantize_activations, DType::Q8_0);

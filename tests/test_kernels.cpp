@@ -322,6 +322,44 @@ TEST_P(AttentionKernel, MatchesReferenceOverStoredAndFreshRows) {
   }
 }
 
+// Hundreds of rows, read in blocks whose running softmax is rescaled whenever a later
+// block holds a larger score: keys near rows 10 and 250 are made to align with the
+// queries (the second more strongly), so the maximum rises late. Shapes: SmolLM2's
+// (3 heads by 64), Gemma 3's (4 by 256) and 8 heads by 128.
+TEST_P(AttentionKernel, ManyRowsWithTheLargestScoresLateMatchTheReference) {
+  const auto [isa, stored_type] = GetParam();
+  REQUIRE_ISA(isa);
+  IsaScope scope(isa);
+  struct Shape {
+    int64_t hd;
+    int G;
+  };
+  for (const Shape sh : {Shape{64, 3}, Shape{256, 4}, Shape{128, 8}}) {
+    const int64_t hd = sh.hd, n = 300;
+    const int G = sh.G;
+    auto stored = make_rows(stored_type, n, hd, hd, 0, 1, 41);
+    const auto fresh = make_rows(DType::F32, 1, hd, hd, 300, 1, 43);
+    const auto q = test::gaussian_vector(static_cast<size_t>(G * hd), 47);
+    const int64_t kb = row_bytes(stored_type, hd);
+    for (const auto& [row, gain] : {std::pair<int64_t, float>{10, 0.5f}, {250, 1.0f}})
+      for (int g = 0; g < G; ++g) {  // one strong key per head, next to each other
+        std::vector<float> key(static_cast<size_t>(hd));
+        for (int64_t d = 0; d < hd; ++d) key[static_cast<size_t>(d)] = gain * q[static_cast<size_t>(g * hd + d)];
+        quantize_row(stored_type, key.data(), stored.k.data() + (row + g) * kb, hd);
+        dequantize_row(stored_type, stored.k.data() + (row + g) * kb, stored.k_f32.data() + (row + g) * hd, hd);
+      }
+    const RowsView views[2] = {stored.view, fresh.view};
+    const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+    std::vector<float> scratch, out(static_cast<size_t>(G * hd)), lse(static_cast<size_t>(G));
+    attend_group(q.data(), hd, G, views, 2, hd, hd, 300, static_cast<float>(scale), out.data(), hd, lse.data(), scratch);
+    for (int g = 0; g < G; ++g) {
+      const auto ref = reference_attention(q.data() + g * hd, {&stored, &fresh}, hd, hd, 300, scale);
+      for (int64_t i = 0; i < hd; ++i)
+        ASSERT_NEAR(out[g * hd + i], ref[i], 2e-5) << "hd " << hd << " head " << g << " dim " << i;
+    }
+  }
+}
+
 // Rows cut in parts, each attended alone with its log-sum-exp and then merged, give the
 // attention over all rows (how decoding spreads one head's rows over the cores).
 TEST_P(AttentionKernel, PartsMergedThroughTheirLogSumExpEqualTheWhole) {

@@ -29,10 +29,15 @@ void merge_attention(const float* parts, const float* lses, int n_parts, int G, 
                      int64_t out_stride);
 
 // A decoding token's rows of one KV head are attended in parts, one work item each, so
-// that every core has work when KV heads are few: the number of parts of about part_rows
-// that `rows` rows make, and where part i of n_parts begins (it ends where i + 1 begins).
-inline int64_t decode_part_count(int64_t rows, int64_t part_rows) {
-  return std::max<int64_t>(1, (rows + part_rows / 2) / part_rows);
+// that every core has work when KV heads are few: parts of about kDecodePartRows rows,
+// but no more than kDecodeMaxParts of them, since each part restarts the hardware's
+// streaming of its rows (on the machine of docs/BENCHMARKS.md a 16k-row head in 64 parts
+// of 256 read 30% slower than in 8). The count depends on the row count alone, so a
+// result does not depend on the threads. decode_part_begin: where part i of n_parts
+// begins (it ends where i + 1 begins).
+constexpr int64_t kDecodePartRows = 256, kDecodeMaxParts = 8;
+inline int64_t decode_part_count(int64_t rows, int64_t part_rows = kDecodePartRows, int64_t max_parts = kDecodeMaxParts) {
+  return std::clamp<int64_t>((rows + part_rows / 2) / part_rows, 1, max_parts);
 }
 inline int64_t decode_part_begin(int64_t i, int64_t n_parts, int64_t rows) { return i * rows / n_parts; }
 

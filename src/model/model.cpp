@@ -224,8 +224,6 @@ struct RopeTable {
 
 constexpr int64_t kTile = 256;  // tokens per step inside a layer: bounds activation memory
 constexpr int64_t kQueryBlock = 32;  // query tokens per flash-attention work item
-// Rows per part of a decoding token's attention over one KV head (decode_part_count).
-constexpr int64_t kDecodePart = 256;
 // A sliding layer's head is trimmed back to its window once it holds this many rows
 // more, so decoding moves rows in batches rather than one per token.
 constexpr int64_t kSlidingSlack = 64;
@@ -371,7 +369,7 @@ void Model::attention_block(Pass& p, int l, int64_t t0, int64_t nt) const {
       for (int kh = 0; kh < c.n_head_kv; ++kh) {
         std::array<RowsView, 2> views;
         views_for(kh, t0 + t, p.positions[static_cast<size_t>(t0 + t)], views);
-        const int64_t rows = views[0].n, n_parts = decode_part_count(rows, kDecodePart);
+        const int64_t rows = views[0].n, n_parts = decode_part_count(rows);
         if (n_parts == 1) {
           p.parts.push_back({t, kh, 0, rows, -1});
           continue;
