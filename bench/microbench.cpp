@@ -16,6 +16,7 @@
 
 #include "cache/kv_cache.h"
 #include "kernels/attention.h"
+#include "kernels/flash_attention.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "kernels/quant_dot.h"
@@ -163,6 +164,33 @@ void bm_attention_layers(benchmark::State& state, Isa isa, int64_t ctx, int laye
   rates.report(state, 2.0 * static_cast<double>(layers * heads * ctx * rb), 4.0 * static_cast<double>(layers * heads * G * ctx * hd));
 }
 
+// A prompt tile's attention: 32 query tokens (the last of ctx, SmolLM2's 3 query heads
+// of 64 per KV head) against ctx f16 rows, as flash_attend takes them in a prefill.
+void bm_flash(benchmark::State& state, Isa isa, int64_t ctx) {
+  IsaScope scope(isa);
+  const int64_t hd = 64, G = 3, nq = 32;
+  const int64_t rb = row_bytes(DType::F16, hd);
+  const auto kf = random_floats(static_cast<size_t>(ctx * hd), 3), vf = random_floats(static_cast<size_t>(ctx * hd), 4);
+  std::vector<uint8_t> k(static_cast<size_t>(ctx * rb)), v(k.size());
+  std::vector<int32_t> pos(static_cast<size_t>(ctx)), q_pos(static_cast<size_t>(nq));
+  for (int64_t r = 0; r < ctx; ++r) {
+    quantize_row(DType::F16, kf.data() + r * hd, k.data() + r * rb, hd);
+    quantize_row(DType::F16, vf.data() + r * hd, v.data() + r * rb, hd);
+    pos[static_cast<size_t>(r)] = static_cast<int32_t>(r);
+  }
+  for (int64_t i = 0; i < nq; ++i) q_pos[static_cast<size_t>(i)] = static_cast<int32_t>(ctx - nq + i);
+  const RowsView view{DType::F16, k.data(), v.data(), pos.data(), ctx, rb, rb};
+  const auto q = random_floats(static_cast<size_t>(nq * G * hd), 5);
+  std::vector<float> out(static_cast<size_t>(nq * G * hd));
+  FlashScratch scratch;
+  const Rates rates;
+  for (auto _ : state) {
+    flash_attend(q.data(), G * hd, G, nq, q_pos.data(), &view, 1, hd, hd, 0.125f, 0, out.data(), G * hd, scratch);
+    benchmark::DoNotOptimize(out.data());
+  }
+  rates.report(state, 2.0 * static_cast<double>(ctx * rb), 4.0 * static_cast<double>(nq * G * ctx * hd));
+}
+
 void bm_dequantize(benchmark::State& state, DType type, Isa isa) {
   IsaScope scope(isa);
   const int64_t n = 256 * 64;
@@ -270,6 +298,8 @@ void register_all() {
         benchmark::RegisterBenchmark(("attention_decode/" + tag + "/" + std::string(dtype_name(kv)) + "/" + std::to_string(ctx)).c_str(),
                                      bm_attention, kv, isa, ctx)
             ->Unit(benchmark::kMicrosecond)->UseRealTime();
+    benchmark::RegisterBenchmark(("flash_attention/" + tag + "/F16/4096").c_str(), bm_flash, isa, 4096)
+        ->Unit(benchmark::kMicrosecond)->UseRealTime();
     // SmolLM2-135M's 30 layers at 16k tokens: 377 MB of f16 rows per step, read from
     // memory, each head's rows in the engine's parts (at most kDecodeMaxParts) and in the
     // 64 parts of 256 rows that an uncapped split makes.
