@@ -362,12 +362,13 @@ KVS_AVX2_INLINE void score_block8(const float* qs, int G, int64_t hd, const Rows
 }
 
 // out[g][c0, c0 + 8 NC) += Σ_j p[g * ps + j - j0] · value j [c0, c0 + 8 NC) for g < GB,
-// j0 <= j < j1. When the registers hold two sets of accumulators, even and odd rows use
-// separate ones: twice the independent multiply-add chains for narrow tiles.
+// j0 <= j < j1. When the registers hold two sets of accumulators (besides the GB weights
+// and a value vector), even and odd rows use separate ones: twice the independent
+// multiply-add chains for narrow tiles.
 template <DType T, int GB, int NC, int kRegs>
 KVS_AVX2_INLINE void mix_tile8(const float* p, int64_t ps, const RowsView& v, int64_t j0, int64_t j1, int64_t c0, float* out,
                                int64_t out_stride) {
-  constexpr int kSets = 2 * GB * NC + NC + 1 <= kRegs ? 2 : 1;
+  constexpr int kSets = 2 * GB * NC + GB + 1 <= kRegs ? 2 : 1;
   __m256 acc[kSets][GB][NC];
   for (int s = 0; s < kSets; ++s)
     for (int g = 0; g < GB; ++g)
