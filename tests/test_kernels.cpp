@@ -409,6 +409,24 @@ TEST_P(AttentionKernel, PartsMergedThroughTheirLogSumExpEqualTheWhole) {
   for (size_t i = 0; i < merged.size(); ++i) ASSERT_NEAR(merged[i], whole[i], 2e-6) << "value " << i;
 }
 
+// A decoding head's rows are cut in parts of about 256 rows, never more than 8 of them,
+// and the parts tile the rows exactly.
+TEST(DecodeParts, AboutQuarterThousandRowsAtMostEightParts) {
+  EXPECT_EQ(decode_part_count(0), 1);
+  EXPECT_EQ(decode_part_count(100), 1);
+  EXPECT_EQ(decode_part_count(384), 2);
+  EXPECT_EQ(decode_part_count(1024), 4);
+  EXPECT_EQ(decode_part_count(2048), 8);
+  EXPECT_EQ(decode_part_count(16384), 8);
+  EXPECT_EQ(decode_part_count(16384, 256, 64), 64);
+  for (int64_t rows : {1, 255, 1024, 5000, 16384}) {
+    const int64_t n = decode_part_count(rows);
+    EXPECT_EQ(decode_part_begin(0, n, rows), 0);
+    EXPECT_EQ(decode_part_begin(n, n, rows), rows);
+    for (int64_t i = 0; i < n; ++i) EXPECT_LE(decode_part_begin(i, n, rows), decode_part_begin(i + 1, n, rows));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(EveryIsaAndKvType, AttentionKernel,
                          ::testing::Combine(::testing::ValuesIn(all_isas()),
                                             ::testing::Values(DType::F32, DType::F16, DType::Q8_0)),

@@ -32,7 +32,7 @@ void merge_attention(const float* parts, const float* lses, int n_parts, int G, 
 // that every core has work when KV heads are few: parts of about kDecodePartRows rows,
 // but no more than kDecodeMaxParts of them, since each part restarts the hardware's
 // streaming of its rows (on the machine of docs/BENCHMARKS.md a 16k-row head in 64 parts
-// of 256 read 30% slower than in 8). The count depends on the row count alone, so a
+// of 256 read 20–30% slower than in 8). The count depends on the row count alone, so a
 // result does not depend on the threads. decode_part_begin: where part i of n_parts
 // begins (it ends where i + 1 begins).
 constexpr int64_t kDecodePartRows = 256, kDecodeMaxParts = 8;
