@@ -497,7 +497,7 @@ KVS_AVX2_INLINE void attend_group_blocked(const float* q, int64_t q_stride, int 
   for (int i = 0; i < n_views; ++i) {
     const RowsView& v = views[i];
     const int64_t m = visible[i];
-    prefetch_rows(v, 0, kPrefetchRows, m);  // the rows the scoring's own prefetches do not cover
+    prefetch_rows(v, 0, kPrefetchRows, m);  // the first rows: ahead of the scoring's prefetches, or of the hardware's
     for (int64_t j0 = 0; j0 < m; j0 += kBlockRows) {
       const int64_t j1 = std::min(m, j0 + kBlockRows);
       const auto block = [&](auto type) KVS_AVX2_INLINE_LAMBDA {
