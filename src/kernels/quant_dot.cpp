@@ -269,25 +269,51 @@ KVS_AVX2 float dot_nibbles32_one(const Block* w, const ActBlock32* x, int64_t nb
 
 // ---- K formats --------------------------------------------------------------------
 
-// Σ over the 8 sub-blocks of min_j * (sum of the activations in sub-block j).
-inline int mins_dot(const uint8_t* mins, const int16_t* bsums) {
-  int s = 0;
-  for (int j = 0; j < 8; ++j) s += mins[j] * (bsums[2 * j] + bsums[2 * j + 1]);
-  return s;
+// The 8 six-bit scales (bytes 0-7) and 8 mins (bytes 8-15) of a Q4_K / Q5_K super-block,
+// unpacked from its 12 bytes in registers. Dwords a0, a1 hold scales and mins 0-3 in
+// their low 6 bits and the top 2 bits of 4-7 above them; a2 holds the low 4 bits of
+// scales 4-7 (low nibbles) and of mins 4-7 (high nibbles). Reads 16 bytes: in both block
+// types the quants follow the 12.
+KVS_AVX2 inline __m128i k_scales_mins(const uint8_t* packed) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed));
+  const __m128i low = _mm_and_si128(v, _mm_set1_epi8(0x3F));                              // [s0-3, m0-3, ., .]
+  const __m128i top = _mm_and_si128(_mm_srli_epi32(v, 2), _mm_set1_epi8(0x30));          // [s4-7, m4-7 top bits]
+  const __m128i a2 = _mm_srlv_epi32(_mm_shuffle_epi32(v, 0xAA), _mm_setr_epi32(0, 4, 0, 4));
+  const __m128i high = _mm_or_si128(_mm_and_si128(a2, _mm_set1_epi8(0x0F)), top);          // [s4-7, m4-7, ., .]
+  return _mm_unpacklo_epi32(low, high);                                                   // [s0-3, s4-7, m0-3, m4-7]
+}
+
+// vpshufb controls over k_scales_mins' 16 bytes (in both 128-bit halves): every int16 lane
+// = scale j (kKScaleLanes[j]), or int16 lanes 2i and 2i + 1 = min i (kKMinPairs: against
+// the activations' 16-value group sums, one min per pair of groups).
+alignas(32) constexpr auto kKScaleLanes = [] {
+  std::array<std::array<uint8_t, 32>, 8> t{};
+  for (int j = 0; j < 8; ++j)
+    for (int l = 0; l < 32; ++l) t[j][l] = static_cast<uint8_t>(l % 2 ? 0x80 : j);
+  return t;
+}();
+alignas(32) constexpr auto kKMinPairs = [] {
+  std::array<uint8_t, 32> t{};
+  for (int l = 0; l < 32; ++l) t[l] = static_cast<uint8_t>(l % 2 ? 0x80 : 8 + l / 4);
+  return t;
+}();
+
+KVS_AVX2 inline __m256i load_lanes(const std::array<uint8_t, 32>& c) {
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(c.data()));
 }
 
 // Sub-blocks 2c (low nibbles of the 32 bytes at qs + 32c) and 2c + 1 (their high nibbles)
-// of a Q4_K / Q5_K super-block as bytes; for Q5_K, with the fifth bits of its plane hb.
+// of a Q4_K / Q5_K super-block as bytes; for Q5_K with the fifth bits from hb, the bit
+// plane shifted right by 2c (bit 0 of each byte is sub-block 2c's, bit 1 is 2c + 1's).
 template <bool kFive>
 KVS_AVX2 inline void k_sub_block_pair(const uint8_t* qs, __m256i hb, int c, __m256i& lo, __m256i& hi) {
-  const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+  const __m256i m4 = _mm256_set1_epi8(0x0F), bit5 = _mm256_set1_epi8(0x10);
   const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * c));
   lo = _mm256_and_si256(q, m4);
   hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-  if constexpr (kFive) {
-    const __m128i s0 = _mm_cvtsi32_si128(2 * c), s1 = _mm_cvtsi32_si128(2 * c + 1);
-    lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, s0), one), 4));
-    hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, s1), one), 4));
+  if constexpr (kFive) {  // 16-bit shifts: the bit that lands on 0x10 comes from the same byte
+    lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(hb, 4), bit5));
+    hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(hb, 3), bit5));
   }
 }
 
@@ -307,70 +333,91 @@ KVS_AVX2 inline void q6_k_half(const BlockQ6_K& b, int n, __m256i q[4]) {
 }
 
 // Q4_K and Q5_K share everything but Q5_K's fifth bit (one bit plane per 32 values).
-template <typename Block, int T>
+// Sub-block j's values times its 6-bit scale come from vpmaddubsw (pair sums, |.| <=
+// 2 · 31 · 127, no saturation) and vpmaddwd against the scale in every int16 lane, summed
+// in 32 bits; kVnni does the last two in one vpdpwssd, the same integers. The mins come
+// off through the activations' group sums (Σ_j min_j · Σ x in sub-block j, in 32 bits).
+// Both levels then run the same float steps: the same bits.
+template <typename Block, int T, bool kVnni>
 KVS_AVX2 void dot_k_scale_min(const void* w_row, const ActBlock256* const* x, int64_t nb, float* out, int64_t out_stride) {
-  constexpr bool kFiveBits = std::is_same_v<Block, BlockQ5_K>;
+  constexpr bool kFive = std::is_same_v<Block, BlockQ5_K>;
   const auto* w = static_cast<const Block*>(w_row);
   __m256 acc[T];
-  float offs[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps(), offs[t] = 0;
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
   for (int64_t i = 0; i < nb; ++i) {
-    uint8_t sc[8], mn[8];
-    for (int j = 0; j < 8; ++j) k_scale_min(j, w[i].scales, sc[j], mn[j]);
+    const Block& b = w[i];
+    const __m256i sm = _mm256_broadcastsi128_si256(k_scales_mins(b.scales));
     __m256i hb = _mm256_setzero_si256();
-    if constexpr (kFiveBits) hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qh));
+    if constexpr (kFive) hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh));
     __m256i sumi[T];
     for (int t = 0; t < T; ++t) sumi[t] = _mm256_setzero_si256();
+#pragma GCC unroll 4
     for (int c = 0; c < 4; ++c) {
       __m256i lo, hi;
-      k_sub_block_pair<kFiveBits>(w[i].qs, hb, c, lo, hi);
-      const __m256i s_lo = _mm256_set1_epi16(sc[2 * c]), s_hi = _mm256_set1_epi16(sc[2 * c + 1]);
+      k_sub_block_pair<kFive>(b.qs, hb, c, lo, hi);
+      if constexpr (kFive) hb = _mm256_srli_epi16(hb, 2);
+      const __m256i s_lo = _mm256_shuffle_epi8(sm, load_lanes(kKScaleLanes[2 * c]));
+      const __m256i s_hi = _mm256_shuffle_epi8(sm, load_lanes(kKScaleLanes[2 * c + 1]));
       for (int t = 0; t < T; ++t) {
-        const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t][i].qs + 64 * c));
-        const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t][i].qs + 64 * c + 32));
-        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), s_lo);
-        const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), s_hi);
-        sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(p0, p1));
+        const __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t][i].qs + 64 * c)));
+        const __m256i p1 =
+            _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t][i].qs + 64 * c + 32)));
+        if constexpr (kVnni) {
+          sumi[t] = avx2::dpwssd(avx2::dpwssd(sumi[t], p0, s_lo), p1, s_hi);
+        } else {
+          sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(_mm256_madd_epi16(p0, s_lo), _mm256_madd_epi16(p1, s_hi)));
+        }
       }
     }
-    const float dw = _cvtsh_ss(w[i].d), dmin = _cvtsh_ss(w[i].dmin);
+    const __m256i mins = _mm256_shuffle_epi8(sm, load_lanes(kKMinPairs));
+    const float dw = _cvtsh_ss(b.d), dmin = _cvtsh_ss(b.dmin);
     for (int t = 0; t < T; ++t) {
       const float dx = x[t][i].d;
+      const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t][i].bsums));
       acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
-      offs[t] += dmin * dx * static_cast<float>(mins_dot(mn, x[t][i].bsums));
+      acc[t] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * dx), _mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, mins)), acc[t]);
     }
   }
-  for (int t = 0; t < T; ++t) out[t * out_stride] = hsum(acc[t]) - offs[t];
+  for (int t = 0; t < T; ++t) out[t * out_stride] = hsum(acc[t]);
 }
 
-template <int T>
+// vpshufb control: int16 lane 0 of each dword in the low 128 bits, lane 1 in the high.
+alignas(32) constexpr std::array<uint8_t, 32> kLowWordThenHighWord = {0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                                                      2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3};
+
+// Q6_K: 16-value groups with int8 scales. Pair p of groups (values 32p .. 32p + 31, one
+// register) takes scale 2p in its low 128 bits and 2p + 1 in its high: dword p of the
+// widened scales, broadcast, then split by vpshufb. kVnni sums with vpdpwssd (the same
+// integers); the super-block's total and its float step are the AVX-512 kernel's too.
+template <int T, bool kVnni>
 KVS_AVX2 void dot_q6_k(const void* w_row, const ActBlock256* const* x, int64_t nb, float* out, int64_t out_stride) {
   const auto* w = static_cast<const BlockQ6_K*>(w_row);
   float acc[T];
   for (int t = 0; t < T; ++t) acc[t] = 0;
   for (int64_t i = 0; i < nb; ++i) {
-    const int8_t* sc = w[i].scales;
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[i].scales)));
     __m256i sumi[T];
     for (int t = 0; t < T; ++t) sumi[t] = _mm256_setzero_si256();
     for (int n = 0; n < 2; ++n) {
       __m256i q[4];
       q6_k_half(w[i], n, q);
       for (int k = 0; k < 4; ++k) {
-        const int g = 8 * n + 2 * k;  // scale group of the first 16 values
-        const __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[g + 1]), _mm_set1_epi16(sc[g]));
+        const __m256i pair = _mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(4 * n + k));
+        const __m256i scales = _mm256_shuffle_epi8(pair, load_lanes(kLowWordThenHighWord));
         for (int t = 0; t < T; ++t) {
           const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t][i].qs + 128 * n + 32 * k));
-          sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], xv), scales));
+          const __m256i p = _mm256_maddubs_epi16(q[k], xv);
+          if constexpr (kVnni) sumi[t] = avx2::dpwssd(sumi[t], p, scales);
+          else sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p, scales));
         }
       }
     }
     const float dw = _cvtsh_ss(w[i].d);
     for (int t = 0; t < T; ++t) {
-      // Values are stored +32: remove 32 * Σ scale_g * (sum of the activations in group g).
-      int offset = 0;
-      for (int g = 0; g < 16; ++g) offset += sc[g] * x[t][i].bsums[g];
-      const int total = hsum_i32(sumi[t]) - 32 * offset;
-      acc[t] += dw * x[t][i].d * static_cast<float>(total);
+      // Values are stored +32: remove 32 · Σ scale_g · (sum of the activations in group g).
+      const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t][i].bsums));
+      const __m256i total = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32(_mm256_madd_epi16(sc16, bsums), 5));
+      acc[t] += dw * x[t][i].d * static_cast<float>(hsum_i32(total));
     }
   }
   for (int t = 0; t < T; ++t) out[t * out_stride] = acc[t];
@@ -398,6 +445,9 @@ RowKernel row_kernel_for(DType t) {
       case DType::Q5_0: return &row_vnni256<&dot_nibbles32_vnni256<BlockQ5_0, T>>;
       case DType::Q4_1: return &row_vnni256<&dot_nibbles32_vnni256<BlockQ4_1, T>>;
       case DType::Q5_1: return &row_vnni256<&dot_nibbles32_vnni256<BlockQ5_1, T>>;
+      case DType::Q4_K: return &row_avx2<&dot_k_scale_min<BlockQ4_K, T, true>, ActBlock256, 256>;
+      case DType::Q5_K: return &row_avx2<&dot_k_scale_min<BlockQ5_K, T, true>, ActBlock256, 256>;
+      case DType::Q6_K: return &row_avx2<&dot_q6_k<T, true>, ActBlock256, 256>;
       default: break;
     }
   switch (t) {
@@ -406,9 +456,9 @@ RowKernel row_kernel_for(DType t) {
     case DType::Q5_0: return &row_avx2<&dot_nibbles32<BlockQ5_0, T>, ActBlock32, 32>;
     case DType::Q4_1: return &row_avx2<&dot_nibbles32<BlockQ4_1, T>, ActBlock32, 32>;
     case DType::Q5_1: return &row_avx2<&dot_nibbles32<BlockQ5_1, T>, ActBlock32, 32>;
-    case DType::Q4_K: return &row_avx2<&dot_k_scale_min<BlockQ4_K, T>, ActBlock256, 256>;
-    case DType::Q5_K: return &row_avx2<&dot_k_scale_min<BlockQ5_K, T>, ActBlock256, 256>;
-    case DType::Q6_K: return &row_avx2<&dot_q6_k<T>, ActBlock256, 256>;
+    case DType::Q4_K: return &row_avx2<&dot_k_scale_min<BlockQ4_K, T, false>, ActBlock256, 256>;
+    case DType::Q5_K: return &row_avx2<&dot_k_scale_min<BlockQ5_K, T, false>, ActBlock256, 256>;
+    case DType::Q6_K: return &row_avx2<&dot_q6_k<T, false>, ActBlock256, 256>;
     default: return nullptr;
   }
 }
@@ -549,24 +599,24 @@ struct KScaleMinVnni {
                            int64_t out_stride) {
     constexpr bool kFive = std::is_same_v<Block, BlockQ5_K>;
     __m512 acc[R][T];
-    float offs[R][T];
     for (int r = 0; r < R; ++r)
-      for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps(), offs[r][t] = 0.0f;
+      for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
     for (int64_t i = 0; i < nb; ++i) {
       for (int r = 0; r < R; ++r) {
         const Block& b = static_cast<const Block*>(w[r])[i];
-        uint8_t sc[8], mn[8];
-        for (int j = 0; j < 8; ++j) k_scale_min(j, b.scales, sc[j], mn[j]);
+        const __m256i sm = _mm256_broadcastsi128_si256(k_scales_mins(b.scales));
         __m256i hb = _mm256_setzero_si256();
         if constexpr (kFive) hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh));
         __m512i q[4], scales[4];
         for (int c = 0; c < 4; ++c) {
           __m256i lo, hi;
           k_sub_block_pair<kFive>(b.qs, hb, c, lo, hi);
+          if constexpr (kFive) hb = _mm256_srli_epi16(hb, 2);
           q[c] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-          scales[c] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(sc[2 * c])),
-                                         _mm256_set1_epi16(sc[2 * c + 1]), 1);
+          scales[c] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_shuffle_epi8(sm, load_lanes(kKScaleLanes[2 * c]))),
+                                         _mm256_shuffle_epi8(sm, load_lanes(kKScaleLanes[2 * c + 1])), 1);
         }
+        const __m256i mins = _mm256_shuffle_epi8(sm, load_lanes(kKMinPairs));
         const float dw = _cvtsh_ss(b.d), dmin = _cvtsh_ss(b.dmin);
         for (int t = 0; t < T; ++t) {
           __m512i sumi = _mm512_setzero_si512();
@@ -574,13 +624,15 @@ struct KScaleMinVnni {
             sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(q[c], _mm512_loadu_si512(x[t][i].qs + 64 * c)),
                                        scales[c]);
           const float dx = x[t][i].d;
+          const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t][i].bsums));
+          const __m512 min_sums = _mm512_insertf32x8(_mm512_setzero_ps(), _mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, mins)), 0);
           acc[r][t] = _mm512_fmadd_ps(_mm512_set1_ps(dw * dx), _mm512_cvtepi32_ps(sumi), acc[r][t]);
-          offs[r][t] += dmin * dx * static_cast<float>(mins_dot(mn, x[t][i].bsums));
+          acc[r][t] = _mm512_fnmadd_ps(_mm512_set1_ps(dmin * dx), min_sums, acc[r][t]);
         }
       }
     }
     for (int r = 0; r < R; ++r)
-      for (int t = 0; t < T; ++t) out[t * out_stride + r] = _mm512_reduce_add_ps(acc[r][t]) - offs[r][t];
+      for (int t = 0; t < T; ++t) out[t * out_stride + r] = _mm512_reduce_add_ps(acc[r][t]);
   }
 };
 
