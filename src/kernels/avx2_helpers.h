@@ -1,6 +1,5 @@
-// Small AVX2 helpers the kernel files share: horizontal sums, the unpacking of ggml's 4-
-// and 5-bit blocks, and two VNNI instructions for kernels compiled for plain AVX2. Each
-// is compiled for AVX2 only, so callers must be too.
+// Small AVX2 helpers the kernel files share: horizontal sums and the unpacking of
+// ggml's 4- and 5-bit blocks. Each is compiled for AVX2 only, so callers must be too.
 #pragma once
 
 #include <immintrin.h>
@@ -43,30 +42,6 @@ KVS_TARGET_AVX2 inline __m256i bits_to_0x10(const uint8_t* qh4) {
   const __m256i mask = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201));
   v = _mm256_cmpeq_epi8(_mm256_and_si256(v, mask), mask);
   return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
-}
-
-// VNNI's multiply-adds on 256-bit vectors (EVEX-encoded, AVX-512 VNNI + VL), written in
-// assembly so that a kernel can stay compiled for plain AVX2 and pick them by a template
-// parameter: with the intrinsics its target would have to include AVX-512, and the
-// compiler would then use EVEX instructions in the AVX2 instantiation too. Run them only
-// at Avx2Vnni or above. (The emulated test build, KVS_EMULATE_AVX512, has SIMDe's.)
-// acc's lanes += the sums of four u8 · s8 products.
-KVS_TARGET_AVX2 inline __m256i dpbusd(__m256i acc, __m256i u8, __m256i s8) {
-#ifdef KVS_EMULATE_AVX512
-  return _mm256_dpbusd_epi32(acc, u8, s8);
-#else
-  asm("vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(u8), "x"(s8));
-  return acc;
-#endif
-}
-// acc's lanes += the sums of two s16 · s16 products (vpmaddwd + vpaddd in one).
-KVS_TARGET_AVX2 inline __m256i dpwssd(__m256i acc, __m256i a, __m256i b) {
-#ifdef KVS_EMULATE_AVX512
-  return _mm256_dpwssd_epi32(acc, a, b);
-#else
-  asm("vpdpwssd %2, %1, %0" : "+x"(acc) : "x"(a), "x"(b));
-  return acc;
-#endif
 }
 
 }  // namespace kvsqueeze::avx2

@@ -18,7 +18,6 @@ namespace {
 
 #define KVS_AVX2 KVS_TARGET_AVX2
 
-using avx2::dpbusd;
 using block_unpack::q_min;
 
 constexpr int kTileRows = 8;  // one 32-bit lane of a register per row
@@ -155,6 +154,19 @@ KVS_AVX2 inline __m256i broadcast4(const int8_t* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
   return _mm256_set1_epi32(v);
+}
+
+// acc's lanes += the sums of four u8·s8 products (vpdpbusd, 256-bit, EVEX-encoded). Written
+// in assembly so that this file's functions can stay compiled for plain AVX2: the
+// intrinsic would need the caller's target to include AVX-512 VNNI + VL, and that would
+// let the compiler use EVEX instructions in the maddubs path too. Runs only at Avx2Vnni.
+KVS_AVX2 inline __m256i dpbusd(__m256i acc, __m256i u8, __m256i s8) {
+#ifdef KVS_EMULATE_AVX512
+  return _mm256_dpbusd_epi32(acc, u8, s8);
+#else
+  asm("vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(u8), "x"(s8));
+  return acc;
+#endif
 }
 
 // 8 rows of one packed tile times T activation rows, over nb blocks.

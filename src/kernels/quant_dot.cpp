@@ -335,10 +335,9 @@ KVS_AVX2 inline void q6_k_half(const BlockQ6_K& b, int n, __m256i q[4]) {
 // Q4_K and Q5_K share everything but Q5_K's fifth bit (one bit plane per 32 values).
 // Sub-block j's values times its 6-bit scale come from vpmaddubsw (pair sums, |.| <=
 // 2 · 31 · 127, no saturation) and vpmaddwd against the scale in every int16 lane, summed
-// in 32 bits; kVnni does the last two in one vpdpwssd, the same integers. The mins come
-// off through the activations' group sums (Σ_j min_j · Σ x in sub-block j, in 32 bits).
-// Both levels then run the same float steps: the same bits.
-template <typename Block, int T, bool kVnni>
+// in 32 bits. The mins come off through the activations' group sums (Σ_j min_j · Σ x in
+// sub-block j, in 32 bits), into the same float accumulator.
+template <typename Block, int T>
 KVS_AVX2 void dot_k_scale_min(const void* w_row, const ActBlock256* const* x, int64_t nb, float* out, int64_t out_stride) {
   constexpr bool kFive = std::is_same_v<Block, BlockQ5_K>;
   const auto* w = static_cast<const Block*>(w_row);
@@ -362,11 +361,7 @@ KVS_AVX2 void dot_k_scale_min(const void* w_row, const ActBlock256* const* x, in
         const __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t][i].qs + 64 * c)));
         const __m256i p1 =
             _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t][i].qs + 64 * c + 32)));
-        if constexpr (kVnni) {
-          sumi[t] = avx2::dpwssd(avx2::dpwssd(sumi[t], p0, s_lo), p1, s_hi);
-        } else {
-          sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(_mm256_madd_epi16(p0, s_lo), _mm256_madd_epi16(p1, s_hi)));
-        }
+        sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(_mm256_madd_epi16(p0, s_lo), _mm256_madd_epi16(p1, s_hi)));
       }
     }
     const __m256i mins = _mm256_shuffle_epi8(sm, load_lanes(kKMinPairs));
@@ -387,9 +382,9 @@ alignas(32) constexpr std::array<uint8_t, 32> kLowWordThenHighWord = {0, 1, 0, 1
 
 // Q6_K: 16-value groups with int8 scales. Pair p of groups (values 32p .. 32p + 31, one
 // register) takes scale 2p in its low 128 bits and 2p + 1 in its high: dword p of the
-// widened scales, broadcast, then split by vpshufb. kVnni sums with vpdpwssd (the same
-// integers); the super-block's total and its float step are the AVX-512 kernel's too.
-template <int T, bool kVnni>
+// widened scales, broadcast, then split by vpshufb. The super-block's integer total and
+// its float step are the AVX-512 kernel's too.
+template <int T>
 KVS_AVX2 void dot_q6_k(const void* w_row, const ActBlock256* const* x, int64_t nb, float* out, int64_t out_stride) {
   const auto* w = static_cast<const BlockQ6_K*>(w_row);
   float acc[T];
@@ -406,9 +401,7 @@ KVS_AVX2 void dot_q6_k(const void* w_row, const ActBlock256* const* x, int64_t n
         const __m256i scales = _mm256_shuffle_epi8(pair, load_lanes(kLowWordThenHighWord));
         for (int t = 0; t < T; ++t) {
           const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t][i].qs + 128 * n + 32 * k));
-          const __m256i p = _mm256_maddubs_epi16(q[k], xv);
-          if constexpr (kVnni) sumi[t] = avx2::dpwssd(sumi[t], p, scales);
-          else sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p, scales));
+          sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], xv), scales));
         }
       }
     }
@@ -445,9 +438,6 @@ RowKernel row_kernel_for(DType t) {
       case DType::Q5_0: return &row_vnni256<&dot_nibbles32_vnni256<BlockQ5_0, T>>;
       case DType::Q4_1: return &row_vnni256<&dot_nibbles32_vnni256<BlockQ4_1, T>>;
       case DType::Q5_1: return &row_vnni256<&dot_nibbles32_vnni256<BlockQ5_1, T>>;
-      case DType::Q4_K: return &row_avx2<&dot_k_scale_min<BlockQ4_K, T, true>, ActBlock256, 256>;
-      case DType::Q5_K: return &row_avx2<&dot_k_scale_min<BlockQ5_K, T, true>, ActBlock256, 256>;
-      case DType::Q6_K: return &row_avx2<&dot_q6_k<T, true>, ActBlock256, 256>;
       default: break;
     }
   switch (t) {
@@ -456,9 +446,9 @@ RowKernel row_kernel_for(DType t) {
     case DType::Q5_0: return &row_avx2<&dot_nibbles32<BlockQ5_0, T>, ActBlock32, 32>;
     case DType::Q4_1: return &row_avx2<&dot_nibbles32<BlockQ4_1, T>, ActBlock32, 32>;
     case DType::Q5_1: return &row_avx2<&dot_nibbles32<BlockQ5_1, T>, ActBlock32, 32>;
-    case DType::Q4_K: return &row_avx2<&dot_k_scale_min<BlockQ4_K, T, false>, ActBlock256, 256>;
-    case DType::Q5_K: return &row_avx2<&dot_k_scale_min<BlockQ5_K, T, false>, ActBlock256, 256>;
-    case DType::Q6_K: return &row_avx2<&dot_q6_k<T, false>, ActBlock256, 256>;
+    case DType::Q4_K: return &row_avx2<&dot_k_scale_min<BlockQ4_K, T>, ActBlock256, 256>;
+    case DType::Q5_K: return &row_avx2<&dot_k_scale_min<BlockQ5_K, T>, ActBlock256, 256>;
+    case DType::Q6_K: return &row_avx2<&dot_q6_k<T>, ActBlock256, 256>;
     default: return nullptr;
   }
 }
